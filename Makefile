@@ -1,0 +1,33 @@
+# Two commands set everything up on a fresh machine with a Rust toolchain:
+#   make run    build, start backend1 (:9001), backend2 (:9002) and the load balancer (:8080)
+#   make test   the whole test suite
+.PHONY: run build test lint bench clean
+
+CARGO ?= cargo
+PORT ?= 8080
+
+build:
+	$(CARGO) build --release
+
+run: build
+	@echo "backend1 on :9001, backend2 on :9002, load balancer on :$(PORT) — try: curl localhost:$(PORT)  (Ctrl-C stops all three)"
+	@trap 'kill 0' INT TERM EXIT; \
+	./target/release/backend1 & \
+	./target/release/backend2 & \
+	./target/release/load_balancer -p $(PORT) -b 127.0.0.1:9001 -b 127.0.0.1:9002 & \
+	wait
+
+test:
+	$(CARGO) build --release
+	$(CARGO) test --release --no-fail-fast
+	$(CARGO) test --release --features scalar --lib http
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+
+bench:
+	bash bench/bench.sh
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,4 @@
+//! Demo backend on port 9002: answers `Hello from backend2`.
+fn main() {
+    std::process::exit(lb::demo::main_for("backend2", 9002));
+}

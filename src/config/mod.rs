@@ -1,0 +1,492 @@
+//! What the load balancer is told to do: the validated settings that the CLI
+//! (`crate::cli`) and the JSON config file (`json`, `file`) produce.
+//!
+//! Everything here is plain data, checked once at start-up; the worker never
+//! re-validates it. Limits are the spec's compile-time constants.
+#![forbid(unsafe_code)]
+
+pub mod file;
+pub mod json;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Maximum backends (a `u64` health bitmap holds one bit each).
+pub const MAX_BACKENDS: usize = 64;
+/// Maximum hostname length (RFC 1035).
+pub const MAX_HOST_LEN: usize = 253;
+/// Maximum size of a request or response head, request line included.
+pub const MAX_HEADER_BYTES: usize = 8192;
+/// Maximum header lines in one head.
+pub const MAX_HEADER_LINES: usize = 256;
+/// Idle upstream connections kept per backend per worker.
+pub const MAX_IDLE_CONNS: usize = 128;
+/// Maximum config file size.
+pub const MAX_CONFIG_SIZE: usize = 64 * 1024;
+
+/// How a backend is chosen for each request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strategy {
+    RoundRobin,
+    /// Smooth weighted round robin, as nginx: weights 5:1:1 give a a b a c a a.
+    WeightedRoundRobin,
+    Random,
+}
+
+impl Strategy {
+    /// Accepts the spec's names; `weighted` is the short form its Options section uses.
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s {
+            "round_robin" => Some(Strategy::RoundRobin),
+            "weighted_round_robin" | "weighted" => Some(Strategy::WeightedRoundRobin),
+            "random" => Some(Strategy::Random),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Err = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+impl LogLevel {
+    pub fn parse(s: &str) -> Option<LogLevel> {
+        match s {
+            "err" | "error" => Some(LogLevel::Err),
+            "warn" | "warning" => Some(LogLevel::Warn),
+            "info" => Some(LogLevel::Info),
+            "debug" => Some(LogLevel::Debug),
+            _ => None,
+        }
+    }
+}
+
+/// Process model. Only the single-worker in-process model is built so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// nginx-style: a master forks workers that share the port via SO_REUSEPORT.
+    Mp,
+    /// One process; workers are threads.
+    Sp,
+}
+
+/// One upstream server as configured.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// Hostname or IP literal, at most [`MAX_HOST_LEN`] bytes, without brackets.
+    pub host: String,
+    pub port: u16,
+    /// Weight for weighted round robin, at least 1.
+    pub weight: u16,
+    /// Speak TLS to this backend (port 443, `https://` prefix, or `"tls": true`).
+    pub tls: bool,
+}
+
+impl fmt::Display for BackendSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// Active and passive health checking (spec: Health Check Settings).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthSettings {
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    pub probe_interval_ms: u64,
+    pub probe_timeout_ms: u64,
+    pub health_path: String,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        HealthSettings {
+            unhealthy_threshold: 3,
+            healthy_threshold: 2,
+            probe_interval_ms: 5000,
+            probe_timeout_ms: 2000,
+            health_path: "/".to_string(),
+        }
+    }
+}
+
+/// Every timeout the worker enforces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// From the first byte of a request head to its end (slowloris defence).
+    pub client_header: Duration,
+    /// A kept-alive client connection with no request in flight.
+    pub client_idle: Duration,
+    /// TCP connect to a backend.
+    pub upstream_connect: Duration,
+    /// From the request sent to the first byte of the response head (504 after).
+    pub upstream_response: Duration,
+    /// Longest wait for any progress of a body, either way.
+    pub body_progress: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            client_header: Duration::from_secs(10),
+            client_idle: Duration::from_secs(60),
+            upstream_connect: Duration::from_secs(3),
+            upstream_response: Duration::from_secs(60),
+            body_progress: Duration::from_secs(60),
+        }
+    }
+}
+
+/// The complete, validated configuration of one load balancer process.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub mode: Mode,
+    /// Worker count; 0 means one per CPU core.
+    pub workers: usize,
+    pub host: String,
+    pub port: u16,
+    pub backends: Vec<BackendSpec>,
+    pub strategy: Strategy,
+    pub config_path: Option<PathBuf>,
+    pub log_level: LogLevel,
+    pub insecure_tls: bool,
+    pub trace: bool,
+    pub tls_trace: bool,
+    pub health: HealthSettings,
+    pub timeouts: Timeouts,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Sp,
+            workers: 1,
+            host: "0.0.0.0".to_string(),
+            port: 8080,
+            backends: Vec::new(),
+            strategy: Strategy::RoundRobin,
+            config_path: None,
+            log_level: LogLevel::Info,
+            insecure_tls: false,
+            trace: false,
+            tls_trace: false,
+            health: HealthSettings::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// Why a hostname cannot be used; callers add what the host was given for.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostError {
+    Empty,
+    /// Length in bytes, over [`MAX_HOST_LEN`].
+    TooLong(usize),
+    /// A character no hostname or IP literal contains (space, `/`, `@`, ...).
+    BadChar(char),
+    /// Starts with `-`, which no hostname does (and which is likely a flag).
+    LeadingDash,
+    /// Has a `:` but is not an IPv6 address: usually `host:port` in a host field.
+    NotIpv6,
+}
+
+impl fmt::Display for HostError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HostError::Empty => f.write_str("host is empty"),
+            HostError::TooLong(n) => {
+                write!(f, "host is {n} bytes long, at most {MAX_HOST_LEN}")
+            }
+            HostError::BadChar(c) => write!(f, "host contains {:?}", c),
+            HostError::LeadingDash => f.write_str("host starts with '-'"),
+            HostError::NotIpv6 => f.write_str("host has a ':' but is not an IPv6 address"),
+        }
+    }
+}
+
+/// Checks a hostname or IP literal (IPv6 without brackets, an optional
+/// `%zone` allowed). Deliberately loose about hostname syntax (resolution
+/// will judge), strict about what can never be right.
+pub fn validate_host(host: &str) -> Result<(), HostError> {
+    if host.is_empty() {
+        return Err(HostError::Empty);
+    }
+    if host.len() > MAX_HOST_LEN {
+        return Err(HostError::TooLong(host.len()));
+    }
+    if host.starts_with('-') {
+        return Err(HostError::LeadingDash);
+    }
+    if let Some(c) = host
+        .chars()
+        .find(|&c| c.is_whitespace() || c.is_control() || "/\\@?#[]\"'<>,;{}|".contains(c))
+    {
+        return Err(HostError::BadChar(c));
+    }
+    if host.contains(':') {
+        let addr = host.split('%').next().unwrap_or("");
+        if addr.parse::<std::net::Ipv6Addr>().is_err() {
+            return Err(HostError::NotIpv6);
+        }
+    }
+    Ok(())
+}
+
+/// Parses the CLI form of a backend: `host:port`, `http://host:port`,
+/// `https://host:port` or `[v6addr]:port` (a single trailing `/` is allowed
+/// after a scheme). Port 443 or `https://` means TLS. The weight is 1.
+pub fn parse_backend_addr(s: &str) -> Result<BackendSpec, String> {
+    let (rest, https) = strip_scheme(s);
+    let rest = if rest.len() < s.len() {
+        rest.strip_suffix('/').unwrap_or(rest)
+    } else {
+        rest
+    };
+    if rest.contains('/') {
+        return Err(format!("backend {s:?} must not have a path"));
+    }
+    let bracketed = rest.starts_with('[');
+    let (host, port) = if let Some(inner) = rest.strip_prefix('[') {
+        let (host, after) = inner
+            .split_once(']')
+            .ok_or_else(|| format!("backend {s:?} has no closing ']'"))?;
+        match after.strip_prefix(':') {
+            Some(port) => (host, port),
+            None if after.is_empty() => return Err(format!("backend {s:?} has no port")),
+            None => {
+                return Err(format!(
+                    "backend {s:?} has text after ']' that is not ':PORT'"
+                ))
+            }
+        }
+    } else {
+        match rest.rsplit_once(':') {
+            None => return Err(format!("backend {s:?} has no port")),
+            Some((host, _)) if host.contains(':') => {
+                return Err(format!(
+                    "backend {s:?}: put an IPv6 address in brackets, e.g. [::1]:8080"
+                ))
+            }
+            Some(pair) => pair,
+        }
+    };
+    if host.is_empty() {
+        return Err(format!("backend {s:?} has an empty host"));
+    }
+    if host.len() > MAX_HOST_LEN {
+        return Err(format!(
+            "backend host is {} bytes long, at most {MAX_HOST_LEN}",
+            host.len()
+        ));
+    }
+    if port.is_empty() {
+        return Err(format!("backend {s:?} has no port"));
+    }
+    let port = parse_port(port)
+        .ok_or_else(|| format!("backend {s:?}: port must be an integer 1..=65535, got {port:?}"))?;
+    let checked = match validate_host(host) {
+        Ok(()) if bracketed && !host.contains(':') => Err(HostError::NotIpv6),
+        other => other,
+    };
+    if let Err(e) = checked {
+        return Err(format!("backend {s:?}: {e}"));
+    }
+    Ok(BackendSpec {
+        host: host.to_string(),
+        port,
+        weight: 1,
+        tls: https || port == 443,
+    })
+}
+
+/// Strips an `http://` or `https://` prefix (any case); true if it was https.
+pub(crate) fn strip_scheme(s: &str) -> (&str, bool) {
+    for (scheme, tls) in [("https://", true), ("http://", false)] {
+        if let Some(head) = s.get(..scheme.len()) {
+            if head.eq_ignore_ascii_case(scheme) {
+                return (&s[scheme.len()..], tls);
+            }
+        }
+    }
+    (s, false)
+}
+
+/// A decimal port 1..=65535: ASCII digits only (no sign, no spaces).
+pub fn parse_port(s: &str) -> Option<u16> {
+    if s.is_empty() || s.len() > 5 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse::<u16>().ok().filter(|&p| p != 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(host: &str, port: u16, tls: bool) -> BackendSpec {
+        BackendSpec {
+            host: host.to_string(),
+            port,
+            weight: 1,
+            tls,
+        }
+    }
+
+    #[test]
+    fn backend_addr_ok() {
+        let cases: &[(&str, BackendSpec)] = &[
+            ("127.0.0.1:9001", spec("127.0.0.1", 9001, false)),
+            ("localhost:1", spec("localhost", 1, false)),
+            ("example.com:65535", spec("example.com", 65535, false)),
+            ("example.com:443", spec("example.com", 443, true)),
+            ("http://example.com:80", spec("example.com", 80, false)),
+            ("HTTP://example.com:80/", spec("example.com", 80, false)),
+            ("https://example.com:8443", spec("example.com", 8443, true)),
+            ("https://example.com:8443/", spec("example.com", 8443, true)),
+            ("[::1]:9001", spec("::1", 9001, false)),
+            ("http://[::1]:9001", spec("::1", 9001, false)),
+            ("[fe80::1%eth0]:80", spec("fe80::1%eth0", 80, false)),
+            ("[2001:db8::1]:443", spec("2001:db8::1", 443, true)),
+            ("h:00080", spec("h", 80, false)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_backend_addr(input).as_ref(), Ok(want), "{input}");
+        }
+        let long = format!("{}:80", "a".repeat(MAX_HOST_LEN));
+        assert_eq!(parse_backend_addr(&long).unwrap().host.len(), MAX_HOST_LEN);
+    }
+
+    #[test]
+    fn backend_addr_errors() {
+        let long = format!("{}:80", "a".repeat(MAX_HOST_LEN + 1));
+        let cases: &[(&str, &str)] = &[
+            ("localhost", "backend \"localhost\" has no port"),
+            ("localhost:", "backend \"localhost:\" has no port"),
+            (
+                "https://example.com",
+                "backend \"https://example.com\" has no port",
+            ),
+            ("[::1]", "backend \"[::1]\" has no port"),
+            ("[::1", "backend \"[::1\" has no closing ']'"),
+            (
+                "[::1]x",
+                "backend \"[::1]x\" has text after ']' that is not ':PORT'",
+            ),
+            (":8080", "backend \":8080\" has an empty host"),
+            ("[]:80", "backend \"[]:80\" has an empty host"),
+            (
+                "h:0",
+                "backend \"h:0\": port must be an integer 1..=65535, got \"0\"",
+            ),
+            (
+                "h:65536",
+                "backend \"h:65536\": port must be an integer 1..=65535, got \"65536\"",
+            ),
+            (
+                "h:abc",
+                "backend \"h:abc\": port must be an integer 1..=65535, got \"abc\"",
+            ),
+            (
+                "h:+80",
+                "backend \"h:+80\": port must be an integer 1..=65535, got \"+80\"",
+            ),
+            (
+                "h:-1",
+                "backend \"h:-1\": port must be an integer 1..=65535, got \"-1\"",
+            ),
+            (
+                "h: 80",
+                "backend \"h: 80\": port must be an integer 1..=65535, got \" 80\"",
+            ),
+            (
+                "::1:80",
+                "backend \"::1:80\": put an IPv6 address in brackets, e.g. [::1]:8080",
+            ),
+            ("h:80/x", "backend \"h:80/x\" must not have a path"),
+            (
+                "http://h:80/x",
+                "backend \"http://h:80/x\" must not have a path",
+            ),
+            ("a b:80", "backend \"a b:80\": host contains ' '"),
+            ("-x:80", "backend \"-x:80\": host starts with '-'"),
+            (
+                "[nope]:80",
+                "backend \"[nope]:80\": host has a ':' but is not an IPv6 address",
+            ),
+            ("user@h:80", "backend \"user@h:80\": host contains '@'"),
+            (&long, "backend host is 254 bytes long, at most 253"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_backend_addr(input).unwrap_err(), *want, "{input}");
+        }
+    }
+
+    #[test]
+    fn host_validation() {
+        let cases: &[(&str, Result<(), HostError>)] = &[
+            ("a", Ok(())),
+            ("127.0.0.1", Ok(())),
+            ("::1", Ok(())),
+            ("fe80::1%lo", Ok(())),
+            ("my-host.example", Ok(())),
+            ("", Err(HostError::Empty)),
+            ("h:80", Err(HostError::NotIpv6)),
+            ("a\tb", Err(HostError::BadChar('\t'))),
+            ("a/b", Err(HostError::BadChar('/'))),
+            ("[::1]", Err(HostError::BadChar('['))),
+            ("-h", Err(HostError::LeadingDash)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(validate_host(input), *want, "{input:?}");
+        }
+        let long = "a".repeat(MAX_HOST_LEN + 1);
+        assert_eq!(validate_host(&long), Err(HostError::TooLong(254)));
+        assert_eq!(
+            HostError::TooLong(254).to_string(),
+            "host is 254 bytes long, at most 253"
+        );
+    }
+
+    #[test]
+    fn ports() {
+        let cases: &[(&str, Option<u16>)] = &[
+            ("1", Some(1)),
+            ("80", Some(80)),
+            ("65535", Some(65535)),
+            ("00080", Some(80)),
+            ("0", None),
+            ("65536", None),
+            ("", None),
+            ("+1", None),
+            ("-1", None),
+            ("1 ", None),
+            ("000080", None),
+            ("99999999999999999999", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_port(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            Strategy::parse("weighted"),
+            Some(Strategy::WeightedRoundRobin)
+        );
+        assert_eq!(Strategy::parse("Random"), None);
+        assert_eq!(LogLevel::parse("debug"), Some(LogLevel::Debug));
+        assert_eq!(LogLevel::parse("trace"), None);
+        assert_eq!(spec("::1", 80, false).to_string(), "[::1]:80");
+        assert_eq!(spec("h", 80, false).to_string(), "h:80");
+    }
+}

@@ -1,0 +1,134 @@
+//! BSD/macOS kqueue, edge-triggered (EV_CLEAR), mirroring `epoll.rs`.
+
+use super::Event;
+use crate::syscall;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+
+pub struct Poller {
+    kq: OwnedFd,
+}
+
+pub struct Events {
+    buf: Vec<libc::kevent>,
+    len: usize,
+}
+
+fn kev(fd: BorrowedFd<'_>, filter: i16, flags: u16, token: u64) -> libc::kevent {
+    // SAFETY: kevent is plain old data; all-zero is valid.
+    let mut k: libc::kevent = unsafe { std::mem::zeroed() };
+    k.ident = fd.as_raw_fd() as _;
+    k.filter = filter as _;
+    k.flags = flags as _;
+    k.udata = token as _;
+    k
+}
+
+impl Events {
+    pub fn with_capacity(cap: usize) -> Events {
+        // SAFETY: kevent is plain old data; all-zero is valid.
+        Events {
+            buf: vec![unsafe { std::mem::zeroed() }; cap.max(1)],
+            len: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    pub fn get(&self, i: usize) -> Event {
+        let k = &self.buf[i];
+        let eof = k.flags & libc::EV_EOF != 0 || k.flags & libc::EV_ERROR != 0;
+        Event {
+            token: k.udata as u64,
+            readable: k.filter == libc::EVFILT_READ || eof,
+            writable: k.filter == libc::EVFILT_WRITE || eof,
+            closed: k.flags & libc::EV_ERROR != 0,
+            hup: eof,
+        }
+    }
+}
+
+impl Poller {
+    pub fn new() -> io::Result<Poller> {
+        let fd = syscall!(kqueue())?;
+        // SAFETY: fd was just returned by kqueue and is owned by nobody else.
+        Ok(Poller {
+            kq: unsafe { OwnedFd::from_raw_fd(fd) },
+        })
+    }
+
+    fn change(&self, changes: &[libc::kevent]) -> io::Result<()> {
+        // SAFETY: changes is a valid array of kevent; no output buffer.
+        syscall!(kevent(
+            self.kq.as_raw_fd(),
+            changes.as_ptr(),
+            changes.len() as _,
+            std::ptr::null_mut(),
+            0,
+            std::ptr::null()
+        ))?;
+        Ok(())
+    }
+
+    pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        let flags = (libc::EV_ADD | libc::EV_CLEAR) as u16;
+        self.change(&[
+            kev(fd, libc::EVFILT_READ as i16, flags, token),
+            kev(fd, libc::EVFILT_WRITE as i16, flags, token),
+        ])
+    }
+
+    pub fn add_listener(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.change(&[kev(
+            fd,
+            libc::EVFILT_READ as i16,
+            libc::EV_ADD as u16,
+            token,
+        )])
+    }
+
+    pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
+        let _ = self.change(&[kev(
+            fd,
+            libc::EVFILT_WRITE as i16,
+            libc::EV_DELETE as u16,
+            0,
+        )]);
+        self.change(&[kev(fd, libc::EVFILT_READ as i16, libc::EV_DELETE as u16, 0)])
+    }
+
+    pub fn wait(&self, events: &mut Events, timeout_ms: i32) -> io::Result<()> {
+        events.len = 0;
+        let ts = libc::timespec {
+            tv_sec: (timeout_ms / 1000) as _,
+            tv_nsec: ((timeout_ms % 1000) * 1_000_000) as _,
+        };
+        let tsp = if timeout_ms < 0 {
+            std::ptr::null()
+        } else {
+            &ts as *const libc::timespec
+        };
+        // SAFETY: the output buffer holds buf.len() writable kevents.
+        match syscall!(kevent(
+            self.kq.as_raw_fd(),
+            std::ptr::null(),
+            0,
+            events.buf.as_mut_ptr(),
+            events.buf.len() as _,
+            tsp
+        )) {
+            Ok(n) => {
+                events.len = n as usize;
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+}

@@ -1,0 +1,410 @@
+//! Message framing and connection management decided from parsed headers
+//! (RFC 9112 sections 6 and 9): how long the body is, whether the
+//! connection stays open, which headers are hop-by-hop.
+#![forbid(unsafe_code)]
+
+use super::parse::{HeaderRef, ParseError, RequestHead, ResponseHead, Span};
+
+/// How a message body is delimited (pingora's `BodyMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyMode {
+    None,
+    ContentLength(u64),
+    Chunked,
+    /// Until the sender closes (responses only).
+    UntilClose,
+}
+
+/// Most Connection options kept per message; more is rejected as a request
+/// no real client sends and a hop-by-hop strip we could not honour.
+pub const MAX_CONNECTION_TOKENS: usize = 16;
+
+/// What the Connection header(s) said.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnectionOpts {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
+    /// Other options: names of further hop-by-hop headers to strip.
+    pub named: [Span; MAX_CONNECTION_TOKENS],
+    pub named_len: usize,
+}
+
+impl ConnectionOpts {
+    /// Whether the header called `name` is hop-by-hop for this message and
+    /// must not be forwarded.
+    pub fn is_hop_by_hop(&self, buf: &[u8], name: &[u8]) -> bool {
+        is_standard_hop_by_hop(name)
+            || self.named[..self.named_len]
+                .iter()
+                .any(|s| s.of(buf).eq_ignore_ascii_case(name))
+    }
+
+    /// Whether the connection persists after this message (RFC 9112 section 9.3).
+    pub fn persistent(&self, minor: u8) -> bool {
+        !self.close && (minor >= 1 || self.keep_alive)
+    }
+}
+
+/// The hop-by-hop headers of RFC 9110 section 7.6.1, plus the framing
+/// headers that the proxy re-emits itself.
+fn is_standard_hop_by_hop(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 8] = [
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+    ];
+    NAMES
+        .iter()
+        .any(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct RequestMeta {
+    pub body: BodyMode,
+    pub conn: ConnectionOpts,
+    pub expect_continue: bool,
+    /// Safe to send twice (RFC 9110 section 9.2.2).
+    pub idempotent: bool,
+    pub is_head: bool,
+    pub is_connect: bool,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ResponseMeta {
+    pub body: BodyMode,
+    pub conn: ConnectionOpts,
+}
+
+#[inline]
+fn name_is(buf: &[u8], h: &HeaderRef, want: &[u8]) -> bool {
+    h.name.len() == want.len() && h.name.of(buf).eq_ignore_ascii_case(want)
+}
+
+/// Iterates the comma-separated list elements of a field value, trimmed,
+/// skipping empty ones (RFC 9110 section 5.6.1).
+fn list_items(buf: &[u8], v: Span) -> impl Iterator<Item = Span> + '_ {
+    let bytes = v.of(buf);
+    let base = v.start as usize;
+    bytes
+        .split(|&b| b == b',')
+        .scan(0usize, move |off, part| {
+            let s = *off;
+            *off += part.len() + 1;
+            let lead = part
+                .iter()
+                .take_while(|b| matches!(b, b' ' | b'\t'))
+                .count();
+            let trail = part[lead..]
+                .iter()
+                .rev()
+                .take_while(|b| matches!(b, b' ' | b'\t'))
+                .count();
+            Some(Span {
+                start: (base + s + lead) as u32,
+                end: (base + s + part.len() - trail) as u32,
+            })
+        })
+        .filter(|s| !s.is_empty())
+}
+
+/// Framing facts common to requests and responses.
+struct Common {
+    content_length: Option<u64>,
+    /// Transfer-Encoding present and exactly `chunked`.
+    te_chunked: bool,
+    /// Codings other than chunked were listed (e.g. `gzip, chunked`).
+    te_unknown: bool,
+    conn: ConnectionOpts,
+    host_count: u32,
+    expect_continue: bool,
+}
+
+fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
+    let mut c = Common {
+        content_length: None,
+        te_chunked: false,
+        te_unknown: false,
+        conn: ConnectionOpts::default(),
+        host_count: 0,
+        expect_continue: false,
+    };
+    let mut te_codings = 0u32;
+    let mut te_last_chunked = false;
+    let mut chunked_seen = 0u32;
+    for h in headers {
+        let n = h.name.len();
+        if n == 14 && name_is(buf, h, b"content-length") {
+            if c.content_length.is_some() {
+                return Err(ParseError::DuplicateContentLength);
+            }
+            c.content_length = Some(parse_content_length(h.value.of(buf))?);
+        } else if n == 17 && name_is(buf, h, b"transfer-encoding") {
+            let mut any = false;
+            for item in list_items(buf, h.value) {
+                any = true;
+                te_codings += 1;
+                te_last_chunked = item.of(buf).eq_ignore_ascii_case(b"chunked");
+                if te_last_chunked {
+                    chunked_seen += 1;
+                } else {
+                    c.te_unknown = true;
+                }
+            }
+            if !any {
+                return Err(ParseError::TransferEncodingNotChunked);
+            }
+        } else if n == 10 && name_is(buf, h, b"connection") {
+            for item in list_items(buf, h.value) {
+                let t = item.of(buf);
+                if t.eq_ignore_ascii_case(b"close") {
+                    c.conn.close = true;
+                } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                    c.conn.keep_alive = true;
+                } else {
+                    if t.eq_ignore_ascii_case(b"upgrade") {
+                        c.conn.upgrade = true;
+                    }
+                    if c.conn.named_len == MAX_CONNECTION_TOKENS {
+                        return Err(ParseError::TooManyConnectionTokens);
+                    }
+                    c.conn.named[c.conn.named_len] = item;
+                    c.conn.named_len += 1;
+                }
+            }
+        } else if (14..=32).contains(&n) && looks_like_framing(h.name.of(buf)) {
+            // `Transfer_Encoding`, `Content--Length`: some servers read these
+            // as the real thing, so two readers could frame differently.
+            return Err(ParseError::FramingLookalike);
+        } else if n == 4 && name_is(buf, h, b"host") {
+            c.host_count += 1;
+        } else if n == 6 && name_is(buf, h, b"expect") {
+            c.expect_continue = h.value.of(buf).eq_ignore_ascii_case(b"100-continue");
+        }
+    }
+    if te_codings > 0 {
+        if c.content_length.is_some() {
+            return Err(ParseError::ContentLengthAndTransferEncoding);
+        }
+        // Only `chunked`, once, is understood (RFC 9112 6.1); anything else
+        // leaves the body length to guesswork.
+        if c.te_unknown {
+            return Err(ParseError::UnknownTransferCoding);
+        }
+        if chunked_seen != 1 || !te_last_chunked {
+            return Err(ParseError::TransferEncodingNotChunked);
+        }
+        c.te_chunked = true;
+    }
+    Ok(c)
+}
+
+/// True for a name that is not a framing header but becomes one when `_`
+/// is read as `-` and repeated dashes are collapsed.
+fn looks_like_framing(name: &[u8]) -> bool {
+    if !name.contains(&b'_') && !name.windows(2).any(|w| w == b"--") {
+        return false;
+    }
+    let mut norm = [0u8; 32];
+    let mut k = 0;
+    for &b in name {
+        let c = if b == b'_' {
+            b'-'
+        } else {
+            b.to_ascii_lowercase()
+        };
+        if c == b'-' && k > 0 && norm[k - 1] == b'-' {
+            continue;
+        }
+        norm[k] = c;
+        k += 1;
+    }
+    &norm[..k] == b"content-length" || &norm[..k] == b"transfer-encoding"
+}
+
+/// `1*DIGIT` that fits in a u64: no sign, no list, no spaces inside.
+fn parse_content_length(v: &[u8]) -> Result<u64, ParseError> {
+    if v.is_empty() || v.len() > 19 {
+        // 19 digits always fit in a u64; 20 may not, and no body is that long.
+        return Err(ParseError::BadContentLength);
+    }
+    let mut n = 0u64;
+    for &d in v {
+        if !d.is_ascii_digit() {
+            return Err(ParseError::BadContentLength);
+        }
+        n = n * 10 + (d - b'0') as u64;
+    }
+    Ok(n)
+}
+
+/// Framing of a request: body length, connection options, retry safety.
+pub fn request_meta(
+    buf: &[u8],
+    head: &RequestHead,
+    headers: &[HeaderRef],
+) -> Result<RequestMeta, ParseError> {
+    let c = scan(buf, &headers[..head.header_count])?;
+    if c.te_chunked && head.minor == 0 {
+        return Err(ParseError::TransferEncodingInHttp10);
+    }
+    if c.host_count > 1 {
+        return Err(ParseError::DuplicateHost);
+    }
+    let body = match (c.te_chunked, c.content_length) {
+        (true, _) => BodyMode::Chunked,
+        (false, Some(0)) | (false, None) => BodyMode::None,
+        (false, Some(n)) => BodyMode::ContentLength(n),
+    };
+    let m = head.method.of(buf);
+    Ok(RequestMeta {
+        body,
+        conn: c.conn,
+        expect_continue: c.expect_continue && head.minor == 1,
+        idempotent: matches!(
+            m,
+            b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
+        ),
+        is_head: m == b"HEAD",
+        is_connect: m == b"CONNECT",
+    })
+}
+
+/// Framing of a response to a request (RFC 9112 section 6.3).
+pub fn response_meta(
+    buf: &[u8],
+    head: &ResponseHead,
+    headers: &[HeaderRef],
+    request_was_head: bool,
+) -> Result<ResponseMeta, ParseError> {
+    let c = scan(buf, &headers[..head.header_count])?;
+    if c.te_chunked && head.minor == 0 {
+        return Err(ParseError::TransferEncodingInHttp10);
+    }
+    let bodiless =
+        request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
+    let body = if bodiless {
+        BodyMode::None
+    } else {
+        match (c.te_chunked, c.content_length) {
+            (true, _) => BodyMode::Chunked,
+            (false, Some(0)) => BodyMode::None,
+            (false, Some(n)) => BodyMode::ContentLength(n),
+            (false, None) => BodyMode::UntilClose,
+        }
+    };
+    Ok(ResponseMeta { body, conn: c.conn })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::parse::{parse_request, parse_response, Status};
+
+    fn meta(raw: &[u8]) -> Result<RequestMeta, ParseError> {
+        let mut h = [HeaderRef::default(); 32];
+        match parse_request(raw, &mut h)? {
+            Status::Complete(head) => request_meta(raw, &head, &h),
+            Status::Partial => panic!("partial head"),
+        }
+    }
+
+    #[test]
+    fn request_framing() {
+        let ok: &[(&[u8], BodyMode)] = &[
+            (b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", BodyMode::None),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12\r\n\r\n",
+                BodyMode::ContentLength(12),
+            ),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n",
+                BodyMode::Chunked,
+            ),
+            (b"GET / HTTP/1.0\r\n\r\n", BodyMode::None),
+        ];
+        for (raw, want) in ok {
+            assert_eq!(meta(raw).unwrap().body, *want);
+        }
+        let bad: &[(&[u8], ParseError)] = &[
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::ContentLengthAndTransferEncoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", ParseError::DuplicateContentLength),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 42, 42\r\n\r\n", ParseError::BadContentLength),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", ParseError::BadContentLength),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", ParseError::BadContentLength),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", ParseError::UnknownTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", ParseError::UnknownTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", ParseError::UnknownTransferCoding),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", ParseError::TransferEncodingNotChunked),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::TransferEncodingNotChunked),
+            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: \r\n\r\n", ParseError::TransferEncodingNotChunked),
+            (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", ParseError::TransferEncodingInHttp10),
+            (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", ParseError::DuplicateHost),
+            (b"POST / HTTP/1.1\r\nTransfer_Encoding: chunked\r\n\r\n", ParseError::FramingLookalike),
+            (b"POST / HTTP/1.1\r\nContent---Length: 5\r\n\r\n", ParseError::FramingLookalike),
+        ];
+        for (raw, want) in bad {
+            assert_eq!(
+                meta(raw).unwrap_err(),
+                *want,
+                "{}",
+                String::from_utf8_lossy(raw)
+            );
+        }
+    }
+
+    #[test]
+    fn connection_options() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close, X-Foo\r\nX-Foo: 1\r\n\r\n";
+        let m = meta(raw).unwrap();
+        assert!(m.conn.close && !m.conn.persistent(1));
+        assert!(m.conn.is_hop_by_hop(raw, b"x-foo") && m.conn.is_hop_by_hop(raw, b"Keep-Alive"));
+        assert!(!m.conn.is_hop_by_hop(raw, b"x-bar"));
+        let m = meta(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
+        assert!(m.conn.persistent(0));
+    }
+
+    #[test]
+    fn response_framing() {
+        let mut h = [HeaderRef::default(); 8];
+        let cases: &[(&[u8], bool, BodyMode)] = &[
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                false,
+                BodyMode::ContentLength(5),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
+                true,
+                BodyMode::None,
+            ),
+            (
+                b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n",
+                false,
+                BodyMode::None,
+            ),
+            (
+                b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                BodyMode::None,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                false,
+                BodyMode::Chunked,
+            ),
+            (b"HTTP/1.1 200 OK\r\n\r\n", false, BodyMode::UntilClose),
+        ];
+        for (raw, head_req, want) in cases {
+            let Ok(Status::Complete(r)) = parse_response(raw, &mut h) else {
+                panic!()
+            };
+            assert_eq!(response_meta(raw, &r, &h, *head_req).unwrap().body, *want);
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! A fast HTTP/1.1 load balancer. See ARCHITECTURE.md for the map.
+
+pub mod buf;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod event;
+pub mod health;
+pub mod http;
+pub mod log;
+pub mod metrics;
+pub mod net;
+pub mod proxy;
+pub mod slab;
+pub mod supervisor;
+pub mod sys;

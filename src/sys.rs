@@ -1,0 +1,348 @@
+//! The one room where `libc` is called for plain fd and socket work.
+//!
+//! Every call goes through [`syscall!`], which turns `-1` into `io::Error`
+//! (mio's `src/sys/unix/mod.rs` habit). File descriptors leave this module as
+//! [`OwnedFd`], so closing is never forgotten and never done twice.
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+/// Calls a libc function and maps a `-1` return to the thread's `errno`.
+/// Every call site documents why its arguments are valid (`// SAFETY:`).
+#[macro_export]
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        // SAFETY: the caller's arguments are checked at each call site below;
+        // the macro only adds errno handling.
+        #[allow(unused_unsafe)]
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(std::io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+/// `read(2)` into `buf`. `Ok(0)` is end of stream.
+pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes.
+    let n = syscall!(read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()))?;
+    Ok(n as usize)
+}
+
+/// `writev(2)` of up to a few slices; a short count is normal on a full socket.
+pub fn writev(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+    // IoSlice is guaranteed ABI-compatible with struct iovec on Unix.
+    let iov = bufs.as_ptr().cast::<libc::iovec>();
+    let cnt = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
+    // MSG_NOSIGNAL is not available to writev; SIGPIPE is ignored process-wide
+    // by `ignore_sigpipe` instead.
+    let n = syscall!(writev(fd.as_raw_fd(), iov, cnt))?;
+    Ok(n as usize)
+}
+
+/// `write(2)` of one slice.
+pub fn write(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid readable region of buf.len() bytes.
+    let n = syscall!(write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()))?;
+    Ok(n as usize)
+}
+
+/// A writer to a peer that has gone must get EPIPE, not a fatal signal.
+pub fn ignore_sigpipe() {
+    // SAFETY: installing SIG_IGN for SIGPIPE has no memory-safety preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
+fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let fd = syscall!(socket(
+        family,
+        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        0
+    ))?;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let fd = {
+        let fd = syscall!(socket(family, libc::SOCK_STREAM, 0))?;
+        syscall!(fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK))?;
+        syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+        fd
+    };
+    // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn setsockopt_int(
+    fd: RawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    val: libc::c_int,
+) -> io::Result<()> {
+    // SAFETY: the option value is a live c_int of the size passed.
+    syscall!(setsockopt(
+        fd,
+        level,
+        name,
+        (&val as *const libc::c_int).cast(),
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t
+    ))?;
+    Ok(())
+}
+
+/// Disables Nagle: every response head is written in one call, and must not wait.
+pub fn set_nodelay(fd: BorrowedFd<'_>) -> io::Result<()> {
+    setsockopt_int(fd.as_raw_fd(), libc::IPPROTO_TCP, libc::TCP_NODELAY, 1)
+}
+
+/// A socket address in the form the kernel takes.
+#[derive(Clone, Copy)]
+pub struct RawAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl RawAddr {
+    /// Room for any address, for the kernel to fill.
+    fn empty() -> RawAddr {
+        // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+        let storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        RawAddr {
+            storage,
+            len: std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        }
+    }
+
+    pub fn new(addr: SocketAddr) -> RawAddr {
+        let mut raw = RawAddr::empty();
+        let base = (&mut raw.storage as *mut libc::sockaddr_storage).cast::<u8>();
+        match addr {
+            SocketAddr::V4(a) => {
+                // SAFETY: sockaddr_in is plain old data; all-zero is valid (and
+                // sets the BSD-only sin_len to 0, which the kernel ignores).
+                let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+                sin.sin_family = libc::AF_INET as libc::sa_family_t;
+                sin.sin_port = a.port().to_be();
+                sin.sin_addr = libc::in_addr {
+                    s_addr: u32::from_ne_bytes(a.ip().octets()),
+                };
+                // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+                unsafe { std::ptr::write(base.cast(), sin) };
+                raw.len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            }
+            SocketAddr::V6(a) => {
+                // SAFETY: sockaddr_in6 is plain old data; all-zero is valid.
+                let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+                sin6.sin6_port = a.port().to_be();
+                sin6.sin6_flowinfo = a.flowinfo();
+                sin6.sin6_addr = libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                };
+                sin6.sin6_scope_id = a.scope_id();
+                // SAFETY: as above.
+                unsafe { std::ptr::write(base.cast(), sin6) };
+                raw.len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+            }
+        }
+        raw
+    }
+
+    fn family(&self) -> libc::c_int {
+        self.storage.ss_family as libc::c_int
+    }
+
+    fn ip(&self) -> Option<IpAddr> {
+        match self.family() {
+            libc::AF_INET => {
+                // SAFETY: the family says the storage holds a sockaddr_in.
+                let sin = unsafe {
+                    &*(&self.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>()
+                };
+                Some(IpAddr::V4(Ipv4Addr::from(
+                    sin.sin_addr.s_addr.to_ne_bytes(),
+                )))
+            }
+            libc::AF_INET6 => {
+                // SAFETY: the family says the storage holds a sockaddr_in6.
+                let sin6 = unsafe {
+                    &*(&self.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>()
+                };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                Some(match ip.to_ipv4_mapped() {
+                    Some(v4) => IpAddr::V4(v4),
+                    None => IpAddr::V6(ip),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn socket_addr(&self) -> Option<SocketAddr> {
+        let ip = self.ip()?;
+        let port = match self.family() {
+            // SAFETY: the family says which sockaddr the storage holds.
+            libc::AF_INET => u16::from_be(unsafe {
+                (*(&self.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>())
+                    .sin_port
+            }),
+            // SAFETY: as above.
+            _ => u16::from_be(unsafe {
+                (*(&self.storage as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>())
+                    .sin6_port
+            }),
+        };
+        Some(SocketAddr::new(ip, port))
+    }
+}
+
+/// A non-blocking listening socket with SO_REUSEADDR and SO_REUSEPORT, so that
+/// several workers (or an upgraded binary) can share the port.
+pub fn listen(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
+    let raw = RawAddr::new(addr);
+    let fd = socket(raw.family())?;
+    setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+    setsockopt_int(fd.as_raw_fd(), libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+    // SAFETY: raw holds a valid sockaddr of raw.len bytes.
+    syscall!(bind(
+        fd.as_raw_fd(),
+        (&raw.storage as *const libc::sockaddr_storage).cast(),
+        raw.len
+    ))?;
+    syscall!(listen(fd.as_raw_fd(), backlog))?;
+    Ok(fd)
+}
+
+/// The address a socket is bound to (the port the kernel chose for port 0).
+pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
+    let mut raw = RawAddr::empty();
+    // SAFETY: storage and len are valid for writing.
+    syscall!(getsockname(
+        fd.as_raw_fd(),
+        (&mut raw.storage as *mut libc::sockaddr_storage).cast(),
+        &mut raw.len
+    ))?;
+    raw.socket_addr()
+        .ok_or_else(|| io::Error::other("unknown address family"))
+}
+
+/// Accepts one connection, non-blocking and close-on-exec, with its peer's IP.
+pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<IpAddr>)> {
+    let mut raw = RawAddr::empty();
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    let fd = syscall!(accept4(
+        listener.as_raw_fd(),
+        (&mut raw.storage as *mut libc::sockaddr_storage).cast(),
+        &mut raw.len,
+        libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
+    ))?;
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let fd = {
+        let fd = syscall!(accept(
+            listener.as_raw_fd(),
+            (&mut raw.storage as *mut libc::sockaddr_storage).cast(),
+            &mut raw.len
+        ))?;
+        syscall!(fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK))?;
+        syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
+        fd
+    };
+    // SAFETY: fd was just returned by accept and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok((fd, raw.ip()))
+}
+
+/// Starts a non-blocking connect. `Ok((fd, true))` if it completed at once,
+/// `Ok((fd, false))` if it is in progress (writability will tell).
+pub fn connect(addr: &RawAddr) -> io::Result<(OwnedFd, bool)> {
+    let fd = socket(addr.family())?;
+    // SAFETY: addr holds a valid sockaddr of addr.len bytes.
+    match syscall!(connect(
+        fd.as_raw_fd(),
+        (&addr.storage as *const libc::sockaddr_storage).cast(),
+        addr.len
+    )) {
+        Ok(_) => Ok((fd, true)),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok((fd, false)),
+        Err(e) => Err(e),
+    }
+}
+
+/// The pending error of a socket (SO_ERROR): how a non-blocking connect ended.
+pub fn take_error(fd: BorrowedFd<'_>) -> io::Result<Option<io::Error>> {
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: val and len are valid for writing and sized as passed.
+    syscall!(getsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_ERROR,
+        (&mut val as *mut libc::c_int).cast(),
+        &mut len
+    ))?;
+    Ok(if val == 0 {
+        None
+    } else {
+        Some(io::Error::from_raw_os_error(val))
+    })
+}
+
+/// True when a pooled connection has been closed or has unexpected bytes:
+/// a non-blocking one-byte peek that finds data or end of stream.
+pub fn peer_closed_or_dirty(fd: BorrowedFd<'_>) -> bool {
+    let mut b = 0u8;
+    // SAFETY: b is one writable byte.
+    match syscall!(recv(
+        fd.as_raw_fd(),
+        (&mut b as *mut u8).cast(),
+        1,
+        libc::MSG_PEEK | libc::MSG_DONTWAIT
+    )) {
+        Ok(_) => true, // 0 = EOF, 1 = stray bytes: either way not reusable
+        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
+    }
+}
+
+/// Half-closes the write side (used after an error response, so the client
+/// reads it before the connection goes).
+pub fn shutdown_write(fd: BorrowedFd<'_>) {
+    let _ = syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_WR));
+}
+
+/// Monotonic milliseconds, for deadlines (vDSO, not a real syscall on Linux).
+pub fn now_ms() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write.
+    let _ = syscall!(clock_gettime(libc::CLOCK_MONOTONIC, &mut ts));
+    ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
+}
+
+/// CPU time used by this process so far (user + system), in microseconds.
+pub fn cpu_time_us() -> u64 {
+    // SAFETY: rusage is plain old data; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: ru is valid for writing.
+    let _ = syscall!(getrusage(libc::RUSAGE_SELF, &mut ru));
+    let tv = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+/// Linux: wake `accept` only once a request's first bytes have arrived, so
+/// the first read of a new connection finds data.
+pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: i32) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = setsockopt_int(
+        fd.as_raw_fd(),
+        libc::IPPROTO_TCP,
+        libc::TCP_DEFER_ACCEPT,
+        secs,
+    );
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = (fd, secs);
+}

@@ -1,0 +1,454 @@
+//! Test support: start the real `load_balancer` binary on loopback, in-test
+//! backends (well-behaved and misbehaving), and a small HTTP/1.1 client that
+//! reads responses byte-exactly. Everything started here is killed on drop,
+//! and every wait is bounded.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+pub const LB: &str = env!("CARGO_BIN_EXE_load_balancer");
+pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A port the kernel just handed out (and took back).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running load balancer; killed on drop.
+pub struct Lb {
+    child: Child,
+    pub port: u16,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Lb {
+    /// Starts `load_balancer -h 127.0.0.1 -p PORT ARGS...` and waits until it accepts.
+    pub fn start(args: &[&str]) -> Lb {
+        for _attempt in 0..5 {
+            let port = free_port();
+            let mut child = Command::new(LB)
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn load_balancer");
+            let log = Arc::new(Mutex::new(String::new()));
+            let stderr = child.stderr.take().unwrap();
+            let sink = log.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    let mut l = sink.lock().unwrap();
+                    l.push_str(&line);
+                    l.push('\n');
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Lb { child, port, log };
+                }
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let text = log.lock().unwrap().clone();
+            if !text.contains("Address already in use") {
+                panic!("load_balancer did not start: {text}");
+            }
+        }
+        panic!("no free port for the load balancer");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn conn(&self) -> Client {
+        Client::connect(self.port)
+    }
+
+    /// Resident memory of the process, from /proc.
+    pub fn rss_kib(&self) -> u64 {
+        let s = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        s.lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Lb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One parsed HTTP message as a test sees it.
+#[derive(Debug, Clone, Default)]
+pub struct Message {
+    /// Request: method; response: status code as text.
+    pub start: Vec<String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The head exactly as received.
+    pub raw_head: Vec<u8>,
+    /// Body arrived chunked.
+    pub chunked: bool,
+}
+
+impl Message {
+    pub fn status(&self) -> u16 {
+        self.start[1].parse().unwrap()
+    }
+    pub fn method(&self) -> &str {
+        &self.start[0]
+    }
+    pub fn target(&self) -> &str {
+        &self.start[1]
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads one head (through the empty line). None on a clean EOF first.
+/// A head as read: raw bytes, start-line words, header fields.
+pub type Head = (Vec<u8>, Vec<String>, Vec<(String, String)>);
+
+pub fn read_head(r: &mut impl BufRead) -> Option<Head> {
+    let mut raw = Vec::new();
+    let mut lines = Vec::new();
+    loop {
+        let mut line = Vec::new();
+        let n = r.read_until(b'\n', &mut line).ok()?;
+        if n == 0 {
+            return None;
+        }
+        raw.extend_from_slice(&line);
+        assert!(
+            line.ends_with(b"\r\n"),
+            "line without CRLF: {:?}",
+            String::from_utf8_lossy(&line)
+        );
+        if line == b"\r\n" {
+            if lines.is_empty() {
+                continue;
+            }
+            break;
+        }
+        lines.push(String::from_utf8_lossy(&line[..line.len() - 2]).into_owned());
+    }
+    let start = lines[0].splitn(3, ' ').map(str::to_string).collect();
+    let headers = lines[1..]
+        .iter()
+        .map(|l| {
+            let (n, v) = l.split_once(':').expect("header colon");
+            (n.to_string(), v.trim().to_string())
+        })
+        .collect();
+    Some((raw, start, headers))
+}
+
+/// Reads a body framed by Content-Length or chunked; `until_close` when neither.
+pub fn read_body(
+    r: &mut impl BufRead,
+    headers: &[(String, String)],
+    bodiless: bool,
+) -> (Vec<u8>, bool) {
+    let get = |n: &str| {
+        headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(n))
+            .map(|(_, v)| v.clone())
+    };
+    if bodiless {
+        return (Vec::new(), false);
+    }
+    if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        let mut body = Vec::new();
+        loop {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            let size = usize::from_str_radix(line.trim_end().split(';').next().unwrap(), 16)
+                .expect("chunk size");
+            if size == 0 {
+                // trailers
+                loop {
+                    let mut t = String::new();
+                    r.read_line(&mut t).unwrap();
+                    if t == "\r\n" || t.is_empty() {
+                        break;
+                    }
+                }
+                return (body, true);
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..]).unwrap();
+            let mut crlf = [0u8; 2];
+            r.read_exact(&mut crlf).unwrap();
+            assert_eq!(&crlf, b"\r\n");
+        }
+    }
+    if let Some(n) = get("content-length") {
+        let mut body = vec![0u8; n.parse().unwrap()];
+        r.read_exact(&mut body).unwrap();
+        return (body, false);
+    }
+    let mut body = Vec::new();
+    r.read_to_end(&mut body).unwrap();
+    (body, false)
+}
+
+/// A client connection to the load balancer.
+pub struct Client {
+    pub r: BufReader<TcpStream>,
+    pub w: TcpStream,
+}
+
+impl Client {
+    pub fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
+        s.set_nodelay(true).unwrap();
+        Client {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        }
+    }
+
+    pub fn send(&mut self, raw: &[u8]) {
+        self.w.write_all(raw).unwrap();
+    }
+
+    /// Reads one response; `head_request` when it answers a HEAD.
+    pub fn read_response(&mut self, head_request: bool) -> Message {
+        let (raw_head, start, headers) = read_head(&mut self.r).expect("response head");
+        let status: u16 = start[1].parse().unwrap();
+        let bodiless = head_request || status < 200 || status == 204 || status == 304;
+        let (body, chunked) = read_body(&mut self.r, &headers, bodiless);
+        Message {
+            start,
+            headers,
+            body,
+            raw_head,
+            chunked,
+        }
+    }
+
+    /// Sends `raw` and reads the response.
+    pub fn roundtrip(&mut self, raw: &[u8]) -> Message {
+        self.send(raw);
+        self.read_response(raw.starts_with(b"HEAD "))
+    }
+
+    pub fn get(&mut self, path: &str) -> Message {
+        self.roundtrip(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
+    }
+
+    /// True if the server has closed the connection (EOF within the timeout).
+    pub fn is_closed(&mut self) -> bool {
+        self.w
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0) | Err(_))
+    }
+
+    /// Everything until the server closes.
+    pub fn read_to_close(&mut self) -> Vec<u8> {
+        let mut v = Vec::new();
+        let _ = self.r.read_to_end(&mut v);
+        v
+    }
+}
+
+/// One GET on a fresh connection.
+pub fn get(port: u16, path: &str) -> Message {
+    Client::connect(port).get(path)
+}
+
+/// What a backend handler returns.
+pub type Handler = dyn Fn(&Message) -> Vec<u8> + Send + Sync;
+
+/// An in-test backend: a thread per connection, keep-alive, recording every
+/// request it receives.
+pub struct Backend {
+    pub port: u16,
+    pub connections: Arc<AtomicUsize>,
+    pub requests: Arc<Mutex<Vec<Message>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Backend {
+    /// A backend answering every request with `handler`.
+    pub fn spawn(handler: impl Fn(&Message) -> Vec<u8> + Send + Sync + 'static) -> Backend {
+        let handler: Arc<Handler> = Arc::new(handler);
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let reqs = requests.clone();
+        Backend::raw(move |stream| {
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut w = stream;
+            while let Some((raw_head, start, headers)) = read_head(&mut r) {
+                let (body, chunked) = read_body(&mut r, &headers, false_if_no_framing(&headers));
+                let m = Message {
+                    start,
+                    headers,
+                    body,
+                    raw_head,
+                    chunked,
+                };
+                let resp = handler(&m);
+                let close = m
+                    .header("connection")
+                    .is_some_and(|v| v.eq_ignore_ascii_case("close"))
+                    || m.start.get(2).is_some_and(|v| v == "HTTP/1.0");
+                reqs.lock().unwrap().push(m);
+                if w.write_all(&resp).is_err() || close {
+                    break;
+                }
+            }
+        })
+        .with_requests(requests)
+    }
+
+    /// A backend that answers `Hello from NAME` with Content-Length.
+    pub fn named(name: &str) -> Backend {
+        let body = name.to_string();
+        Backend::spawn(move |_| ok(&body))
+    }
+
+    /// A backend whose connection handling is entirely `f`.
+    pub fn raw(f: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        l.set_nonblocking(true).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let connections = Arc::new(AtomicUsize::new(0));
+        let f = Arc::new(f);
+        let (st, cn) = (stop.clone(), connections.clone());
+        thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                match l.accept() {
+                    Ok((s, _)) => {
+                        cn.fetch_add(1, Ordering::Relaxed);
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+                        let f = f.clone();
+                        thread::spawn(move || f(s));
+                    }
+                    Err(_) => thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        Backend {
+            port,
+            connections,
+            requests: Arc::new(Mutex::new(Vec::new())),
+            stop,
+        }
+    }
+
+    fn with_requests(mut self, r: Arc<Mutex<Vec<Message>>>) -> Backend {
+        self.requests = r;
+        self
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Message> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn false_if_no_framing(_h: &[(String, String)]) -> bool {
+    // A request without Content-Length or Transfer-Encoding has no body.
+    !_h.iter().any(|(n, _)| {
+        n.eq_ignore_ascii_case("content-length") || n.eq_ignore_ascii_case("transfer-encoding")
+    })
+}
+
+/// `200 OK` with `body` and Content-Length.
+pub fn ok(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}",
+        body.len(),
+        body
+    )
+    .into_bytes()
+}
+
+/// A port with nothing listening on it.
+pub fn refused_port() -> u16 {
+    free_port()
+}
+
+/// Runs the binary with `args`, returning (exit code, stdout, stderr).
+pub fn run_lb(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(LB)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run load_balancer");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Writes `text` to a fresh temp file and returns its path.
+pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("lb-test-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+pub fn shutdown_write(c: &Client) {
+    let _ = c.w.shutdown(Shutdown::Write);
+}

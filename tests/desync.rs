@@ -1,0 +1,217 @@
+//! AWS http-desync-guardian's smuggling cases (../shared/conformance)
+//! through the running load balancer to a backend that records every byte
+//! it receives.
+//!
+//! Rules (corpus README): Severe never reaches a backend (400, or 501 for an
+//! unknown transfer coding, and the connection closed); Ambiguous is rejected
+//! the same way or forwarded with exactly one framing header; Compliant is
+//! forwarded, except where listed in `COMPLIANT_REJECTED` with the reason;
+//! Acceptable may go either way.
+
+mod common;
+use common::*;
+use lb::config::json::{self, Json};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Compliant cases this proxy answers with an error instead, and why.
+const COMPLIANT_REJECTED: &[(&str, &str)] = &[
+    (
+        "rfc-compliant:8",
+        "501: transfer codings other than chunked are not implemented (RFC 9112 6.1 allows 501)",
+    ),
+    (
+        "rfc-compliant:9",
+        "501: transfer codings other than chunked are not implemented (RFC 9112 6.1 allows 501)",
+    ),
+    (
+        "rfc-compliant:10",
+        "501: codings with parameters are not ones this proxy implements (RFC 9112 6.1 allows 501)",
+    ),
+    (
+        "more-compliant-tests:5",
+        "501: gzip before chunked: codings other than chunked are not implemented (RFC 9112 6.1)",
+    ),
+    (
+        "more-compliant-tests:7",
+        "501: deflate, identity before chunked: not implemented (RFC 9112 6.1)",
+    ),
+    (
+        "more-compliant-tests:8",
+        "501: several codings over several headers: not implemented (RFC 9112 6.1)",
+    ),
+    (
+        "more-compliant-tests:9",
+        "501: chunked with parameters is not a coding this proxy implements (RFC 9112 6.1)",
+    ),
+    (
+        "rfc-compliant:13",
+        "400: `GET  HTTP/1.1` has an empty request-target, which RFC 9112 3.2 does not allow",
+    ),
+];
+
+fn corpus() -> Vec<Json> {
+    let path = format!(
+        "{}/../shared/conformance/desync-guardian/cases.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| json::parse(l).expect("corpus line"))
+        .collect()
+}
+
+fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// What happened to one case.
+#[derive(Debug)]
+struct Seen {
+    /// Status line code the client got, if any.
+    status: Option<u16>,
+    /// Bytes the backend received for this case.
+    upstream: Vec<u8>,
+}
+
+#[test]
+fn desync_guardian_cases_through_the_proxy() {
+    // The recording backend: keeps every byte per connection, answers one
+    // 200 as soon as it has a head.
+    let log: Arc<Mutex<Vec<Vec<u8>>>> = Arc::new(Mutex::new(Vec::new()));
+    let sink = log.clone();
+    let be = Backend::raw(move |mut s| {
+        let idx = {
+            let mut l = sink.lock().unwrap();
+            l.push(Vec::new());
+            l.len() - 1
+        };
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut answered = false;
+        let mut buf = [0u8; 4096];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let mut l = sink.lock().unwrap();
+                    l[idx].extend_from_slice(&buf[..n]);
+                    if !answered && l[idx].windows(4).any(|w| w == b"\r\n\r\n") {
+                        answered = true;
+                        drop(l);
+                        let _ = s.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                        );
+                    }
+                }
+            }
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    let mut problems = Vec::new();
+    for case in corpus() {
+        let id = case.get("id").unwrap().as_str().unwrap().to_string();
+        let tier = case.get("tier").unwrap().as_str().unwrap().to_string();
+        let raw = unhex(case.get("raw_hex").unwrap().as_str().unwrap());
+        let before = log.lock().unwrap().len();
+        let mut s = TcpStream::connect(("127.0.0.1", lb.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        s.write_all(&raw).unwrap();
+        // Heads only: no body follows, so end the request stream here.
+        let _ = s.shutdown(Shutdown::Write);
+        let mut resp = Vec::new();
+        let _ = s.read_to_end(&mut resp);
+        let status = std::str::from_utf8(resp.get(9..12).unwrap_or_default())
+            .ok()
+            .and_then(|t| t.parse().ok());
+        // Give a forwarded request a moment to land at the backend.
+        let deadline = Instant::now() + Duration::from_millis(500);
+        let mut upstream = Vec::new();
+        while Instant::now() < deadline {
+            let l = log.lock().unwrap();
+            if l.len() > before {
+                upstream = l[before..].concat();
+                if upstream.windows(4).any(|w| w == b"\r\n\r\n") {
+                    break;
+                }
+            } else if status.is_some_and(|c| c >= 400) {
+                break; // rejected: nothing was connected
+            }
+            drop(l);
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let seen = Seen { status, upstream };
+        let rejected =
+            matches!(seen.status, Some(400 | 501 | 505 | 414 | 431)) && seen.upstream.is_empty();
+        let forwarded = !seen.upstream.is_empty();
+        let verdict = match tier.as_str() {
+            "Severe" if rejected => "rejected",
+            "Severe" => {
+                problems.push(format!("{id} (Severe): {seen:?}"));
+                "SEVERE FORWARDED"
+            }
+            "Ambiguous" if rejected => "rejected",
+            "Ambiguous" if forwarded => {
+                let head_end = seen
+                    .upstream
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .unwrap()
+                    + 4;
+                let head = String::from_utf8_lossy(&seen.upstream[..head_end]).to_lowercase();
+                let framing = head
+                    .lines()
+                    .filter(|l| {
+                        l.starts_with("content-length:") || l.starts_with("transfer-encoding:")
+                    })
+                    .count();
+                if framing > 1 {
+                    problems.push(format!(
+                        "{id} (Ambiguous): forwarded with {framing} framing headers"
+                    ));
+                }
+                println!(
+                    "  ambiguous, forwarded: {id}: {:?}",
+                    String::from_utf8_lossy(&raw)
+                );
+                "forwarded, one framing header"
+            }
+            // Forwarded: the head reached the backend. (Cases that announce
+            // a body get no response: the client ends the stream before it.)
+            "Compliant" if forwarded => "forwarded",
+            "Compliant" if COMPLIANT_REJECTED.iter().any(|(c, _)| *c == id) && rejected => {
+                "rejected (documented)"
+            }
+            "Compliant" => {
+                problems.push(format!("{id} (Compliant): {seen:?}"));
+                "COMPLIANT NOT FORWARDED"
+            }
+            "Acceptable" if rejected => "rejected",
+            "Acceptable" if forwarded => "forwarded",
+            _ => {
+                problems.push(format!(
+                    "{id} ({tier}): neither rejected nor forwarded: {seen:?}"
+                ));
+                "NEITHER"
+            }
+        };
+        *counts.entry(format!("{tier}: {verdict}")).or_default() += 1;
+    }
+    println!("desync-guardian cases:");
+    for (k, v) in &counts {
+        println!("  {k}: {v}");
+    }
+    assert!(
+        problems.is_empty(),
+        "{} problems:\n{}",
+        problems.len(),
+        problems.join("\n")
+    );
+}

@@ -1,0 +1,524 @@
+//! End-to-end: the real binary on loopback in front of in-test backends.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+fn names(lb: &Lb, n: usize) -> Vec<String> {
+    (0..n).map(|_| get(lb.port, "/").text()).collect()
+}
+
+#[test]
+fn round_robin_alternates_exactly_over_two_and_three_backends() {
+    let (a, b, c) = (
+        Backend::named("a"),
+        Backend::named("b"),
+        Backend::named("c"),
+    );
+    let lb = Lb::start(&["-b", &a.addr(), "-b", &b.addr()]);
+    assert_eq!(names(&lb, 6).join(""), "ababab");
+    drop(lb);
+    let lb = Lb::start(&[
+        "-b",
+        &a.addr(),
+        "-b",
+        &b.addr(),
+        "-b",
+        &c.addr(),
+        "-s",
+        "round_robin",
+    ]);
+    assert_eq!(names(&lb, 9).join(""), "abcabcabc");
+    // The same on one kept-alive client connection.
+    let mut conn = lb.conn();
+    let seq: String = (0..6).map(|_| conn.get("/").text()).collect();
+    assert_eq!(seq, "abcabc");
+}
+
+#[test]
+fn smooth_weighted_round_robin_follows_nginx_sequence() {
+    let (a, b, c) = (
+        Backend::named("a"),
+        Backend::named("b"),
+        Backend::named("c"),
+    );
+    let cfg = format!(
+        r#"{{"backends": [
+            {{"host": "127.0.0.1", "port": {}, "weight": 5}},
+            {{"host": "127.0.0.1", "port": {}}},
+            {{"host": "127.0.0.1", "port": {}, "weight": 1}}
+        ]}}"#,
+        a.port, b.port, c.port
+    );
+    let path = temp_file("weights.json", &cfg);
+    let lb = Lb::start(&["-c", path.to_str().unwrap(), "-s", "weighted_round_robin"]);
+    assert_eq!(names(&lb, 14).join(""), "aabacaaaabacaa");
+}
+
+#[test]
+fn random_strategy_reaches_every_backend() {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let lb = Lb::start(&["-b", &a.addr(), "-b", &b.addr(), "-s", "random"]);
+    let seen = names(&lb, 40);
+    assert!(
+        seen.iter().any(|n| n == "a") && seen.iter().any(|n| n == "b"),
+        "{seen:?}"
+    );
+}
+
+#[test]
+fn keep_alive_is_reused_on_both_sides() {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let lb = Lb::start(&["-b", &a.addr(), "-b", &b.addr()]);
+    let mut conn = lb.conn();
+    for i in 0..50 {
+        let r = conn.get(&format!("/{i}"));
+        assert_eq!(r.status(), 200);
+        assert_eq!(
+            r.header("connection"),
+            None,
+            "no Connection: close on a kept-alive exchange"
+        );
+    }
+    // Fifty requests on one client connection reached the backends over one
+    // pooled connection each.
+    assert_eq!(a.connections.load(Ordering::Relaxed), 1);
+    assert_eq!(b.connections.load(Ordering::Relaxed), 1);
+    assert_eq!(a.received().len() + b.received().len(), 50);
+    // A second client reuses the same pooled connections.
+    let mut other = lb.conn();
+    for _ in 0..4 {
+        assert_eq!(other.get("/").status(), 200);
+    }
+    assert_eq!(
+        a.connections.load(Ordering::Relaxed) + b.connections.load(Ordering::Relaxed),
+        2
+    );
+}
+
+/// A backend that answers with the body it received.
+fn echo() -> Backend {
+    Backend::spawn(|m| {
+        let mut r = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            m.body.len()
+        )
+        .into_bytes();
+        r.extend_from_slice(&m.body);
+        r
+    })
+}
+
+fn pattern(n: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+#[test]
+fn post_bodies_arrive_byte_exact_with_content_length_and_chunked() {
+    let be = echo();
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut conn = lb.conn();
+    let body = pattern(300_000, 7);
+    let mut req = format!(
+        "POST /cl HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&body);
+    let r = conn.roundtrip(&req);
+    assert_eq!(r.status(), 200);
+    assert!(r.body == body, "content-length body changed on the way");
+
+    // Chunked, with an extension and a trailer, in uneven chunks.
+    let mut req =
+        b"POST /chunked HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for part in body.chunks(77_777) {
+        req.extend_from_slice(format!("{:x};ext=1\r\n", part.len()).as_bytes());
+        req.extend_from_slice(part);
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\nX-Trailer: t\r\n\r\n");
+    let r = conn.roundtrip(&req);
+    assert_eq!(r.status(), 200);
+    assert!(r.body == body, "chunked body changed on the way");
+
+    let got = be.received();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].header("content-length"), Some("300000"));
+    assert_eq!(got[0].header("transfer-encoding"), None);
+    assert!(got[1].chunked, "chunked request forwarded chunked");
+    assert_eq!(got[1].header_all("transfer-encoding"), vec!["chunked"]);
+    assert_eq!(got[1].header("content-length"), None);
+}
+
+#[test]
+fn large_bodies_stream_both_ways_in_flat_memory() {
+    const SIZE: u64 = 256 << 20;
+    // Download: a backend that sends SIZE bytes.
+    let down = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        if read_head(&mut r).is_none() {
+            return;
+        }
+        let _ = write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+        let block = vec![b'x'; 1 << 16];
+        let mut left = SIZE;
+        while left > 0 {
+            let n = left.min(block.len() as u64) as usize;
+            if w.write_all(&block[..n]).is_err() {
+                return;
+            }
+            left -= n as u64;
+        }
+    });
+    let lb = Lb::start(&["-b", &down.addr()]);
+    let before = lb.rss_kib();
+    let mut c = lb.conn();
+    c.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (_, start, headers) = read_head(&mut c.r).unwrap();
+    assert_eq!(start[1], "200");
+    assert_eq!(
+        headers
+            .iter()
+            .find(|(n, _)| n == "Content-Length")
+            .unwrap()
+            .1,
+        SIZE.to_string()
+    );
+    let mut buf = vec![0u8; 1 << 16];
+    let mut got = 0u64;
+    let mut peak = before;
+    while got < SIZE {
+        let n = c.r.read(&mut buf).unwrap();
+        assert!(n > 0, "download cut short at {got}");
+        got += n as u64;
+        if got % (16 << 20) < n as u64 {
+            peak = peak.max(lb.rss_kib());
+        }
+    }
+    assert!(
+        peak < before + 8 * 1024,
+        "worker memory grew from {before} KiB to {peak} KiB during a download"
+    );
+    drop(lb);
+
+    // Upload: SIZE bytes to a backend that counts them.
+    let up = Backend::spawn(|m| ok(&m.body.len().to_string()));
+    let lb = Lb::start(&["-b", &up.addr()]);
+    let before = lb.rss_kib();
+    let mut c = lb.conn();
+    c.send(format!("PUT /big HTTP/1.1\r\nHost: t\r\nContent-Length: {SIZE}\r\n\r\n").as_bytes());
+    let block = vec![b'y'; 1 << 16];
+    let mut sent = 0u64;
+    let mut peak = before;
+    while sent < SIZE {
+        c.w.write_all(&block).unwrap();
+        sent += block.len() as u64;
+        if sent % (16 << 20) == 0 {
+            peak = peak.max(lb.rss_kib());
+        }
+    }
+    let r = c.read_response(false);
+    assert_eq!(r.text(), SIZE.to_string());
+    assert!(
+        peak < before + 8 * 1024,
+        "worker memory grew from {before} KiB to {peak} KiB during an upload"
+    );
+}
+
+#[test]
+fn head_204_and_304_responses_have_no_body() {
+    let be = Backend::spawn(|m| match m.target() {
+        "/204" => b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n".to_vec(),
+        "/304" => {
+            b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\nContent-Length: 10\r\n\r\n".to_vec()
+        }
+        _ if m.method() == "HEAD" => b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n".to_vec(),
+        _ => ok("after"),
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    let r = c.roundtrip(b"HEAD / HTTP/1.1\r\nHost: t\r\n\r\n");
+    assert_eq!(
+        (r.status(), r.header("content-length")),
+        (200, Some("1234"))
+    );
+    assert_eq!(c.get("/204").status(), 204);
+    let r = c.get("/304");
+    assert_eq!((r.status(), r.header("etag")), (304, Some("\"x\"")));
+    // Had any of those been given a body, this response would be misread.
+    assert_eq!(c.get("/next").text(), "after");
+}
+
+#[test]
+fn a_refusing_backend_is_skipped_without_a_client_error() {
+    let live = Backend::named("live");
+    let dead = format!("127.0.0.1:{}", refused_port());
+    let lb = Lb::start(&["-b", &dead, "-b", &live.addr()]);
+    for _ in 0..10 {
+        let r = get(lb.port, "/");
+        assert_eq!((r.status(), r.text().as_str()), (200, "live"));
+    }
+    let m = get(lb.port, "/metrics").text();
+    assert!(m.contains("lb_backends_unhealthy 1"), "{m}");
+}
+
+#[test]
+fn all_backends_down_gives_502() {
+    let lb = Lb::start(&[
+        "-b",
+        &format!("127.0.0.1:{}", refused_port()),
+        "-b",
+        &format!("127.0.0.1:{}", refused_port()),
+    ]);
+    let r = get(lb.port, "/");
+    assert_eq!(r.status(), 502);
+    assert!(
+        !r.body.is_empty() && r.body.len() < 200,
+        "short body: {:?}",
+        r.text()
+    );
+}
+
+#[test]
+fn metrics_are_prometheus_text() {
+    let be = Backend::named("a");
+    let lb = Lb::start(&["-b", &be.addr()]);
+    for _ in 0..3 {
+        get(lb.port, "/");
+    }
+    let r = get(lb.port, "/metrics");
+    assert_eq!(r.status(), 200);
+    assert!(r.header("content-type").unwrap().starts_with("text/plain"));
+    let text = r.text();
+    let mut samples = std::collections::HashMap::new();
+    for line in text.lines() {
+        if line.starts_with("# HELP ") || line.starts_with("# TYPE ") {
+            continue;
+        }
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("bad line {line:?}"));
+        let v: f64 = value
+            .parse()
+            .unwrap_or_else(|_| panic!("bad value in {line:?}"));
+        let bare = name.split('{').next().unwrap();
+        assert!(
+            bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+            "bad name {name:?}"
+        );
+        if name.contains('{') {
+            assert!(
+                name.ends_with('}') && name.contains("=\""),
+                "bad labels {name:?}"
+            );
+        }
+        samples.insert(name.to_string(), v);
+    }
+    assert_eq!(samples["lb_requests_total"], 3.0);
+    assert_eq!(samples["lb_backends_healthy"], 1.0);
+    assert_eq!(samples["lb_backends_unhealthy"], 0.0);
+    assert_eq!(
+        samples[&format!("lb_backend_requests_total{{backend=\"{}\"}}", be.addr())],
+        3.0
+    );
+}
+
+#[test]
+fn hop_by_hop_headers_are_stripped_and_the_rest_pass_in_order() {
+    let be = Backend::spawn(|_| {
+        b"HTTP/1.1 200 OK\r\nServer: test-backend/1.0\r\nContent-Type: text/html; charset=ISO-8859-4\r\nKeep-Alive: timeout=5\r\nX-B: 1\r\nConnection: X-Hop\r\nX-Hop: secret\r\nX-A: 2\r\nContent-Length: 2\r\n\r\nok".to_vec()
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    let r = c.roundtrip(
+        b"GET /p?q=1 HTTP/1.1\r\nHost: example\r\nX-Z: z\r\nConnection: keep-alive, X-Private\r\nX-Private: p\r\nKeep-Alive: 300\r\nTE: trailers\r\nProxy-Connection: keep-alive\r\nUpgrade: h2c\r\nX-Forwarded-For: 10.9.9.9\r\nX-A: a\r\n\r\n",
+    );
+    assert_eq!(r.status(), 200);
+    let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["Server", "Content-Type", "X-B", "X-A", "Content-Length"]
+    );
+    assert_eq!(
+        r.header("content-type"),
+        Some("text/html; charset=ISO-8859-4")
+    );
+    let got = &be.received()[0];
+    assert_eq!(got.start, ["GET", "/p?q=1", "HTTP/1.1"]);
+    let names: Vec<&str> = got.headers.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["Host", "X-Z", "X-A", "X-Forwarded-For"]);
+    assert_eq!(got.header("x-forwarded-for"), Some("10.9.9.9, 127.0.0.1"));
+}
+
+#[test]
+fn close_delimited_responses_are_rechunked_for_keep_alive_clients() {
+    let be = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        if read_head(&mut r).is_some() {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nX-Kind: close-delimited\r\n\r\nhello ");
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = w.write_all(b"world");
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    let r = c.get("/");
+    assert!(
+        r.chunked,
+        "re-framed as chunked: {:?}",
+        String::from_utf8_lossy(&r.raw_head)
+    );
+    assert_eq!(r.text(), "hello world");
+    // The client connection is still usable.
+    assert_eq!(c.get("/").text(), "hello world");
+    // An HTTP/1.0 client gets the body delimited by close instead.
+    let mut c = lb.conn();
+    c.send(b"GET / HTTP/1.0\r\n\r\n");
+    let raw = String::from_utf8(c.read_to_close()).unwrap();
+    assert!(raw.ends_with("\r\n\r\nhello world"), "{raw:?}");
+    assert!(!raw.contains("chunked"));
+}
+
+#[test]
+fn a_truncated_response_body_closes_the_client_connection() {
+    let be = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        if read_head(&mut r).is_some() {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly-part");
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let all = c.read_to_close();
+    let text = String::from_utf8_lossy(&all);
+    assert!(
+        text.starts_with("HTTP/1.1 200 OK\r\n") && text.ends_with("only-part"),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn malformed_requests_get_a_status_and_never_reach_a_backend() {
+    let be = Backend::named("a");
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let cases: &[(&[u8], u16)] = &[
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            400,
+        ),
+        (
+            b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            400,
+        ),
+        (b"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\nHost: a\r\n\r\n", 400),
+        (
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            501,
+        ),
+        (b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
+    ];
+    for (raw, want) in cases {
+        let mut c = lb.conn();
+        c.send(raw);
+        let r = c.read_response(false);
+        assert_eq!(r.status(), *want, "{:?}", String::from_utf8_lossy(raw));
+        assert_eq!(r.header("connection"), Some("close"));
+        assert!(c.is_closed());
+    }
+    let mut long = b"GET /".to_vec();
+    long.extend(std::iter::repeat(b'a').take(9000));
+    long.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
+    let mut c = lb.conn();
+    c.send(&long);
+    assert_eq!(c.read_response(false).status(), 414);
+    let mut big = b"GET / HTTP/1.1\r\nHost: a\r\n".to_vec();
+    for i in 0..300 {
+        big.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    big.extend_from_slice(b"\r\n");
+    let mut c = lb.conn();
+    c.send(&big);
+    assert_eq!(c.read_response(false).status(), 431);
+    assert_eq!(
+        be.received().len(),
+        0,
+        "a rejected request reached the backend"
+    );
+    assert!(
+        lb.log_text().contains("rejected request"),
+        "a log line per rejection"
+    );
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order() {
+    let be = Backend::spawn(|m| ok(m.target()));
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    let mut batch = Vec::new();
+    for i in 0..10 {
+        batch.extend_from_slice(format!("GET /{i} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+    }
+    c.send(&batch);
+    for i in 0..10 {
+        assert_eq!(c.read_response(false).text(), format!("/{i}"));
+    }
+}
+
+#[test]
+fn a_backend_closing_its_pooled_connection_is_not_a_client_error() {
+    // Answers one request per connection, then closes without saying so.
+    let be = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        if read_head(&mut r).is_some() {
+            let _ = w.write_all(&ok("once"));
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    for _ in 0..5 {
+        assert_eq!(c.get("/").text(), "once");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn raw_stream_close_from_client_mid_head_is_quiet() {
+    let be = Backend::named("a");
+    let lb = Lb::start(&["-b", &be.addr()]);
+    {
+        let mut s = TcpStream::connect(("127.0.0.1", lb.port)).unwrap();
+        s.write_all(b"GET / HTTP/1.1\r\nHo").unwrap();
+    }
+    assert_eq!(get(lb.port, "/").text(), "a");
+    assert_eq!(be.received().len(), 1);
+}
+
+#[test]
+fn a_get_with_a_body_is_forwarded_framed_then_the_connection_closes() {
+    let be = Backend::spawn(|m| ok(&format!("{} bytes", m.body.len())));
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    let r = c.roundtrip(b"GET / HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!(r.text(), "3 bytes");
+    assert_eq!(r.header("connection"), Some("close"));
+    assert!(c.is_closed());
+}
