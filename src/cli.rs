@@ -422,6 +422,7 @@ impl Builder {
                 .extend(fc.backends.into_iter().map(|b| (b, Source::File)));
             strategy = strategy.or(fc.strategy);
             self.cfg.health = fc.health;
+            self.cfg.timeouts = fc.timeouts;
         }
         if from_flags > MAX_BACKENDS {
             return Err(CliError::TooManyBackends {

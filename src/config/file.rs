@@ -28,11 +28,12 @@ use std::fmt;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use super::json::{self, Json, JsonError, Pos, Value};
 use super::{
-    strip_scheme, validate_host, BackendSpec, HealthSettings, HostError, Strategy, MAX_BACKENDS,
-    MAX_CONFIG_SIZE,
+    strip_scheme, validate_host, BackendSpec, HealthSettings, HostError, Strategy, Timeouts,
+    MAX_BACKENDS, MAX_CONFIG_SIZE,
 };
 
 /// What a config file says.
@@ -43,6 +44,8 @@ pub struct FileConfig {
     pub health: HealthSettings,
     /// `None` when the file does not set `"strategy"`.
     pub strategy: Option<Strategy>,
+    /// The file's `"timeouts"`, defaults for the keys it leaves out.
+    pub timeouts: Timeouts,
 }
 
 /// Why a config file was refused.
@@ -195,8 +198,10 @@ impl fmt::Display for Problem {
     }
 }
 
-const TOP_KEYS: &str = "backends, strategy, health, unhealthy_threshold, healthy_threshold, \
-                        probe_interval_ms, probe_timeout_ms, health_path";
+const TOP_KEYS: &str = "backends, strategy, health, timeouts, unhealthy_threshold, \
+                        healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
+const TIMEOUT_KEYS: &str =
+    "client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, body_progress_ms";
 const HEALTH_KEYS: &str =
     "unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const BACKEND_KEYS: &str = "host, port, weight, tls";
@@ -367,6 +372,7 @@ impl Reader<'_> {
         let mut backends = None;
         let mut strategy = None;
         let mut health = HealthSettings::default();
+        let mut timeouts = Timeouts::default();
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
             match key.as_str() {
@@ -380,6 +386,31 @@ impl Reader<'_> {
                     let parsed =
                         Strategy::parse(s).ok_or_else(|| self.bad(v, "strategy", EXPECTED))?;
                     strategy = Some(parsed);
+                }
+                "timeouts" => {
+                    const MS: &str = "an integer 1..=86400000 (milliseconds)";
+                    for (key, v) in self.object(v, "\"timeouts\"")? {
+                        self.once(&mut seen, key, v)?;
+                        let slot = match key.as_str() {
+                            "client_header_ms" => &mut timeouts.client_header,
+                            "client_idle_ms" => &mut timeouts.client_idle,
+                            "upstream_connect_ms" => &mut timeouts.upstream_connect,
+                            "upstream_response_ms" => &mut timeouts.upstream_response,
+                            "body_progress_ms" => &mut timeouts.body_progress,
+                            _ => {
+                                return Err(self.err(
+                                    v,
+                                    Problem::UnknownKey {
+                                        key: key.clone(),
+                                        place: "\"timeouts\"",
+                                        allowed: TIMEOUT_KEYS,
+                                    },
+                                ))
+                            }
+                        };
+                        let ms = self.int(v, "timeouts", MS, 1, MAX_PROBE_MS)?;
+                        *slot = Duration::from_millis(ms);
+                    }
                 }
                 "health" => {
                     for (key, v) in self.object(v, "\"health\"")? {
@@ -423,6 +454,7 @@ impl Reader<'_> {
             backends,
             health,
             strategy,
+            timeouts,
         })
     }
 
@@ -649,6 +681,30 @@ mod tests {
     }
 
     #[test]
+    fn timeouts() {
+        let cfg = parse(r#"{"backends":[{"host":"a","port":1}],"timeouts":{"upstream_response_ms":250,"client_idle_ms":1000}}"#).unwrap();
+        assert_eq!(cfg.timeouts.upstream_response, Duration::from_millis(250));
+        assert_eq!(cfg.timeouts.client_idle, Duration::from_secs(1));
+        assert_eq!(
+            cfg.timeouts.client_header,
+            Timeouts::default().client_header
+        );
+        let e =
+            parse(r#"{"backends":[{"host":"a","port":1}],"timeouts":{"connect":1}}"#).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown key \"connect\" in \"timeouts\""),
+            "{e}"
+        );
+        let e = parse(r#"{"backends":[{"host":"a","port":1}],"timeouts":{"client_idle_ms":0}}"#)
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("must be an integer 1..=86400000"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn max_backends_accepted() {
         let list: Vec<String> = (0..MAX_BACKENDS)
             .map(|i| format!(r#"{{"host":"h{i}","port":{}}}"#, 1000 + i))
@@ -781,7 +837,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,
