@@ -423,6 +423,7 @@ impl Builder {
             strategy = strategy.or(fc.strategy);
             self.cfg.health = fc.health;
             self.cfg.timeouts = fc.timeouts;
+            self.cfg.forwarded = fc.forwarded;
         }
         if from_flags > MAX_BACKENDS {
             return Err(CliError::TooManyBackends {

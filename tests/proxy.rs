@@ -359,8 +359,13 @@ fn hop_by_hop_headers_are_stripped_and_the_rest_pass_in_order() {
     let got = &be.received()[0];
     assert_eq!(got.start, ["GET", "/p?q=1", "HTTP/1.1"]);
     let names: Vec<&str> = got.headers.iter().map(|(n, _)| n.as_str()).collect();
-    assert_eq!(names, ["Host", "X-Z", "X-A", "X-Forwarded-For"]);
-    assert_eq!(got.header("x-forwarded-for"), Some("10.9.9.9, 127.0.0.1"));
+    assert_eq!(
+        names,
+        ["Host", "X-Z", "X-A", "X-Forwarded-For", "X-Forwarded-Proto"]
+    );
+    // Client-sent forwarding headers are not trusted by default.
+    assert_eq!(got.header("x-forwarded-for"), Some("127.0.0.1"));
+    assert_eq!(got.header("x-forwarded-proto"), Some("http"));
 }
 
 #[test]
@@ -461,10 +466,7 @@ fn malformed_requests_get_a_status_and_never_reach_a_backend() {
         0,
         "a rejected request reached the backend"
     );
-    assert!(
-        lb.log_text().contains("rejected request"),
-        "a log line per rejection"
-    );
+    assert!(lb.log_has("rejected request"), "a log line per rejection");
 }
 
 #[test]
@@ -521,4 +523,185 @@ fn a_get_with_a_body_is_forwarded_framed_then_the_connection_closes() {
     assert_eq!(r.text(), "3 bytes");
     assert_eq!(r.header("connection"), Some("close"));
     assert!(c.is_closed());
+}
+
+#[test]
+fn forwarding_headers_follow_their_configured_mode() {
+    let be = Backend::named("a");
+    let cfg = |fwd: &str| {
+        let text = format!(
+            r#"{{"backends":[{{"host":"127.0.0.1","port":{}}}],"forwarded":{{{fwd}}}}}"#,
+            be.port
+        );
+        temp_file("fwd.json", &text)
+    };
+    let req = b"GET / HTTP/1.1\r\nHost: t\r\nX-Forwarded-For: 10.9.9.9\r\nX-Forwarded-Proto: https\r\nForwarded: for=10.9.9.9\r\n\r\n";
+    let path = cfg(r#""x_forwarded_for":"append","x_forwarded_proto":"off","forwarded":"append""#);
+    let lb = Lb::start(&["-c", path.to_str().unwrap()]);
+    assert_eq!(lb.conn().roundtrip(req).status(), 200);
+    let got = be.received().pop().unwrap();
+    assert_eq!(got.header_all("x-forwarded-for"), ["10.9.9.9, 127.0.0.1"]);
+    assert_eq!(got.header_all("x-forwarded-proto"), ["https"]);
+    assert_eq!(
+        got.header_all("forwarded"),
+        ["for=10.9.9.9, for=127.0.0.1;proto=http"]
+    );
+    drop(lb);
+    let path = cfg(r#""x_forwarded_for":"off","forwarded":"replace""#);
+    let lb = Lb::start(&["-c", path.to_str().unwrap()]);
+    assert_eq!(lb.conn().roundtrip(req).status(), 200);
+    let got = be.received().pop().unwrap();
+    assert_eq!(got.header_all("x-forwarded-for"), ["10.9.9.9"]);
+    assert_eq!(got.header_all("x-forwarded-proto"), ["http"]);
+    assert_eq!(got.header_all("forwarded"), ["for=127.0.0.1;proto=http"]);
+}
+
+#[test]
+fn bad_framing_from_a_backend_becomes_502_and_the_connection_is_not_reused() {
+    let be = Backend::spawn(|m| {
+        match m.target() {
+        "/cl-te" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n".to_vec(),
+        "/two-cl" => b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok".to_vec(),
+        "/bad-chunk" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2x\r\nok\r\n0\r\n\r\n".to_vec(),
+        _ => ok("fine"),
+    }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    for path in ["/cl-te", "/two-cl"] {
+        let mut c = lb.conn();
+        let r = c.get(path);
+        assert_eq!(r.status(), 502, "{path}");
+        assert!(
+            c.is_closed(),
+            "{path}: client connection left open after a 502"
+        );
+    }
+    // A body that goes bad after the head was sent: the client is cut off.
+    let mut c = lb.conn();
+    c.send(b"GET /bad-chunk HTTP/1.1\r\nHost: t\r\n\r\n");
+    let all = String::from_utf8_lossy(&c.read_to_close()).into_owned();
+    assert!(!all.contains("0\r\n\r\n"), "{all:?}");
+    // Each bad response cost its backend connection.
+    let before = be.connections.load(Ordering::Relaxed);
+    assert_eq!(get(lb.port, "/").text(), "fine");
+    assert_eq!(be.connections.load(Ordering::Relaxed), before + 1);
+    assert!(lb.log_has("invalid response"));
+}
+
+#[test]
+fn expect_100_continue_is_passed_through() {
+    let be = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let Some((_, _, headers)) = read_head(&mut r) else {
+            return;
+        };
+        assert!(headers
+            .iter()
+            .any(|(n, v)| n == "Expect" && v == "100-continue"));
+        w.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").unwrap();
+        let mut body = [0u8; 5];
+        r.read_exact(&mut body).unwrap();
+        w.write_all(&ok(std::str::from_utf8(&body).unwrap()))
+            .unwrap();
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    c.send(b"PUT /x HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    let interim = c.read_response(false);
+    assert_eq!(interim.status(), 100);
+    c.send(b"hello");
+    let r = c.read_response(false);
+    assert_eq!((r.status(), r.text().as_str()), (200, "hello"));
+}
+
+#[test]
+fn upgrade_opens_a_tunnel_only_after_the_101() {
+    let be = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let Some((_, start, headers)) = read_head(&mut r) else {
+            return;
+        };
+        assert_eq!(start[1], "/chat");
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n == "Upgrade" && v == "websocket"),
+            "{headers:?}"
+        );
+        assert!(
+            headers
+                .iter()
+                .any(|(n, v)| n == "Connection" && v == "upgrade"),
+            "{headers:?}"
+        );
+        // Nothing the client sent after its request may arrive before the 101.
+        w.set_read_timeout(Some(Duration::from_millis(300)))
+            .unwrap();
+        let mut early = [0u8; 1];
+        assert!(
+            r.get_mut().read(&mut early).is_err(),
+            "bytes arrived before the 101"
+        );
+        w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n").unwrap();
+        // Echo, byte for byte, until the client closes.
+        let mut buf = [0u8; 1024];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => w.write_all(&buf[..n]).unwrap(),
+            }
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    c.send(
+        b"GET /chat HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nEARLY",
+    );
+    let r = c.read_response(true);
+    assert_eq!(r.status(), 101);
+    assert_eq!(r.header("upgrade"), Some("websocket"));
+    assert_eq!(r.header("connection"), Some("upgrade"));
+    let mut got = [0u8; 5];
+    c.r.read_exact(&mut got).unwrap();
+    assert_eq!(&got, b"EARLY");
+    let payload: Vec<u8> = (0..=255u8).cycle().take(100_000).collect();
+    c.send(&payload);
+    let mut back = vec![0u8; payload.len()];
+    c.r.read_exact(&mut back).unwrap();
+    assert!(back == payload, "tunnel changed bytes");
+    shutdown_write(&c);
+    assert!(c.is_closed());
+}
+
+#[test]
+fn failed_requests_are_retried_only_when_safe() {
+    // Reads a request and hangs up without a word.
+    let rude = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s);
+        let _ = read_head(&mut r);
+    });
+    let good = Backend::spawn(|m| ok(m.method()));
+    let lb = Lb::start(&["-b", &rude.addr(), "-b", &good.addr()]);
+    // Round robin sends the first request of each pair to the rude backend.
+    let r = get(lb.port, "/");
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (200, "GET"),
+        "an idempotent request goes to the next backend"
+    );
+    let _ = get(lb.port, "/"); // lands on the good backend, realigning round robin
+    let mut c = lb.conn();
+    let r = c.roundtrip(b"POST /pay HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+    assert_eq!(
+        r.status(),
+        502,
+        "a POST that may have been processed is not sent again"
+    );
+    assert!(
+        good.received().iter().all(|m| m.method() != "POST"),
+        "the POST was retried"
+    );
 }

@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use super::json::{self, Json, JsonError, Pos, Value};
 use super::{
-    strip_scheme, validate_host, BackendSpec, HealthSettings, HostError, Strategy, Timeouts,
-    MAX_BACKENDS, MAX_CONFIG_SIZE,
+    strip_scheme, validate_host, BackendSpec, ForwardedHeaders, HeaderMode, HealthSettings,
+    HostError, Strategy, Timeouts, MAX_BACKENDS, MAX_CONFIG_SIZE,
 };
 
 /// What a config file says.
@@ -46,6 +46,8 @@ pub struct FileConfig {
     pub strategy: Option<Strategy>,
     /// The file's `"timeouts"`, defaults for the keys it leaves out.
     pub timeouts: Timeouts,
+    /// The file's `"forwarded"` header modes, defaults for those it leaves out.
+    pub forwarded: ForwardedHeaders,
 }
 
 /// Why a config file was refused.
@@ -198,8 +200,9 @@ impl fmt::Display for Problem {
     }
 }
 
-const TOP_KEYS: &str = "backends, strategy, health, timeouts, unhealthy_threshold, \
+const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
+const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
 const TIMEOUT_KEYS: &str =
     "client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, body_progress_ms";
 const HEALTH_KEYS: &str =
@@ -373,6 +376,7 @@ impl Reader<'_> {
         let mut strategy = None;
         let mut health = HealthSettings::default();
         let mut timeouts = Timeouts::default();
+        let mut forwarded = ForwardedHeaders::default();
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
             match key.as_str() {
@@ -387,10 +391,35 @@ impl Reader<'_> {
                         Strategy::parse(s).ok_or_else(|| self.bad(v, "strategy", EXPECTED))?;
                     strategy = Some(parsed);
                 }
+                "forwarded" => {
+                    const EXPECTED: &str = "one of append, replace, off";
+                    let mut inner = Vec::new();
+                    for (key, v) in self.object(v, "\"forwarded\"")? {
+                        self.once(&mut inner, key, v)?;
+                        let slot = match key.as_str() {
+                            "x_forwarded_for" => &mut forwarded.x_forwarded_for,
+                            "x_forwarded_proto" => &mut forwarded.x_forwarded_proto,
+                            "forwarded" => &mut forwarded.forwarded,
+                            _ => {
+                                return Err(self.err(
+                                    v,
+                                    Problem::UnknownKey {
+                                        key: key.clone(),
+                                        place: "\"forwarded\"",
+                                        allowed: FORWARDED_KEYS,
+                                    },
+                                ))
+                            }
+                        };
+                        let mode = v.as_str().and_then(HeaderMode::parse);
+                        *slot = mode.ok_or_else(|| self.bad(v, "forwarded", EXPECTED))?;
+                    }
+                }
                 "timeouts" => {
                     const MS: &str = "an integer 1..=86400000 (milliseconds)";
+                    let mut inner = Vec::new();
                     for (key, v) in self.object(v, "\"timeouts\"")? {
-                        self.once(&mut seen, key, v)?;
+                        self.once(&mut inner, key, v)?;
                         let slot = match key.as_str() {
                             "client_header_ms" => &mut timeouts.client_header,
                             "client_idle_ms" => &mut timeouts.client_idle,
@@ -455,6 +484,7 @@ impl Reader<'_> {
             health,
             strategy,
             timeouts,
+            forwarded,
         })
     }
 
@@ -837,7 +867,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,

@@ -146,6 +146,49 @@ impl Default for Timeouts {
     }
 }
 
+/// What the proxy does with one of the forwarding headers it can set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderMode {
+    /// Keep what the client sent and add this hop: `client-value, peer`.
+    Append,
+    /// Drop what the client sent; send only this hop (client values are not
+    /// trusted).
+    Replace,
+    /// Leave the header alone: whatever the client sent passes through.
+    Off,
+}
+
+impl HeaderMode {
+    pub fn parse(s: &str) -> Option<HeaderMode> {
+        match s {
+            "append" => Some(HeaderMode::Append),
+            "replace" => Some(HeaderMode::Replace),
+            "off" => Some(HeaderMode::Off),
+            _ => None,
+        }
+    }
+}
+
+/// `X-Forwarded-For`, `X-Forwarded-Proto` and `Forwarded` (RFC 7239) on
+/// requests sent upstream. By default client-sent values are not trusted:
+/// the two X- headers are replaced, `Forwarded` is left alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForwardedHeaders {
+    pub x_forwarded_for: HeaderMode,
+    pub x_forwarded_proto: HeaderMode,
+    pub forwarded: HeaderMode,
+}
+
+impl Default for ForwardedHeaders {
+    fn default() -> Self {
+        ForwardedHeaders {
+            x_forwarded_for: HeaderMode::Replace,
+            x_forwarded_proto: HeaderMode::Replace,
+            forwarded: HeaderMode::Off,
+        }
+    }
+}
+
 /// The complete, validated configuration of one load balancer process.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -163,6 +206,7 @@ pub struct Config {
     pub tls_trace: bool,
     pub health: HealthSettings,
     pub timeouts: Timeouts,
+    pub forwarded: ForwardedHeaders,
 }
 
 impl Default for Config {
@@ -181,6 +225,7 @@ impl Default for Config {
             tls_trace: false,
             health: HealthSettings::default(),
             timeouts: Timeouts::default(),
+            forwarded: ForwardedHeaders::default(),
         }
     }
 }

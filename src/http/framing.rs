@@ -73,6 +73,9 @@ pub struct RequestMeta {
     pub idempotent: bool,
     pub is_head: bool,
     pub is_connect: bool,
+    /// An HTTP/1.1 request without a body asking to switch protocols
+    /// (`Connection: upgrade` and an `Upgrade` header): a 101 opens a tunnel.
+    pub upgrade: bool,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -123,6 +126,7 @@ struct Common {
     conn: ConnectionOpts,
     host_count: u32,
     expect_continue: bool,
+    upgrade_header: bool,
 }
 
 fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
@@ -133,6 +137,7 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
         conn: ConnectionOpts::default(),
         host_count: 0,
         expect_continue: false,
+        upgrade_header: false,
     };
     let mut te_codings = 0u32;
     let mut te_last_chunked = false;
@@ -183,6 +188,8 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
             return Err(ParseError::FramingLookalike);
         } else if n == 4 && name_is(buf, h, b"host") {
             c.host_count += 1;
+        } else if n == 7 && name_is(buf, h, b"upgrade") {
+            c.upgrade_header = true;
         } else if n == 6 && name_is(buf, h, b"expect") {
             c.expect_continue = h.value.of(buf).eq_ignore_ascii_case(b"100-continue");
         }
@@ -272,6 +279,7 @@ pub fn request_meta(
         ),
         is_head: m == b"HEAD",
         is_connect: m == b"CONNECT",
+        upgrade: c.conn.upgrade && c.upgrade_header && head.minor == 1 && body == BodyMode::None,
     })
 }
 

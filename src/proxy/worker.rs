@@ -16,7 +16,7 @@
 use super::balance::Balancer;
 use super::Shared;
 use crate::buf::{Buf, BufPool};
-use crate::config::{MAX_HEADER_LINES, MAX_IDLE_CONNS};
+use crate::config::{ForwardedHeaders, HeaderMode, MAX_HEADER_LINES, MAX_IDLE_CONNS};
 use crate::event::{Events, Poller};
 use crate::http::framing::{request_meta, response_meta};
 use crate::http::{
@@ -66,6 +66,8 @@ enum Phase {
     Local,
     /// Write side shut; reading and discarding until the client closes.
     Drain,
+    /// After a 101: bytes flow both ways untouched until both sides close.
+    Tunnel,
 }
 
 /// The request in flight on a client connection.
@@ -86,6 +88,8 @@ struct Req {
     head_sent: usize,
     sent_any: bool,
     attempts: u8,
+    /// The request asked to switch protocols.
+    upgrade: bool,
     /// Bytes of a head have arrived (header timeout runs, not idle timeout).
     started: bool,
 }
@@ -105,6 +109,7 @@ impl Default for Req {
             head_sent: 0,
             sent_any: false,
             attempts: 0,
+            upgrade: false,
             started: false,
         }
     }
@@ -183,6 +188,9 @@ struct Client {
     keep_alive: bool,
     deadline: u64,
     drained: u64,
+    /// Tunnel: the client, or the backend, has finished sending.
+    client_done: bool,
+    upstream_done: bool,
 }
 
 impl Client {
@@ -418,6 +426,8 @@ impl Worker {
             keep_alive: true,
             deadline: self.now + self.shared.config.timeouts.client_idle.as_millis() as u64,
             drained: 0,
+            client_done: false,
+            upstream_done: false,
         };
         let (ci, gen) = self.clients.insert(client);
         let c = self.clients.get_mut(ci).expect("just inserted");
@@ -452,6 +462,7 @@ impl Worker {
                 }
                 Phase::Local => self.step_local(ci),
                 Phase::Drain => self.step_drain(ci),
+                Phase::Tunnel => self.step_tunnel(ci),
             };
             if !progressed {
                 return;
@@ -562,6 +573,7 @@ impl Worker {
                 _ => 0,
             },
             body_done: meta.body == BodyMode::None,
+            upgrade: meta.upgrade,
             ..Req::default()
         };
         c.resp = Resp::default();
@@ -588,16 +600,14 @@ impl Worker {
         }
         let mut out = c.reqhead.take().unwrap_or_else(|| bufs.take());
         out.clear();
-        let peer = &c.peer[..c.peer_len as usize];
-        if !compose_request(
-            buf,
-            &head,
-            &hdrs[..head.header_count],
-            &meta.conn,
-            meta.body,
-            peer,
-            &mut out,
-        ) {
+        let o = RequestOut {
+            conn: &meta.conn,
+            body: meta.body,
+            upgrade: meta.upgrade,
+            peer: &c.peer[..c.peer_len as usize],
+            fwd: &shared.config.forwarded,
+        };
+        if !compose_request(buf, &head, &hdrs[..head.header_count], &o, &mut out) {
             bufs.give(out);
             c.keep_alive = false;
             return self.local_error(ci, 431, "request head too large");
@@ -931,6 +941,24 @@ impl Worker {
         if c.resp.head_done {
             return self.step_response_body(ci, ui);
         }
+        if let Some(w) = c.wbuf.as_mut().filter(|w| !w.is_empty() && c.writable) {
+            // An interim response (100 Continue) goes out at once: the client
+            // may be waiting for it before it sends the body.
+            return match c.io.write_vectored(&[IoSlice::new(w.filled())]) {
+                Ok(n) => {
+                    w.consume(n);
+                    true
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    c.writable = false;
+                    false
+                }
+                Err(_) => {
+                    self.close_client(ci);
+                    true
+                }
+            };
+        }
         if let Some(b) = u.rbuf.as_ref().filter(|b| !b.is_empty()) {
             match parse_response(b.filled(), hdrs) {
                 Ok(Status::Complete(head)) => {
@@ -1028,7 +1056,30 @@ impl Worker {
             return;
         }
         if head.status == 101 {
-            return self.bad_response(ci, "protocol upgrade is not supported yet");
+            if !c.req.upgrade {
+                return self.bad_response(ci, "101 to a request that did not ask to upgrade");
+            }
+            let w = c.wbuf.get_or_insert_with(|| bufs.take());
+            let meta_conn = crate::http::ConnectionOpts::default();
+            if !compose_response(
+                buf,
+                &head,
+                &hdrs[..head.header_count],
+                &meta_conn,
+                Framing::Upgrade,
+                w,
+            ) {
+                w.clear();
+                return self.bad_response(ci, "response head too large");
+            }
+            rbuf.consume(head.len);
+            bufs.release(&mut c.reqhead);
+            shared.metrics.response(101);
+            c.keep_alive = false;
+            c.resp.head_done = true;
+            c.phase = Phase::Tunnel;
+            c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+            return;
         }
         let meta = match response_meta(buf, &head, &hdrs[..head.header_count], c.req.is_head) {
             Ok(m) => m,
@@ -1050,14 +1101,17 @@ impl Worker {
             c.keep_alive = false;
         }
         let w = c.wbuf.get_or_insert_with(|| bufs.take());
+        let framing = Framing::Message {
+            chunked: rechunk || meta.body == BodyMode::Chunked,
+            keep_alive: c.keep_alive,
+            client_11,
+        };
         let ok = compose_response(
             buf,
             &head,
             &hdrs[..head.header_count],
             &meta.conn,
-            rechunk || meta.body == BodyMode::Chunked,
-            c.keep_alive,
-            client_11,
+            framing,
             w,
         );
         if !ok {
@@ -1398,6 +1452,113 @@ impl Worker {
         }
     }
 
+    // ---- tunnels (after 101 Switching Protocols) ----------------------------------
+
+    /// Moves bytes both ways, untouched. When one side finishes sending, the
+    /// other side's write half is shut; when both have, the tunnel closes.
+    fn step_tunnel(&mut self, ci: u32) -> bool {
+        let Worker {
+            clients,
+            ups,
+            bufs,
+            shared,
+            now,
+            ..
+        } = self;
+        let c = clients.get_mut(ci).expect("client");
+        let Some(ui) = c.up else {
+            self.close_client(ci);
+            return true;
+        };
+        let u = ups.get_mut(ui).expect("tunnel upstream");
+        let idle = shared.config.timeouts.body_progress.as_millis() as u64;
+        let mut progressed = false;
+        // Client -> backend.
+        let cb = c.rbuf.get_or_insert_with(|| bufs.take());
+        if !cb.is_empty() && u.writable {
+            match u.io.write_vectored(&[IoSlice::new(cb.filled())]) {
+                Ok(n) => {
+                    cb.consume(n);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.writable = false,
+                Err(_) => {
+                    self.close_client(ci);
+                    return true;
+                }
+            }
+        } else if cb.is_empty() && !c.client_done && c.readable {
+            let spare = cb.spare();
+            let want = spare.len();
+            match c.io.read(spare) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
+                Ok(0) | Err(_) => {
+                    c.client_done = true;
+                    sys::shutdown_write(u.io.fd());
+                    progressed = true;
+                }
+                Ok(n) => {
+                    cb.commit(n);
+                    if n < want && !c.hup {
+                        c.readable = false;
+                    }
+                    progressed = true;
+                }
+            }
+        }
+        // Backend -> client, after the 101 head still in wbuf.
+        let ub = u.rbuf.get_or_insert_with(|| bufs.take());
+        let w = c.wbuf.as_ref().map_or(&[][..], |w| w.filled());
+        if (!w.is_empty() || !ub.is_empty()) && c.writable {
+            match c
+                .io
+                .write_vectored(&[IoSlice::new(w), IoSlice::new(ub.filled())])
+            {
+                Ok(n) => {
+                    let h = n.min(w.len());
+                    if let Some(w) = c.wbuf.as_mut() {
+                        w.consume(h);
+                    }
+                    ub.consume(n - h);
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+                Err(_) => {
+                    self.close_client(ci);
+                    return true;
+                }
+            }
+        } else if w.is_empty() && ub.is_empty() && !c.upstream_done && u.readable {
+            let spare = ub.spare();
+            let want = spare.len();
+            match u.io.read(spare) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.readable = false,
+                Ok(0) | Err(_) => {
+                    c.upstream_done = true;
+                    sys::shutdown_write(c.io.fd());
+                    progressed = true;
+                }
+                Ok(n) => {
+                    ub.commit(n);
+                    if n < want && !u.hup {
+                        u.readable = false;
+                    }
+                    progressed = true;
+                }
+            }
+        }
+        if progressed {
+            c.deadline = *now + idle;
+        }
+        let flushed =
+            ub.is_empty() && c.wbuf.as_ref().map_or(true, |w| w.is_empty()) && cb.is_empty();
+        if c.client_done && c.upstream_done && flushed {
+            self.close_client(ci);
+            return true;
+        }
+        progressed
+    }
+
     // ---- closing and timeouts ---------------------------------------------------
 
     fn close_client(&mut self, ci: u32) {
@@ -1461,7 +1622,9 @@ impl Worker {
                 log!(Info, "proxy", "{}: request head timed out (408)", c.peer());
                 self.local_error(ci, 408, "request head not received in time");
             }
-            Phase::Head | Phase::Local | Phase::Drain => return self.close_client(ci),
+            Phase::Head | Phase::Local | Phase::Drain | Phase::Tunnel => {
+                return self.close_client(ci)
+            }
             Phase::Proxy => {
                 let connected =
                     c.up.and_then(|ui| self.ups.get(ui))
@@ -1495,77 +1658,165 @@ fn method_is(buf: &[u8], head: &RequestHead, m: &[u8]) -> bool {
     head.method.of(buf) == m
 }
 
+/// What the upstream head needs besides the parsed request.
+struct RequestOut<'a> {
+    conn: &'a crate::http::ConnectionOpts,
+    body: BodyMode,
+    /// Keep `Upgrade` and send `Connection: upgrade`.
+    upgrade: bool,
+    /// The client's address as text.
+    peer: &'a [u8],
+    fwd: &'a ForwardedHeaders,
+}
+
 /// Writes the upstream request head: the request line as received, the
-/// end-to-end headers verbatim, one framing header, X-Forwarded-For.
+/// end-to-end headers verbatim, one framing header, the forwarding headers.
 fn compose_request(
     buf: &[u8],
     head: &RequestHead,
     hdrs: &[HeaderRef],
-    conn: &crate::http::ConnectionOpts,
-    body: BodyMode,
-    peer: &[u8],
+    o: &RequestOut<'_>,
     out: &mut Buf,
 ) -> bool {
     let line_end = hdrs.first().map_or(head.len - 2, |h| h.line.start as usize);
     let mut ok = out.push(&buf[head.start..line_end]);
-    let mut xff = false;
+    let fwd = [
+        (&b"x-forwarded-for"[..], o.fwd.x_forwarded_for),
+        (&b"x-forwarded-proto"[..], o.fwd.x_forwarded_proto),
+        (&b"forwarded"[..], o.fwd.forwarded),
+    ];
     for h in hdrs {
         let name = h.name.of(buf);
-        if conn.is_hop_by_hop(buf, name) {
-            continue;
+        let keep = if o.upgrade && name.eq_ignore_ascii_case(b"upgrade") {
+            true
+        } else if o.conn.is_hop_by_hop(buf, name) {
+            false
+        } else {
+            // A forwarding header the proxy sets itself is written below.
+            !fwd.iter()
+                .any(|(n, mode)| *mode != HeaderMode::Off && name.eq_ignore_ascii_case(n))
+        };
+        if keep {
+            ok &= out.push(h.line.of(buf));
         }
-        if name.eq_ignore_ascii_case(b"x-forwarded-for") {
-            xff = true;
-            continue;
-        }
-        ok &= out.push(h.line.of(buf));
     }
-    if body == BodyMode::Chunked {
+    if o.upgrade {
+        ok &= out.push(b"Connection: upgrade\r\n");
+    }
+    if o.body == BodyMode::Chunked {
         ok &= out.push(b"Transfer-Encoding: chunked\r\n");
     }
-    ok &= out.push(b"X-Forwarded-For: ");
-    if xff {
+    ok &= forwarding_header(
+        out,
+        buf,
+        hdrs,
+        b"X-Forwarded-For: ",
+        o.fwd.x_forwarded_for,
+        &[o.peer],
+    );
+    ok &= forwarding_header(
+        out,
+        buf,
+        hdrs,
+        b"X-Forwarded-Proto: ",
+        o.fwd.x_forwarded_proto,
+        &[b"http"],
+    );
+    // RFC 7239: an IPv6 address is quoted and bracketed.
+    let v6 = o.peer.contains(&b':');
+    let node: [&[u8]; 3] = if v6 {
+        [b"\"[", o.peer, b"]\""]
+    } else {
+        [b"", o.peer, b""]
+    };
+    ok &= forwarding_header(
+        out,
+        buf,
+        hdrs,
+        b"Forwarded: ",
+        o.fwd.forwarded,
+        &[b"for=", node[0], node[1], node[2], b";proto=http"],
+    );
+    ok && out.push(b"\r\n")
+}
+
+/// One forwarding header: `prefix` is `Name: `; this hop's value is the
+/// concatenation of `value`; with `Append`, the client's values come first.
+fn forwarding_header(
+    out: &mut Buf,
+    buf: &[u8],
+    hdrs: &[HeaderRef],
+    prefix: &[u8],
+    mode: HeaderMode,
+    value: &[&[u8]],
+) -> bool {
+    if mode == HeaderMode::Off {
+        return true;
+    }
+    let name = &prefix[..prefix.len() - 2];
+    let mut ok = out.push(prefix);
+    if mode == HeaderMode::Append {
         for h in hdrs
             .iter()
-            .filter(|h| h.name.of(buf).eq_ignore_ascii_case(b"x-forwarded-for"))
+            .filter(|h| h.name.of(buf).eq_ignore_ascii_case(name))
         {
-            ok &= out.push(h.value.of(buf));
-            ok &= out.push(b", ");
+            ok &= out.push(h.value.of(buf)) && out.push(b", ");
         }
     }
-    ok &= out.push(peer);
-    ok &= out.push(b"\r\n\r\n");
-    ok
+    for part in value {
+        ok &= out.push(part);
+    }
+    ok && out.push(b"\r\n")
+}
+
+/// How the client response head ends.
+#[derive(Clone, Copy)]
+enum Framing {
+    Message {
+        chunked: bool,
+        keep_alive: bool,
+        client_11: bool,
+    },
+    /// A 101: keep `Upgrade`, say `Connection: upgrade`.
+    Upgrade,
 }
 
 /// Writes the client response head: `HTTP/1.1` and the status and reason as
 /// received, end-to-end headers verbatim, framing and connection headers.
-#[allow(clippy::too_many_arguments)]
 fn compose_response(
     buf: &[u8],
     head: &ResponseHead,
     hdrs: &[HeaderRef],
     conn: &crate::http::ConnectionOpts,
-    chunked: bool,
-    keep_alive: bool,
-    client_11: bool,
+    framing: Framing,
     out: &mut Buf,
 ) -> bool {
     let line_end = hdrs.first().map_or(head.len - 2, |h| h.line.start as usize);
     // "HTTP/1.x " is 9 bytes; the proxy speaks HTTP/1.1 itself.
     let mut ok = out.push(b"HTTP/1.1 ") && out.push(&buf[9..line_end]);
+    let upgrade = matches!(framing, Framing::Upgrade);
     for h in hdrs {
-        if !conn.is_hop_by_hop(buf, h.name.of(buf)) {
+        let name = h.name.of(buf);
+        if (upgrade && name.eq_ignore_ascii_case(b"upgrade")) || !conn.is_hop_by_hop(buf, name) {
             ok &= out.push(h.line.of(buf));
         }
     }
-    if chunked {
-        ok &= out.push(b"Transfer-Encoding: chunked\r\n");
-    }
-    if !keep_alive {
-        ok &= out.push(b"Connection: close\r\n");
-    } else if !client_11 {
-        ok &= out.push(b"Connection: keep-alive\r\n");
+    match framing {
+        Framing::Upgrade => ok &= out.push(b"Connection: upgrade\r\n"),
+        Framing::Message {
+            chunked,
+            keep_alive,
+            client_11,
+        } => {
+            if chunked {
+                ok &= out.push(b"Transfer-Encoding: chunked\r\n");
+            }
+            if !keep_alive {
+                ok &= out.push(b"Connection: close\r\n");
+            } else if !client_11 {
+                ok &= out.push(b"Connection: keep-alive\r\n");
+            }
+        }
     }
     ok && out.push(b"\r\n")
 }

@@ -95,6 +95,21 @@ impl Lb {
     pub fn log_text(&self) -> String {
         self.log.lock().unwrap().clone()
     }
+
+    /// True once the log contains `needle` (the log is read by another
+    /// thread, so a line may arrive a moment after the event); waits 5 s at most.
+    pub fn log_has(&self, needle: &str) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.log_text().contains(needle) {
+                return true;
+            }
+            if Instant::now() > deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for Lb {
