@@ -424,6 +424,7 @@ impl Builder {
             self.cfg.health = fc.health;
             self.cfg.timeouts = fc.timeouts;
             self.cfg.forwarded = fc.forwarded;
+            self.cfg.max_body_bytes = fc.max_body_bytes;
         }
         if from_flags > MAX_BACKENDS {
             return Err(CliError::TooManyBackends {

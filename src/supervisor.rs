@@ -50,6 +50,7 @@ pub fn check(cfg: &Config) -> i32 {
 pub fn run(cfg: Config) -> i32 {
     log::set_level(cfg.log_level);
     sys::ignore_sigpipe();
+    sys::raise_fd_limit();
     let addr = match listen_addr(&cfg) {
         Ok(a) => a,
         Err(e) => {

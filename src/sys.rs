@@ -346,3 +346,18 @@ pub fn set_defer_accept(fd: BorrowedFd<'_>, secs: i32) {
     #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = (fd, secs);
 }
+
+/// Raises the soft limit on open files to the hard limit: every client and
+/// upstream connection is a descriptor (nginx's `worker_rlimit_nofile`).
+pub fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid rlimit to fill.
+    if syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim)).is_ok() && lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        // SAFETY: lim is a valid rlimit.
+        let _ = syscall!(setrlimit(libc::RLIMIT_NOFILE, &lim));
+    }
+}

@@ -705,3 +705,35 @@ fn failed_requests_are_retried_only_when_safe() {
         "the POST was retried"
     );
 }
+
+#[test]
+fn bodies_over_max_body_bytes_get_413_before_reaching_a_backend() {
+    let be = Backend::spawn(|m| ok(&m.body.len().to_string()));
+    let cfg = format!(
+        r#"{{"backends":[{{"host":"127.0.0.1","port":{}}}],"max_body_bytes":1000}}"#,
+        be.port
+    );
+    let path = temp_file("limit.json", &cfg);
+    let lb = Lb::start(&["-c", path.to_str().unwrap()]);
+    let mut c = lb.conn();
+    let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n".to_vec();
+    req.extend(std::iter::repeat(b'x').take(1000));
+    assert_eq!(c.roundtrip(&req).text(), "1000");
+    let r = c.roundtrip(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n");
+    assert_eq!(r.status(), 413);
+    assert!(c.is_closed());
+    let mut c = lb.conn();
+    let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for _ in 0..3 {
+        req.extend_from_slice(b"190\r\n");
+        req.extend(std::iter::repeat(b'y').take(400));
+        req.extend_from_slice(b"\r\n");
+    }
+    req.extend_from_slice(b"0\r\n\r\n");
+    assert_eq!(c.roundtrip(&req).status(), 413);
+    assert_eq!(
+        be.received().len(),
+        1,
+        "only the request within the limit reached the backend"
+    );
+}

@@ -48,6 +48,8 @@ pub struct FileConfig {
     pub timeouts: Timeouts,
     /// The file's `"forwarded"` header modes, defaults for those it leaves out.
     pub forwarded: ForwardedHeaders,
+    /// `"max_body_bytes"`, 0 (no limit) if absent.
+    pub max_body_bytes: u64,
 }
 
 /// Why a config file was refused.
@@ -200,7 +202,8 @@ impl fmt::Display for Problem {
     }
 }
 
-const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, unhealthy_threshold, \
+const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
+                        unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
 const TIMEOUT_KEYS: &str =
@@ -377,6 +380,7 @@ impl Reader<'_> {
         let mut health = HealthSettings::default();
         let mut timeouts = Timeouts::default();
         let mut forwarded = ForwardedHeaders::default();
+        let mut max_body_bytes = 0;
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
             match key.as_str() {
@@ -390,6 +394,10 @@ impl Reader<'_> {
                     let parsed =
                         Strategy::parse(s).ok_or_else(|| self.bad(v, "strategy", EXPECTED))?;
                     strategy = Some(parsed);
+                }
+                "max_body_bytes" => {
+                    const EXPECTED: &str = "an integer, 0 for no limit";
+                    max_body_bytes = self.int(v, "max_body_bytes", EXPECTED, 0, u64::MAX >> 1)?;
                 }
                 "forwarded" => {
                     const EXPECTED: &str = "one of append, replace, off";
@@ -485,6 +493,7 @@ impl Reader<'_> {
             strategy,
             timeouts,
             forwarded,
+            max_body_bytes,
         })
     }
 
@@ -867,7 +876,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,

@@ -207,6 +207,8 @@ pub struct Config {
     pub health: HealthSettings,
     pub timeouts: Timeouts,
     pub forwarded: ForwardedHeaders,
+    /// Largest request body accepted (413 beyond); 0 means no limit.
+    pub max_body_bytes: u64,
 }
 
 impl Default for Config {
@@ -226,6 +228,7 @@ impl Default for Config {
             health: HealthSettings::default(),
             timeouts: Timeouts::default(),
             forwarded: ForwardedHeaders::default(),
+            max_body_bytes: 0,
         }
     }
 }

@@ -593,6 +593,18 @@ impl Worker {
             return self.local_response(ci, 200, "text/plain; version=0.0.4", body.as_bytes());
         }
         shared.metrics.requests.fetch_add(1, Relaxed);
+        let limit = shared.config.max_body_bytes;
+        if limit > 0 && matches!(meta.body, BodyMode::ContentLength(n) if n > limit) {
+            c.keep_alive = false;
+            rbuf.consume(head.len);
+            log!(
+                Info,
+                "proxy",
+                "{}: request body over max_body_bytes ({limit}) (413)",
+                c.peer()
+            );
+            return self.local_error(ci, 413, "request body too large");
+        }
         if shared.table.is_empty() {
             c.keep_alive = false;
             rbuf.consume(head.len);
@@ -809,7 +821,27 @@ impl Worker {
             BodyMode::ContentLength(_) => (c.req.left.min(rbuf.len() as u64)) as usize,
             BodyMode::Chunked => {
                 if !c.req.chunk.is_done() && c.req.chunk_pending < rbuf.len() {
+                    let limit = shared.config.max_body_bytes;
                     match c.req.chunk.feed(&rbuf.filled()[c.req.chunk_pending..]) {
+                        Ok(_) if limit > 0 && c.req.chunk.data_bytes > limit => {
+                            log!(
+                                Info,
+                                "proxy",
+                                "{}: chunked body over max_body_bytes ({limit})",
+                                c.peer()
+                            );
+                            c.keep_alive = false;
+                            if let Some(ui) = c.up.take() {
+                                self.close_upstream(ui);
+                            }
+                            let c = self.clients.get(ci).expect("client");
+                            if c.resp.head_done {
+                                self.close_client(ci);
+                            } else {
+                                self.local_error(ci, 413, "request body too large");
+                            }
+                            return true;
+                        }
                         Ok(p) => c.req.chunk_pending += p.consumed,
                         Err(e) => {
                             log!(
