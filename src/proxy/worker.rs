@@ -495,18 +495,8 @@ impl Worker {
             return false;
         }
         let b = c.rbuf.get_or_insert_with(|| self.bufs.take());
-        let spare = b.spare();
-        let want = spare.len();
-        match c.io.read(spare) {
-            Ok(0) => {
-                self.close_client(ci);
-                true
-            }
-            Ok(n) => {
-                b.commit(n);
-                if n < want && !c.hup {
-                    c.readable = false;
-                }
+        match read_into(&mut c.io, b, &mut c.readable, c.hup) {
+            Io::Moved(_) => {
                 if !c.req.started {
                     c.req.started = true;
                     c.deadline =
@@ -514,13 +504,11 @@ impl Worker {
                 }
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.readable = false;
+            Io::Blocked => {
                 self.bufs.release_if_empty(&mut c.rbuf);
                 false
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-            Err(_) => {
+            Io::Eof | Io::Failed(_) => {
                 self.close_client(ci);
                 true
             }
@@ -869,10 +857,13 @@ impl Worker {
             if !c.readable {
                 return false;
             }
-            let spare = rbuf.spare();
-            let want = spare.len();
-            return match c.io.read(spare) {
-                Ok(0) => {
+            return match read_into(&mut c.io, rbuf, &mut c.readable, c.hup) {
+                Io::Moved(_) => {
+                    c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+                    true
+                }
+                Io::Blocked => false,
+                Io::Eof | Io::Failed(_) => {
                     log!(
                         Info,
                         "proxy",
@@ -882,35 +873,18 @@ impl Worker {
                     self.close_client(ci);
                     true
                 }
-                Ok(n) => {
-                    rbuf.commit(n);
-                    if n < want && !c.hup {
-                        c.readable = false;
-                    }
-                    c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
-                    true
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.readable = false;
-                    false
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-                Err(_) => {
-                    self.close_client(ci);
-                    true
-                }
             };
         }
         if !u.writable {
             return false;
         }
         let body = &rbuf.filled()[..pending];
-        let total = head.len() + body.len();
-        match u
-            .io
-            .write_vectored(&[IoSlice::new(head), IoSlice::new(body)])
-        {
-            Ok(n) => {
+        match write_from(
+            &mut u.io,
+            &[IoSlice::new(head), IoSlice::new(body)],
+            &mut u.writable,
+        ) {
+            Io::Moved(n) => {
                 if *trace {
                     let mut seen = head[..n.min(head.len())].to_vec();
                     seen.extend_from_slice(&body[..n - n.min(head.len())]);
@@ -933,21 +907,14 @@ impl Worker {
                     }
                     _ => {}
                 }
-                if n < total {
-                    u.writable = false;
-                }
                 if !c.resp.head_done {
                     c.deadline = *now + shared.config.timeouts.upstream_response.as_millis() as u64;
                 }
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                u.writable = false;
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-            Err(e) => {
-                self.upstream_failed(ci, UpstreamFailure::Write(e));
+            Io::Blocked => false,
+            r => {
+                self.upstream_failed(ci, UpstreamFailure::Write(io_error(r)));
                 true
             }
         }
@@ -976,16 +943,13 @@ impl Worker {
         if let Some(w) = c.wbuf.as_mut().filter(|w| !w.is_empty() && c.writable) {
             // An interim response (100 Continue) goes out at once: the client
             // may be waiting for it before it sends the body.
-            return match c.io.write_vectored(&[IoSlice::new(w.filled())]) {
-                Ok(n) => {
+            return match write_from(&mut c.io, &[IoSlice::new(w.filled())], &mut c.writable) {
+                Io::Moved(n) => {
                     w.consume(n);
                     true
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.writable = false;
-                    false
-                }
-                Err(_) => {
+                Io::Blocked => false,
+                Io::Eof | Io::Failed(_) => {
                     self.close_client(ci);
                     true
                 }
@@ -1008,29 +972,19 @@ impl Worker {
             return false;
         }
         let rbuf = u.rbuf.get_or_insert_with(|| bufs.take());
-        let spare = rbuf.spare();
-        let want = spare.len();
-        match u.io.read(spare) {
-            Ok(0) => {
+        match read_into(&mut u.io, rbuf, &mut u.readable, u.hup) {
+            Io::Moved(n) => {
+                if *trace {
+                    log::trace_bytes("RESPONSE FROM BACKEND", &rbuf.filled()[rbuf.len() - n..]);
+                }
+                true
+            }
+            Io::Blocked => false,
+            Io::Eof => {
                 self.upstream_failed(ci, UpstreamFailure::ClosedBeforeResponse);
                 true
             }
-            Ok(n) => {
-                if *trace {
-                    log::trace_bytes("RESPONSE FROM BACKEND", &spare[..n]);
-                }
-                rbuf.commit(n);
-                if n < want && !u.hup {
-                    u.readable = false;
-                }
-                true
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                u.readable = false;
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-            Err(e) => {
+            Io::Failed(e) => {
                 self.upstream_failed(ci, UpstreamFailure::Read(e));
                 true
             }
@@ -1232,10 +1186,8 @@ impl Worker {
             if !u.readable {
                 return false;
             }
-            let spare = rbuf.spare();
-            let want = spare.len();
-            return match u.io.read(spare) {
-                Ok(0) if c.resp.body == BodyMode::UntilClose => {
+            return match read_into(&mut u.io, rbuf, &mut u.readable, u.hup) {
+                Io::Eof if c.resp.body == BodyMode::UntilClose => {
                     c.resp.eof = true;
                     if c.resp.rechunk {
                         let w = c.wbuf.get_or_insert_with(|| bufs.take());
@@ -1243,23 +1195,15 @@ impl Worker {
                     }
                     true
                 }
-                Ok(n) if n > 0 => {
+                Io::Moved(n) => {
                     if *trace {
-                        log::trace_bytes("RESPONSE FROM BACKEND", &spare[..n]);
-                    }
-                    rbuf.commit(n);
-                    if n < want && !u.hup {
-                        u.readable = false;
+                        log::trace_bytes("RESPONSE FROM BACKEND", &rbuf.filled()[rbuf.len() - n..]);
                     }
                     c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
                     true
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    u.readable = false;
-                    false
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-                _ => {
+                Io::Blocked => false,
+                Io::Eof | Io::Failed(_) => {
                     // Closed or reset before the body was complete: the client
                     // must not take a short body for a whole one.
                     log!(
@@ -1278,9 +1222,12 @@ impl Worker {
         }
         let w = c.wbuf.as_ref().map_or(&[][..], |w| w.filled());
         let body = &rbuf.filled()[..pending];
-        let total = w.len() + body.len();
-        match c.io.write_vectored(&[IoSlice::new(w), IoSlice::new(body)]) {
-            Ok(n) => {
+        match write_from(
+            &mut c.io,
+            &[IoSlice::new(w), IoSlice::new(body)],
+            &mut c.writable,
+        ) {
+            Io::Moved(n) => {
                 let h = n.min(w.len());
                 if let Some(w) = c.wbuf.as_mut() {
                     w.consume(h);
@@ -1292,18 +1239,11 @@ impl Worker {
                     BodyMode::Chunked => c.resp.chunk_pending -= k,
                     _ => {}
                 }
-                if n < total {
-                    c.writable = false;
-                }
                 c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.writable = false;
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-            Err(_) => {
+            Io::Blocked => false,
+            Io::Eof | Io::Failed(_) => {
                 self.close_client(ci);
                 true
             }
@@ -1403,16 +1343,13 @@ impl Worker {
             if !c.writable {
                 return false;
             }
-            return match c.io.write_vectored(&[IoSlice::new(w.filled())]) {
-                Ok(n) => {
+            return match write_from(&mut c.io, &[IoSlice::new(w.filled())], &mut c.writable) {
+                Io::Moved(n) => {
                     w.consume(n);
                     true
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    c.writable = false;
-                    false
-                }
-                Err(_) => {
+                Io::Blocked => false,
+                Io::Eof | Io::Failed(_) => {
                     self.close_client(ci);
                     true
                 }
@@ -1429,20 +1366,17 @@ impl Worker {
         if !c.writable {
             return false;
         }
-        match c
-            .io
-            .write_vectored(&[IoSlice::new(&c.local[c.local_off..])])
-        {
-            Ok(n) => {
+        match write_from(
+            &mut c.io,
+            &[IoSlice::new(&c.local[c.local_off..])],
+            &mut c.writable,
+        ) {
+            Io::Moved(n) => {
                 c.local_off += n;
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.writable = false;
-                false
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-            Err(_) => {
+            Io::Blocked => false,
+            Io::Eof | Io::Failed(_) => {
                 self.close_client(ci);
                 true
             }
@@ -1467,17 +1401,16 @@ impl Worker {
         }
         let b = c.rbuf.get_or_insert_with(|| self.bufs.take());
         b.clear();
-        match c.io.read(b.spare()) {
-            Ok(n) if n > 0 && c.drained + (n as u64) < LINGER_BYTES => {
+        match read_into(&mut c.io, b, &mut c.readable, c.hup) {
+            Io::Moved(n) if c.drained + (n as u64) < LINGER_BYTES => {
                 c.drained += n as u64;
                 true
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                c.readable = false;
+            Io::Blocked => {
                 self.bufs.release(&mut c.rbuf);
                 false
             }
-            _ => {
+            Io::Moved(_) | Io::Eof | Io::Failed(_) => {
                 self.close_client(ci);
                 true
             }
@@ -1508,32 +1441,24 @@ impl Worker {
         // Client -> backend.
         let cb = c.rbuf.get_or_insert_with(|| bufs.take());
         if !cb.is_empty() && u.writable {
-            match u.io.write_vectored(&[IoSlice::new(cb.filled())]) {
-                Ok(n) => {
+            match write_from(&mut u.io, &[IoSlice::new(cb.filled())], &mut u.writable) {
+                Io::Moved(n) => {
                     cb.consume(n);
                     progressed = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.writable = false,
-                Err(_) => {
+                Io::Blocked => {}
+                Io::Eof | Io::Failed(_) => {
                     self.close_client(ci);
                     return true;
                 }
             }
         } else if cb.is_empty() && !c.client_done && c.readable {
-            let spare = cb.spare();
-            let want = spare.len();
-            match c.io.read(spare) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.readable = false,
-                Ok(0) | Err(_) => {
+            match read_into(&mut c.io, cb, &mut c.readable, c.hup) {
+                Io::Moved(_) => progressed = true,
+                Io::Blocked => {}
+                Io::Eof | Io::Failed(_) => {
                     c.client_done = true;
                     sys::shutdown_write(u.io.fd());
-                    progressed = true;
-                }
-                Ok(n) => {
-                    cb.commit(n);
-                    if n < want && !c.hup {
-                        c.readable = false;
-                    }
                     progressed = true;
                 }
             }
@@ -1542,11 +1467,13 @@ impl Worker {
         let ub = u.rbuf.get_or_insert_with(|| bufs.take());
         let w = c.wbuf.as_ref().map_or(&[][..], |w| w.filled());
         if (!w.is_empty() || !ub.is_empty()) && c.writable {
-            match c
-                .io
-                .write_vectored(&[IoSlice::new(w), IoSlice::new(ub.filled())])
-            {
-                Ok(n) => {
+            let r = write_from(
+                &mut c.io,
+                &[IoSlice::new(w), IoSlice::new(ub.filled())],
+                &mut c.writable,
+            );
+            match r {
+                Io::Moved(n) => {
                     let h = n.min(w.len());
                     if let Some(w) = c.wbuf.as_mut() {
                         w.consume(h);
@@ -1554,27 +1481,19 @@ impl Worker {
                     ub.consume(n - h);
                     progressed = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
-                Err(_) => {
+                Io::Blocked => {}
+                Io::Eof | Io::Failed(_) => {
                     self.close_client(ci);
                     return true;
                 }
             }
         } else if w.is_empty() && ub.is_empty() && !c.upstream_done && u.readable {
-            let spare = ub.spare();
-            let want = spare.len();
-            match u.io.read(spare) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.readable = false,
-                Ok(0) | Err(_) => {
+            match read_into(&mut u.io, ub, &mut u.readable, u.hup) {
+                Io::Moved(_) => progressed = true,
+                Io::Blocked => {}
+                Io::Eof | Io::Failed(_) => {
                     c.upstream_done = true;
                     sys::shutdown_write(c.io.fd());
-                    progressed = true;
-                }
-                Ok(n) => {
-                    ub.commit(n);
-                    if n < want && !u.hup {
-                        u.readable = false;
-                    }
                     progressed = true;
                 }
             }
@@ -1688,6 +1607,73 @@ impl Worker {
 
 fn method_is(buf: &[u8], head: &RequestHead, m: &[u8]) -> bool {
     head.method.of(buf) == m
+}
+
+/// What one read or write did.
+enum Io {
+    /// Moved this many bytes (0 after EINTR: just try again).
+    Moved(usize),
+    /// The socket is not ready; its readiness flag was cleared.
+    Blocked,
+    /// End of stream (reads only).
+    Eof,
+    Failed(io::Error),
+}
+
+/// Reads into the free space of `buf`. Edge-triggered readiness: a short
+/// read means the socket is empty, unless the peer has hung up (then the
+/// end of stream is still to be read).
+#[inline]
+fn read_into(io: &mut Tcp, buf: &mut Buf, readable: &mut bool, hup: bool) -> Io {
+    let spare = buf.spare();
+    let want = spare.len();
+    if want == 0 {
+        return Io::Blocked;
+    }
+    match io.read(spare) {
+        Ok(0) => Io::Eof,
+        Ok(n) => {
+            buf.commit(n);
+            if n < want && !hup {
+                *readable = false;
+            }
+            Io::Moved(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            *readable = false;
+            Io::Blocked
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Io::Moved(0),
+        Err(e) => Io::Failed(e),
+    }
+}
+
+/// The error behind a failed read or write (end of stream as `UnexpectedEof`).
+fn io_error(r: Io) -> io::Error {
+    match r {
+        Io::Failed(e) => e,
+        _ => io::ErrorKind::UnexpectedEof.into(),
+    }
+}
+
+/// Writes `bufs` with one `writev`; a short write means the socket is full.
+#[inline]
+fn write_from(io: &mut Tcp, bufs: &[IoSlice<'_>], writable: &mut bool) -> Io {
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    match io.write_vectored(bufs) {
+        Ok(n) => {
+            if n < total {
+                *writable = false;
+            }
+            Io::Moved(n)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            *writable = false;
+            Io::Blocked
+        }
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => Io::Moved(0),
+        Err(e) => Io::Failed(e),
+    }
 }
 
 /// What the upstream head needs besides the parsed request.
