@@ -361,3 +361,59 @@ pub fn raise_fd_limit() {
         let _ = syscall!(setrlimit(libc::RLIMIT_NOFILE, &lim));
     }
 }
+
+/// A pipe for `splice`: bytes move socket → pipe → socket inside the kernel.
+pub struct Pipe {
+    pub r: OwnedFd,
+    pub w: OwnedFd,
+    /// Bytes the pipe holds: a splice into it that moves fewer than this
+    /// (and fewer than asked) found its source empty.
+    pub cap: usize,
+}
+
+/// Bytes a splice pipe is asked to hold (the kernel may grant less).
+pub const PIPE_SIZE: usize = 1 << 20;
+
+/// A non-blocking pipe, enlarged to [`PIPE_SIZE`] where the system allows.
+#[cfg(target_os = "linux")]
+pub fn pipe() -> io::Result<Pipe> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC))?;
+    // SAFETY: pipe2 just returned these two descriptors; nobody else owns them.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // Larger pipes mean fewer splices per body; the default (64 KiB) still works.
+    let _ = syscall!(fcntl(
+        w.as_raw_fd(),
+        libc::F_SETPIPE_SZ,
+        PIPE_SIZE as libc::c_int
+    ));
+    let cap = syscall!(fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ))? as usize;
+    Ok(Pipe { r, w, cap })
+}
+
+/// Moves up to `len` bytes from `from` to `to` without copying them through
+/// user space; one of the two must be a pipe.
+#[cfg(target_os = "linux")]
+pub fn splice(from: BorrowedFd<'_>, to: BorrowedFd<'_>, len: usize) -> io::Result<usize> {
+    // SAFETY: null offsets mean "current position"; both fds are live.
+    let n = syscall!(splice(
+        from.as_raw_fd(),
+        std::ptr::null_mut(),
+        to.as_raw_fd(),
+        std::ptr::null_mut(),
+        len,
+        libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE
+    ))?;
+    Ok(n as usize)
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn pipe() -> io::Result<Pipe> {
+    Err(io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn splice(_from: BorrowedFd<'_>, _to: BorrowedFd<'_>, _len: usize) -> io::Result<usize> {
+    Err(io::ErrorKind::Unsupported.into())
+}

@@ -737,3 +737,31 @@ fn bodies_over_max_body_bytes_get_413_before_reaching_a_backend() {
         "only the request within the limit reached the backend"
     );
 }
+
+#[test]
+fn a_large_body_cut_short_by_the_backend_closes_the_client_connection() {
+    // Large enough to take the splice path.
+    const SIZE: usize = 4 << 20;
+    let be = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        if read_head(&mut r).is_some() {
+            let _ = write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {SIZE}\r\n\r\n");
+            let _ = w.write_all(&vec![b'z'; SIZE / 2]);
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    c.send(b"GET / HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (_, start, _) = read_head(&mut c.r).unwrap();
+    assert_eq!(start[1], "200");
+    let mut got = 0;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match c.r.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert_eq!(got, SIZE / 2, "the client saw the connection close after the bytes that came");
+}

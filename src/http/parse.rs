@@ -194,10 +194,17 @@ fn version(buf: &[u8], i: usize) -> Res<(u8, usize)> {
             return Err(ParseError::Version.into());
         }
     }
+    // Each byte is checked as it arrives, so a head that can never be valid
+    // is refused at once rather than waited on.
     let major = byte(buf, i + 5)?;
-    let dot = byte(buf, i + 6)?;
+    if !major.is_ascii_digit() {
+        return Err(ParseError::Version.into());
+    }
+    if byte(buf, i + 6)? != b'.' {
+        return Err(ParseError::Version.into());
+    }
     let minor = byte(buf, i + 7)?;
-    if !major.is_ascii_digit() || dot != b'.' || !minor.is_ascii_digit() {
+    if !minor.is_ascii_digit() {
         return Err(ParseError::Version.into());
     }
     match (major, minor) {
@@ -350,7 +357,7 @@ fn response(buf: &[u8], out: &mut [HeaderRef]) -> Res<ResponseHead> {
     let mut status = 0u16;
     for k in 0..3 {
         let d = byte(buf, i + 1 + k)?;
-        if !d.is_ascii_digit() {
+        if !d.is_ascii_digit() || (k == 0 && d == b'0') {
             return Err(ParseError::StatusCode.into());
         }
         status = status * 10 + (d - b'0') as u16;

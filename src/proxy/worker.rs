@@ -48,6 +48,8 @@ const LINGER_MS: u64 = 2_000;
 const LINGER_BYTES: u64 = 1 << 20;
 /// Most backends tried for one request (also bounds stale-pool retries).
 const MAX_ATTEMPTS: u8 = 8;
+/// Bodies at least this long go through a splice pipe, not a buffer.
+const SPLICE_MIN: u64 = 256 * 1024;
 /// Steps one `drive` call may take before yielding to other connections.
 const DRIVE_BUDGET: u32 = 256;
 
@@ -188,6 +190,11 @@ struct Client {
     keep_alive: bool,
     deadline: u64,
     drained: u64,
+    /// Splice pipe of a large body in flight, and the bytes in it.
+    pipe: Option<sys::Pipe>,
+    pipe_len: usize,
+    /// Pipes are not available here: copy bodies through buffers.
+    no_splice: bool,
     /// Tunnel: the client, or the backend, has finished sending.
     client_done: bool,
     upstream_done: bool,
@@ -255,6 +262,8 @@ pub struct Worker {
     weights: Vec<u16>,
     now: u64,
     next_sweep: u64,
+    /// Empty splice pipes, for large bodies.
+    pipes: Vec<sys::Pipe>,
     /// Connections whose `drive` ran out of budget, to continue next turn.
     again: Vec<(u32, u32)>,
     scratch: Vec<u32>,
@@ -292,6 +301,7 @@ impl Worker {
             weights,
             now: sys::now_ms(),
             next_sweep: 0,
+            pipes: Vec::new(),
             again: Vec::new(),
             scratch: Vec::new(),
             trace,
@@ -426,6 +436,9 @@ impl Worker {
             keep_alive: true,
             deadline: self.now + self.shared.config.timeouts.client_idle.as_millis() as u64,
             drained: 0,
+            pipe: None,
+            pipe_len: 0,
+            no_splice: false,
             client_done: false,
             upstream_done: false,
         };
@@ -1178,6 +1191,10 @@ impl Worker {
             }
         }
         let wlen = c.wbuf.as_ref().map_or(0, |w| w.len());
+        let large = matches!(c.resp.body, BodyMode::ContentLength(_)) && c.resp.left >= SPLICE_MIN;
+        if wlen == 0 && pending == 0 && (c.pipe_len > 0 || (large && !*trace && !c.no_splice)) {
+            return self.splice_body(ci, ui);
+        }
         if wlen == 0 && pending == 0 {
             if c.resp.complete() {
                 self.finish_exchange(ci);
@@ -1248,6 +1265,81 @@ impl Worker {
                 true
             }
         }
+    }
+
+    /// A large Content-Length body, moved backend → pipe → client by
+    /// `splice`, never through user space. The pipe is filled only when
+    /// empty, so `EAGAIN` from the backend side always means "socket empty"
+    /// (never "pipe full").
+    fn splice_body(&mut self, ci: u32, ui: u32) -> bool {
+        let Worker {
+            clients,
+            ups,
+            pipes,
+            shared,
+            now,
+            ..
+        } = self;
+        let c = clients.get_mut(ci).expect("client");
+        let u = ups.get_mut(ui).expect("upstream");
+        if c.pipe.is_none() {
+            match pipes.pop().map_or_else(sys::pipe, Ok) {
+                Ok(p) => c.pipe = Some(p),
+                Err(_) => {
+                    c.no_splice = true; // copy through buffers instead
+                    return true;
+                }
+            }
+        }
+        let pipe = c.pipe.as_ref().expect("pipe just set");
+        let mut progressed = false;
+        if c.pipe_len > 0 && c.writable {
+            match sys::splice(pipe.r.as_fd(), c.io.fd(), c.pipe_len) {
+                Ok(n) => {
+                    if n < c.pipe_len {
+                        c.writable = false;
+                    }
+                    c.pipe_len -= n;
+                    c.resp.left -= n as u64;
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.writable = false,
+                Err(_) => {
+                    self.close_client(ci);
+                    return true;
+                }
+            }
+        }
+        if c.pipe_len == 0 && c.resp.left > 0 && u.readable {
+            let want = c.resp.left.min(pipe.cap as u64) as usize;
+            match sys::splice(u.io.fd(), pipe.w.as_fd(), want) {
+                Ok(n) if n > 0 => {
+                    // A short splice may mean the pipe ran out of slots, not
+                    // that the socket is empty: readiness is cleared only by
+                    // EAGAIN into an empty pipe, below.
+                    c.pipe_len = n;
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.readable = false,
+                _ => {
+                    let name = &shared.table.get(c.backend).name;
+                    log!(Warn, "proxy", "backend {name}: response body truncated");
+                    self.close_client(ci);
+                    return true;
+                }
+            }
+        }
+        if progressed {
+            c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+        }
+        if c.resp.left == 0 && c.pipe_len == 0 {
+            if let Some(p) = c.pipe.take() {
+                pipes.push(p);
+            }
+            self.finish_exchange(ci);
+            return true;
+        }
+        progressed
     }
 
     /// The response is fully written: pool the backend connection if it is
@@ -1522,6 +1614,9 @@ impl Worker {
         self.bufs.release(&mut c.rbuf);
         self.bufs.release(&mut c.wbuf);
         self.bufs.release(&mut c.reqhead);
+        if let Some(p) = c.pipe.take().filter(|_| c.pipe_len == 0) {
+            self.pipes.push(p);
+        }
         self.shared.metrics.connections_active.fetch_sub(1, Relaxed);
     }
 
