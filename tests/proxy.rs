@@ -763,5 +763,27 @@ fn a_large_body_cut_short_by_the_backend_closes_the_client_connection() {
             Ok(n) => got += n,
         }
     }
-    assert_eq!(got, SIZE / 2, "the client saw the connection close after the bytes that came");
+    assert_eq!(
+        got,
+        SIZE / 2,
+        "the client saw the connection close after the bytes that came"
+    );
+}
+
+#[test]
+fn trace_dumps_bytes_to_and_from_backends_as_hexdump() {
+    let be = Backend::named("traced");
+    let lb = Lb::start(&["-b", &be.addr(), "-t"]);
+    assert_eq!(get(lb.port, "/ip").text(), "traced");
+    assert!(
+        lb.log_has("info(trace): === REQUEST TO BACKEND ("),
+        "{}",
+        lb.log_text()
+    );
+    assert!(lb.log_has("info(trace): 00000000  47 45 54 20 2f 69 70 20  48 54 54 50 2f 31 2e 31  |GET /ip HTTP/1.1|"), "{}", lb.log_text());
+    assert!(
+        lb.log_has("info(trace): === RESPONSE FROM BACKEND ("),
+        "{}",
+        lb.log_text()
+    );
 }
