@@ -11,11 +11,11 @@ build:
 
 run: build
 	@echo "backend1 on :9001, backend2 on :9002, load balancer on :$(PORT) — try: curl localhost:$(PORT)  (Ctrl-C stops all three)"
-	@trap 'kill 0' INT TERM EXIT; \
-	./target/release/backend1 & \
-	./target/release/backend2 & \
-	./target/release/load_balancer -p $(PORT) -b 127.0.0.1:9001 -b 127.0.0.1:9002 & \
-	wait
+	@bash -c 'stop() { kill $$b1 $$b2 $$lb 2>/dev/null; }; trap "stop; exit 130" INT TERM; trap stop EXIT; \
+	  ./target/release/backend1 & b1=$$!; \
+	  ./target/release/backend2 & b2=$$!; \
+	  ./target/release/load_balancer -p $(PORT) -b 127.0.0.1:9001 -b 127.0.0.1:9002 & lb=$$!; \
+	  wait'
 
 test:
 	$(CARGO) build --release

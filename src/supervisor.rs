@@ -77,7 +77,7 @@ pub fn run(cfg: Config) -> i32 {
     crate::log!(
         Info,
         "main",
-        "listening on {addr}, backends: {names}, strategy: {:?}",
+        "listening on {addr}, backends: {names}, strategy: {}",
         shared.config.strategy
     );
     let stop = Arc::new(AtomicBool::new(false));
