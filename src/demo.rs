@@ -136,7 +136,7 @@ pub fn serve(name: &str, listener: OwnedFd) -> io::Result<()> {
             let Some(c) = conns.get_mut_gen(i, gen) else {
                 continue;
             };
-            if !handle(c, &mut bufs, &mut hdrs, response.as_bytes()) {
+            if !handle(c, &mut bufs, &mut hdrs, response.as_bytes(), ev.hup) {
                 if let Some(mut c) = conns.remove(i) {
                     bufs.release(&mut c.rbuf);
                 }
@@ -146,7 +146,16 @@ pub fn serve(name: &str, listener: OwnedFd) -> io::Result<()> {
 }
 
 /// Reads, answers and writes until the socket would block. False: close.
-fn handle(c: &mut Conn, bufs: &mut BufPool, hdrs: &mut [HeaderRef], response: &[u8]) -> bool {
+/// Edge-triggered: a short read means the socket is empty (unless the peer
+/// hung up), so no read is wasted on `EAGAIN`.
+fn handle(
+    c: &mut Conn,
+    bufs: &mut BufPool,
+    hdrs: &mut [HeaderRef],
+    response: &[u8],
+    hup: bool,
+) -> bool {
+    let mut drained = false;
     loop {
         // Flush what is owed first.
         while c.out_off < c.out.len() {
@@ -225,10 +234,18 @@ fn handle(c: &mut Conn, bufs: &mut BufPool, hdrs: &mut [HeaderRef], response: &[
         if !c.out.is_empty() {
             continue;
         }
+        if drained {
+            bufs.release_if_empty(&mut c.rbuf);
+            return true;
+        }
         let spare = b.spare();
+        let want = spare.len();
         match c.io.read(spare) {
             Ok(0) => return false,
-            Ok(n) => b.commit(n),
+            Ok(n) => {
+                b.commit(n);
+                drained = n < want && !hup;
+            }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 bufs.release_if_empty(&mut c.rbuf);
                 return true;
