@@ -7,30 +7,13 @@
 //! llhttp needs more bytes or switches to a tunnel, this parser says the same.
 //! Lenient types (llhttp run with a relaxation flag) are informational.
 
-use lb::config::json::{self, Json};
+mod common;
+use common::{corpus, unhex};
+use lb::config::json::Json;
 use lb::http::framing::{request_meta, response_meta};
 use lb::http::simd::{self, Level};
 use lb::http::{parse_request, parse_response, BodyMode, ChunkedDecoder, HeaderRef, Status};
 use std::collections::BTreeMap;
-
-fn corpus(name: &str) -> Vec<Json> {
-    let path = format!(
-        "{}/../shared/conformance/{name}/cases.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| json::parse(l).expect("corpus line parses"))
-        .collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 #[derive(Debug, PartialEq, Clone)]
 struct Msg {

@@ -10,7 +10,6 @@
 
 mod common;
 use common::*;
-use lb::config::json::{self, Json};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -52,25 +51,6 @@ const COMPLIANT_REJECTED: &[(&str, &str)] = &[
         "400: `GET  HTTP/1.1` has an empty request-target, which RFC 9112 3.2 does not allow",
     ),
 ];
-
-fn corpus() -> Vec<Json> {
-    let path = format!(
-        "{}/../shared/conformance/desync-guardian/cases.jsonl",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| json::parse(l).expect("corpus line"))
-        .collect()
-}
-
-fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
-        .collect()
-}
 
 /// What happened to one case.
 #[derive(Debug)]
@@ -116,7 +96,7 @@ fn desync_guardian_cases_through_the_proxy() {
     let lb = Lb::start(&["-b", &be.addr()]);
     let mut counts: BTreeMap<String, usize> = BTreeMap::new();
     let mut problems = Vec::new();
-    for case in corpus() {
+    for case in corpus("desync-guardian") {
         let id = case.get("id").unwrap().as_str().unwrap().to_string();
         let tier = case.get("tier").unwrap().as_str().unwrap().to_string();
         let raw = unhex(case.get("raw_hex").unwrap().as_str().unwrap());

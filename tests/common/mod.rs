@@ -467,3 +467,25 @@ pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
 pub fn shutdown_write(c: &Client) {
     let _ = c.w.shutdown(Shutdown::Write);
 }
+
+/// The cases of a corpus in ../shared/conformance/NAME/cases.jsonl, read with
+/// the project's own JSON parser.
+pub fn corpus(name: &str) -> Vec<lb::config::json::Json> {
+    let path = format!(
+        "{}/../shared/conformance/{name}/cases.jsonl",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| lb::config::json::parse(l).expect("corpus line parses"))
+        .collect()
+}
+
+/// Bytes from a hex string.
+pub fn unhex(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
