@@ -1,46 +1,91 @@
 #!/usr/bin/env bash
-# Benchmark this load balancer against nginx on loopback (run: make bench).
+# Benchmark this load balancer against nginx and HAProxy on loopback (run: make bench).
 #
-# Starts backend1, backend2, load_balancer (one worker) and nginx (one worker,
-# keepalive upstream pool) on 127.0.0.1, drives both proxies with identical wrk
-# settings in alternating runs, and prints the medians of requests/s, p50/p99
-# latency and the proxy's CPU time per request. The table also goes to
-# bench/results.md; raw wrk output of every run goes to bench/out/.
+# Starts backend1, backend2, load_balancer (one worker), nginx (one worker,
+# keepalive upstream pool) and HAProxy (one thread, http-reuse always) on
+# 127.0.0.1 and measures, for each proxy:
+#   1. memory per idle keep-alive client connection (8,000 of them, VmRSS);
+#   2. throughput and latency with wrk at each concurrency (50 and 500
+#      connections), alternating runs across the proxies, medians of the runs:
+#      requests/s, p50/p99/max latency, proxy CPU time per request, ratios
+#      against nginx;
+#   3. syscalls per request (strace -c on the proxy during a separate wrk run,
+#      never used for the throughput figures);
+#   4. a 1 GiB response streamed through the proxy versus directly from the
+#      origin (a second nginx serving a sparse file): MB/s, peak proxy RSS.
+# Prints all tables and writes bench/results.md and bench/results.svg; raw
+# output of every run goes to bench/out/.
 #
 # Environment (all optional):
-#   BENCH_THREADS=1  BENCH_CONNS=50  BENCH_DURATION=10s  BENCH_RUNS=3
-#   BENCH_WARMUP=1s      unrecorded wrk run per proxy before measuring (0 = none)
-#   BENCH_PORT_BASE=19100  backends BASE+1, BASE+2; load_balancer BASE+80; nginx BASE+81
+#   BENCH_THREADS=1  BENCH_DURATION=10s  BENCH_RUNS=3
+#   BENCH_CONNS_LIST="50 500"   wrk connection counts (BENCH_CONNS=N alone means just N)
+#   BENCH_WARMUP=1s      unrecorded wrk run per proxy and concurrency before measuring (0 = none)
+#   BENCH_PORT_BASE=19100  backends BASE+1, BASE+2; file origin BASE+3;
+#                        load_balancer BASE+80, nginx BASE+81, haproxy BASE+82;
+#                        their 1 GiB-test twins BASE+83, BASE+84, BASE+85
+#   BENCH_IDLE_CONNS=8000            idle keep-alive connections for the RSS test
+#   BENCH_STRACE_DURATION=3s  BENCH_STRACE_CONNS=50   the strace run (wrk -t1)
+#   BENCH_BODY_SIZE=1G  BENCH_BODY_RUNS=3   large-response test (truncate -s size)
+#   BENCH_SKIP="..."     any of: haproxy idle strace body
 #   BENCH_NO_BUILD=1     skip `cargo build --release`
 #   BENCH_BIN_DIR=DIR    where the binaries are (default target/release)
-# Installs nothing: missing tools are named with the apt command and exit 1.
+# Installs nothing: missing required tools are named with the apt command and
+# exit 1; a missing haproxy or strace only skips its part, with a message.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 THREADS=${BENCH_THREADS:-1}
-CONNS=${BENCH_CONNS:-50}
+if [[ -n ${BENCH_CONNS_LIST:-} ]]; then
+    CONNS_LIST=$BENCH_CONNS_LIST
+elif [[ -n ${BENCH_CONNS:-} ]]; then
+    CONNS_LIST=$BENCH_CONNS
+else
+    CONNS_LIST="50 500"
+fi
 DURATION=${BENCH_DURATION:-10s}
 RUNS=${BENCH_RUNS:-3}
 WARMUP=${BENCH_WARMUP:-1s}
 BASE=${BENCH_PORT_BASE:-19100}
+IDLE_CONNS=${BENCH_IDLE_CONNS:-8000}
+STRACE_DURATION=${BENCH_STRACE_DURATION:-3s}
+STRACE_CONNS=${BENCH_STRACE_CONNS:-50}
+BODY_SIZE=${BENCH_BODY_SIZE:-1G}
+BODY_RUNS=${BENCH_BODY_RUNS:-3}
+SKIP=" ${BENCH_SKIP:-} "
 BIN=${BENCH_BIN_DIR:-$ROOT/target/release}
 OUT=$ROOT/bench/out
 RESULTS=$ROOT/bench/results.md
+SVG=$ROOT/bench/results.svg
 
 P1=$((BASE + 1))
 P2=$((BASE + 2))
+ORIGIN_PORT=$((BASE + 3))
 LB_PORT=$((BASE + 80))
 NGX_PORT=$((BASE + 81))
+HAP_PORT=$((BASE + 82))
+LB_BODY_PORT=$((BASE + 83))
+NGX_BODY_PORT=$((BASE + 84))
+HAP_BODY_PORT=$((BASE + 85))
 
 die() { echo "bench: $*" >&2; exit 1; }
+skipped() { [[ $SKIP == *" $1 "* ]]; }
 
-for v in THREADS CONNS RUNS BASE; do
+for v in THREADS RUNS BASE IDLE_CONNS STRACE_CONNS BODY_RUNS; do
     [[ ${!v} =~ ^[0-9]+$ ]] || die "BENCH_$v must be a number, got '${!v}'"
 done
+read -r -a CONNS_ARR <<<"$CONNS_LIST"
+((${#CONNS_ARR[@]})) || die "BENCH_CONNS_LIST is empty"
+for c in "${CONNS_ARR[@]}"; do
+    [[ $c =~ ^[0-9]+$ ]] && ((c >= 1)) || die "BENCH_CONNS_LIST must hold positive numbers, got '$c'"
+done
+for s in ${BENCH_SKIP:-}; do
+    [[ $s =~ ^(haproxy|idle|strace|body)$ ]] || die "BENCH_SKIP: unknown part '$s' (haproxy idle strace body)"
+done
 ((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
-((BASE >= 1024 && BASE + 81 <= 65535)) || die "BENCH_PORT_BASE must be in 1024..65454"
+((BODY_RUNS >= 1)) || die "BENCH_BODY_RUNS must be at least 1"
+((BASE >= 1024 && BASE + 85 <= 65535)) || die "BENCH_PORT_BASE must be in 1024..65450"
 
 # ---- 1. tools --------------------------------------------------------------
 missing_pkgs=()
@@ -51,6 +96,48 @@ if ((${#missing_pkgs[@]})); then
     echo "bench: missing tools; install them with:" >&2
     echo "    apt-get install -y ${missing_pkgs[*]}" >&2
     exit 1
+fi
+HAVE_HAPROXY=1
+if skipped haproxy; then
+    HAVE_HAPROXY=0
+    echo "bench: BENCH_SKIP has haproxy: HAProxy is left out"
+elif ! command -v haproxy >/dev/null 2>&1; then
+    HAVE_HAPROXY=0
+    echo "bench: haproxy is not installed (apt-get install -y haproxy): skipping the HAProxy column" >&2
+fi
+HAVE_STRACE=1
+if skipped strace; then
+    HAVE_STRACE=0
+elif ! command -v strace >/dev/null 2>&1; then
+    HAVE_STRACE=0
+    echo "bench: strace is not installed (apt-get install -y strace): skipping syscalls per request" >&2
+fi
+
+# Every connection is a descriptor: wrk, the idle-connection client and the
+# proxies (which inherit this) need more than the usual 1024.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+NOFILE=$(ulimit -n)
+# nginx gets worker_connections 20000 / worker_rlimit_nofile 40000 and HAProxy
+# maxconn 20000 (it needs 2 fds per connection) when the hard limit allows;
+# otherwise what fits under it, since even root cannot raise it everywhere.
+NGX_RLIMIT=40000
+HAP_MAXCONN=20000
+FD_NOTE=""
+if [[ $NOFILE != unlimited ]] && ((NOFILE < 40100)); then
+    NGX_RLIMIT=$NOFILE
+    HAP_MAXCONN=$(((NOFILE - 100) / 2))
+    FD_NOTE="open-file hard limit $NOFILE: nginx worker_rlimit_nofile $NGX_RLIMIT (not 40000)"
+    ((HAVE_HAPROXY)) && FD_NOTE+=", HAProxy maxconn $HAP_MAXCONN (not 20000)"
+    echo "bench: $FD_NOTE"
+fi
+if ! skipped idle && [[ $NOFILE != unlimited ]] && ((NOFILE < IDLE_CONNS + 100)); then
+    echo "bench: open-file limit is $NOFILE (hard limit); the idle test uses $((NOFILE - 100)) connections instead of $IDLE_CONNS" >&2
+    IDLE_CONNS=$((NOFILE - 100))
+    ((IDLE_CONNS >= 100)) || die "open-file limit $NOFILE is too low for the idle-connection test (set BENCH_SKIP=idle)"
+fi
+if ! skipped idle && ((HAVE_HAPROXY && IDLE_CONNS > HAP_MAXCONN - 50)); then
+    echo "bench: HAProxy maxconn is $HAP_MAXCONN; the idle test uses $((HAP_MAXCONN - 50)) connections instead of $IDLE_CONNS" >&2
+    IDLE_CONNS=$((HAP_MAXCONN - 50))
 fi
 
 # ---- 2. build --------------------------------------------------------------
@@ -64,25 +151,28 @@ done
 
 # ---- process bookkeeping ---------------------------------------------------
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/lb-bench.XXXXXX")
-PIDS=()          # everything we started, killed on exit
-NGX_WORKER=""
+PIDS=()          # long-running servers we started, killed on exit
+WORKERS=()       # nginx workers (their masters are in PIDS)
+STRACE_PID=""    # the transient ones: strace, wrk, python helpers
 WRK_PID=""
+HELPER_PID=""
 
 cleanup() {
     local rc=$? pid i
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}" $NGX_WORKER $WRK_PID; do
+    # strace first, so it detaches before its tracee goes.
+    for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
     for i in $(seq 30); do
         local alive=0
-        for pid in "${PIDS[@]}" $NGX_WORKER $WRK_PID; do
+        for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}"; do
             kill -0 "$pid" 2>/dev/null && alive=1
         done
         ((alive)) || break
         sleep 0.1
     done
-    for pid in "${PIDS[@]}" $NGX_WORKER $WRK_PID; do
+    for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}"; do
         kill -KILL "$pid" 2>/dev/null || true
     done
     wait 2>/dev/null || true
@@ -95,7 +185,7 @@ trap 'exit 143' TERM
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-for p in $P1 $P2 $LB_PORT $NGX_PORT; do
+for p in $P1 $P2 $ORIGIN_PORT $LB_PORT $NGX_PORT $HAP_PORT $LB_BODY_PORT $NGX_BODY_PORT $HAP_BODY_PORT; do
     if port_busy "$p"; then
         die "port $p on 127.0.0.1 is already in use (set BENCH_PORT_BASE to move the range)"
     fi
@@ -120,11 +210,237 @@ wait_ready() {
     exit 1
 }
 
-# ---- 2. start servers --------------------------------------------------------
+# run_bg NAME LOG CMD...: run CMD in the background and `wait` for it, so
+# that a Ctrl-C interrupts `wait` and reaches our INT trap. On failure it
+# says so and returns non-zero (these parts are not fatal).
+run_bg() {
+    local name=$1 log=$2 rc=0
+    shift 2
+    "$@" >"$log" 2>&1 &
+    HELPER_PID=$!
+    wait "$HELPER_PID" || rc=$?
+    HELPER_PID=""
+    ((rc == 0)) && return 0
+    echo "bench: $name failed (exit $rc): $(tail -n 3 "$log")" >&2
+    return 1
+}
+
+# run_wrk NAME LOG WRK-ARGS...: the same for wrk (which catches SIGINT and
+# would exit 0 with partial results); dies if wrk fails.
+run_wrk() {
+    local name=$1 log=$2 rc=0
+    shift 2
+    wrk "$@" >"$log" 2>&1 &
+    WRK_PID=$!
+    wait "$WRK_PID" || rc=$?
+    WRK_PID=""
+    ((rc == 0)) || die "wrk against $name failed (exit $rc): $(tail -n 5 "$log")"
+}
+
+# nginx_start NAME CONF PORT: test the config, start nginx in the
+# foreground (logs in $TMP/NAME*.log), wait until PORT answers, check for exactly one worker; sets
+# NGINX_MASTER and NGINX_WORKER.
+nginx_start() {
+    local name=$1 conf=$2 port=$3 workers
+    nginx -t -q -e "$TMP/$name-error.log" -c "$conf" -p "$TMP" >"$TMP/$name.log" 2>&1 || {
+        echo "bench: $name (nginx) rejected its config:" >&2
+        cat "$TMP/$name.log" "$TMP/$name-error.log" >&2 2>/dev/null
+        exit 1
+    }
+    # -e (nginx >= 1.19.5) keeps the start-up error log out of /var/log too.
+    nginx -e "$TMP/$name-error.log" -c "$conf" -p "$TMP" -g 'daemon off;' >>"$TMP/$name.log" 2>&1 &
+    NGINX_MASTER=$!
+    PIDS+=("$NGINX_MASTER")
+    wait_ready "$name" "$NGINX_MASTER" "$port" "$TMP/$name-error.log"
+    workers=$(pgrep -P "$NGINX_MASTER" || true)
+    [[ $(wc -w <<<"$workers") == 1 ]] || die "expected one $name worker under master $NGINX_MASTER, found: '${workers//$'\n'/ }'"
+    NGINX_WORKER=$workers
+    WORKERS+=("$NGINX_WORKER")
+}
+
+# ---- 3. helper scripts -----------------------------------------------------
+# parse_wrk.py LOG NAME CONNS RUN CPU-TICKS HZ -> one runs.tsv line
+cat >"$TMP/parse_wrk.py" <<'PY'
+import re, sys
+path, name, conns, run, ticks, hz = sys.argv[1:7]
+ticks, hz = int(ticks), int(hz)
+text = open(path).read()
+UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
+def ms(v, u): return float(v) * UNIT[u]
+rps = float(re.search(r"^\s*Requests/sec:\s*([\d.]+)", text, re.M).group(1))
+total = int(re.search(r"^\s*(\d+) requests in", text, re.M).group(1))
+lat = re.search(r"^\s*Latency\s+([\d.]+)(us|ms|s|m|h)\s+([\d.]+)(us|ms|s|m|h)\s+([\d.]+)(us|ms|s|m|h)", text, re.M)
+mx = ms(lat.group(5), lat.group(6))
+dist = re.search(r"Latency Distribution(.*?)(?:\n\s*\d+ requests in)", text, re.S).group(1)
+pct = {p: ms(v, u) for p, v, u in re.findall(r"^\s*(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", dist, re.M)}
+non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
+non2xx = int(non2xx.group(1)) if non2xx else 0
+se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+sock = sum(map(int, se.groups())) if se else 0
+cpu = ticks / hz
+cpu_us = cpu * 1e6 / total if total else float("nan")
+print(f"{name}\t{conns}\t{run}\t{rps:.2f}\t{pct['50']:.4f}\t{pct['99']:.4f}\t{mx:.4f}\t{cpu:.2f}\t{total}\t{non2xx}\t{sock}\t{cpu_us:.3f}")
+PY
+
+# idle.py PORT PID N: VmRSS of PID, open N keep-alive connections that each
+# complete one request, VmRSS again, check some are still usable, close all.
+cat >"$TMP/idle.py" <<'PY'
+import resource, socket, sys, time
+port, pid, n = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+if hard == resource.RLIM_INFINITY or hard > soft:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    soft = hard
+if soft != resource.RLIM_INFINITY and soft < n + 32:
+    sys.exit(f"open-file limit {soft} is below {n} connections")
+REQ = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+def rss_kib():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise SystemExit(f"no VmRSS for pid {pid}")
+
+def response(s):
+    """Reads one whole response (Content-Length or chunked); returns the status."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        d = s.recv(4096)
+        if not d:
+            raise OSError("connection closed before the response head")
+        buf += d
+    head, rest = buf.split(b"\r\n\r\n", 1)
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split()[1])
+    hdrs = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(b":")
+        hdrs[k.strip().lower()] = v.strip().lower()
+    if b"content-length" in hdrs:
+        want = int(hdrs[b"content-length"])
+        while len(rest) < want:
+            d = s.recv(4096)
+            if not d:
+                raise OSError("connection closed in the body")
+            rest += d
+    elif hdrs.get(b"transfer-encoding") == b"chunked":
+        while not rest.endswith(b"0\r\n\r\n"):
+            d = s.recv(4096)
+            if not d:
+                raise OSError("connection closed in the body")
+            rest += d
+    return status
+
+def one(s):
+    s.sendall(REQ)
+    st = response(s)
+    if st != 200:
+        raise OSError(f"status {st}")
+
+# Warm-up: pooled upstream connections and first buffers, as the proxy has
+# them after its first requests.
+for _ in range(20):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        one(s)
+time.sleep(0.3)
+before = rss_kib()
+socks = []
+t0 = time.time()
+for i in range(n):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    try:
+        one(s)
+    except OSError as e:
+        sys.exit(f"connection {i + 1} of {n}: {e}")
+    socks.append(s)
+opened = time.time() - t0
+time.sleep(0.5)
+after = rss_kib()
+# They must still be open and usable: one more request on every 97th.
+checked = 0
+for s in socks[::97]:
+    one(s)
+    checked += 1
+for s in socks:
+    s.close()
+print(f"{before}\t{after}\t{n}\t{checked}\t{opened:.2f}")
+PY
+
+# body.py URL PID EXPECT-BYTES: curl the URL to /dev/null, sampling VmRSS of
+# PID (the proxy; '-' for none) every 100 ms and its CPU time.
+cat >"$TMP/body.py" <<'PY'
+import os, subprocess, sys, time
+url, pid, expect = sys.argv[1], sys.argv[2], int(sys.argv[3])
+hz = os.sysconf("SC_CLK_TCK")
+def rss_kib():
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+def ticks():
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+track = pid != "-"
+before = rss_kib() if track else 0
+t0 = ticks() if track else 0
+peak = before
+p = subprocess.Popen(["curl", "-s", "-o", "/dev/null", "-w", "%{size_download} %{time_total} %{http_code}", url],
+                     stdout=subprocess.PIPE, text=True)
+while p.poll() is None:
+    if track:
+        peak = max(peak, rss_kib())
+    time.sleep(0.1)
+if track:
+    peak = max(peak, rss_kib())
+out = p.stdout.read().split()
+if p.returncode != 0 or len(out) != 3:
+    sys.exit(f"curl {url} failed: exit {p.returncode}, output {out}")
+size, secs, code = int(out[0]), float(out[1]), out[2]
+if code != "200" or size != expect:
+    sys.exit(f"curl {url}: HTTP {code}, {size} bytes, expected 200 and {expect} bytes")
+cpu = (ticks() - t0) / hz if track else 0.0
+print(f"{size}\t{secs:.4f}\t{before}\t{peak}\t{cpu:.2f}")
+PY
+
+# ---- 4. start servers ------------------------------------------------------
 "$BIN/backend1" -p "$P1" >"$TMP/backend1.log" 2>&1 &
 PIDS+=($!); wait_ready backend1 $! "$P1" "$TMP/backend1.log"
 "$BIN/backend2" -p "$P2" >"$TMP/backend2.log" 2>&1 &
 PIDS+=($!); wait_ready backend2 $! "$P2" "$TMP/backend2.log"
+
+NGX_USER=""
+# As root nginx would drop its worker to 'nobody', which cannot use the
+# mktemp directory; keep it root. As non-root the directive is meaningless.
+[[ $(id -u) == 0 ]] && NGX_USER="user root root;"
+
+# The origin of the large response: a separate nginx (so it shares no worker
+# with the nginx under test) serving a sparse file with sendfile.
+mkdir -p "$TMP/www" "$TMP/origin-tmp" "$TMP/nginx-tmp"
+truncate -s "$BODY_SIZE" "$TMP/www/big.bin" || die "BENCH_BODY_SIZE '$BODY_SIZE' is not a size truncate -s accepts"
+BODY_BYTES=$(stat -c %s "$TMP/www/big.bin")
+echo "ok" >"$TMP/www/index.html"
+cat >"$TMP/origin.conf" <<EOF
+$NGX_USER
+worker_processes 1;
+pid $TMP/origin.pid;
+error_log $TMP/origin-error.log warn;
+events {
+    worker_connections 1024;
+}
+http {
+    access_log off;
+    sendfile on;
+    client_body_temp_path $TMP/origin-tmp/client_body;
+    proxy_temp_path       $TMP/origin-tmp/proxy;
+    fastcgi_temp_path     $TMP/origin-tmp/fastcgi;
+    uwsgi_temp_path       $TMP/origin-tmp/uwsgi;
+    scgi_temp_path        $TMP/origin-tmp/scgi;
+    server {
+        listen 127.0.0.1:$ORIGIN_PORT;
+        root $TMP/www;
+    }
+}
+EOF
+nginx_start origin "$TMP/origin.conf" "$ORIGIN_PORT"
 
 "$BIN/load_balancer" -p "$LB_PORT" -h 127.0.0.1 \
     -b "127.0.0.1:$P1" -b "127.0.0.1:$P2" -l warn >"$TMP/load_balancer.log" 2>&1 &
@@ -132,19 +448,22 @@ LB_PID=$!
 PIDS+=("$LB_PID")
 wait_ready load_balancer "$LB_PID" "$LB_PORT" "$TMP/load_balancer.log"
 
+# A second load balancer instance for the large response only.
+"$BIN/load_balancer" -p "$LB_BODY_PORT" -h 127.0.0.1 \
+    -b "127.0.0.1:$ORIGIN_PORT" -l warn >"$TMP/load_balancer-body.log" 2>&1 &
+LB_BODY_PID=$!
+PIDS+=("$LB_BODY_PID")
+wait_ready "load_balancer (large-response instance)" "$LB_BODY_PID" "$LB_BODY_PORT" "$TMP/load_balancer-body.log"
+
 NGX_CONF=$TMP/nginx.conf
-NGX_USER=""
-# As root nginx would drop its worker to 'nobody', which cannot use the
-# mktemp directory; keep it root. As non-root the directive is meaningless.
-[[ $(id -u) == 0 ]] && NGX_USER="user root root;"
-mkdir -p "$TMP/nginx-tmp"
 cat >"$NGX_CONF" <<EOF
 $NGX_USER
 worker_processes 1;
+worker_rlimit_nofile $NGX_RLIMIT;
 pid $TMP/nginx.pid;
 error_log $TMP/nginx-error.log warn;
 events {
-    worker_connections 4096;
+    worker_connections 20000;
 }
 http {
     access_log off;
@@ -158,6 +477,10 @@ http {
         server 127.0.0.1:$P2;
         keepalive 128;
     }
+    upstream origin {
+        server 127.0.0.1:$ORIGIN_PORT;
+        keepalive 8;
+    }
     server {
         listen 127.0.0.1:$NGX_PORT;
         location / {
@@ -166,27 +489,88 @@ http {
             proxy_set_header Connection "";
         }
     }
+    # Large-response test only (same worker, its own port).
+    server {
+        listen 127.0.0.1:$NGX_BODY_PORT;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+        }
+    }
 }
 EOF
-# -e (nginx >= 1.19.5) keeps the start-up error log out of /var/log too.
-nginx -t -q -e "$TMP/nginx-error.log" -c "$NGX_CONF" -p "$TMP" >"$TMP/nginx.log" 2>&1 || {
-    echo "bench: nginx rejected its config:" >&2; cat "$TMP/nginx.log" "$TMP/nginx-error.log" >&2 2>/dev/null; exit 1; }
-nginx -e "$TMP/nginx-error.log" -c "$NGX_CONF" -p "$TMP" -g 'daemon off;' >>"$TMP/nginx.log" 2>&1 &
-NGX_PID=$!
-PIDS+=("$NGX_PID")
-wait_ready nginx "$NGX_PID" "$NGX_PORT" "$TMP/nginx-error.log"
+nginx_start nginx "$NGX_CONF" "$NGX_PORT"
+NGX_PID=$NGINX_MASTER
+NGX_WORKER=$NGINX_WORKER
 
-workers=$(pgrep -P "$NGX_PID" || true)
-[[ $(wc -w <<<"$workers") == 1 ]] || die "expected one nginx worker under master $NGX_PID, found: '${workers//$'\n'/ }'"
-NGX_WORKER=$workers
+PROXIES=(lb nginx)
+if ((HAVE_HAPROXY)); then
+    HAP_CONF=$TMP/haproxy.cfg
+    # No `log` line anywhere: HAProxy logs nothing.
+    cat >"$HAP_CONF" <<EOF
+global
+    nbthread 1
+    maxconn $HAP_MAXCONN
+    pidfile $TMP/haproxy.pid
 
-# Sanity: both proxies really reach the backends.
-for p in $LB_PORT $NGX_PORT; do
-    body=$(curl -s --max-time 2 "http://127.0.0.1:$p/" || true)
-    [[ $body == *"Hello from backend"* ]] || die "proxy on :$p answered '$body', expected 'Hello from backend…'"
+defaults
+    mode http
+    maxconn $HAP_MAXCONN
+    option http-keep-alive
+    http-reuse always
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+    timeout http-request 10s
+    timeout http-keep-alive 60s
+
+frontend fe
+    bind 127.0.0.1:$HAP_PORT
+    default_backend be
+
+backend be
+    balance roundrobin
+    server backend1 127.0.0.1:$P1
+    server backend2 127.0.0.1:$P2
+
+# Large-response test only (same process, its own port).
+frontend fe_body
+    bind 127.0.0.1:$HAP_BODY_PORT
+    default_backend be_body
+
+backend be_body
+    server origin 127.0.0.1:$ORIGIN_PORT
+EOF
+    haproxy -c -q -f "$HAP_CONF" >"$TMP/haproxy.log" 2>&1 || {
+        echo "bench: haproxy rejected its config:" >&2; cat "$TMP/haproxy.log" >&2; exit 1; }
+    # -db: foreground, no daemon, no master process: this pid is the one worker.
+    haproxy -f "$HAP_CONF" -db >>"$TMP/haproxy.log" 2>&1 &
+    HAP_PID=$!
+    PIDS+=("$HAP_PID")
+    wait_ready haproxy "$HAP_PID" "$HAP_PORT" "$TMP/haproxy.log"
+    PROXIES+=(haproxy)
+fi
+
+declare -A NAME=([lb]=load_balancer [nginx]=nginx [haproxy]=haproxy)
+declare -A URL=([lb]=http://127.0.0.1:$LB_PORT/ [nginx]=http://127.0.0.1:$NGX_PORT/ [haproxy]=http://127.0.0.1:$HAP_PORT/)
+declare -A BODY_URL=([direct]=http://127.0.0.1:$ORIGIN_PORT/big.bin [lb]=http://127.0.0.1:$LB_BODY_PORT/big.bin
+                     [nginx]=http://127.0.0.1:$NGX_BODY_PORT/big.bin [haproxy]=http://127.0.0.1:$HAP_BODY_PORT/big.bin)
+declare -A PORT=([lb]=$LB_PORT [nginx]=$NGX_PORT [haproxy]=$HAP_PORT)
+declare -A CPU_PID=([lb]=$LB_PID [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
+declare -A BODY_PID=([direct]=- [lb]=$LB_BODY_PID [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
+
+# Sanity: every proxy really reaches the backends and the origin.
+for proxy in "${PROXIES[@]}"; do
+    body=$(curl -s --max-time 2 "${URL[$proxy]}" || true)
+    [[ $body == *"Hello from backend"* ]] || die "${NAME[$proxy]} on ${URL[$proxy]} answered '$body', expected 'Hello from backend…'"
+done
+for t in direct "${PROXIES[@]}"; do
+    code=$(curl -s -o /dev/null -I --max-time 2 -w '%{http_code}' "${BODY_URL[$t]}" || true)
+    [[ $code == 200 ]] || die "HEAD ${BODY_URL[$t]} answered '$code', expected 200"
 done
 
-# ---- 3. measure ------------------------------------------------------------
+# ---- 5. measure ------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
 
 # cpu_ticks PID: utime+stime (fields 14, 15) of a process, all its threads.
@@ -198,113 +582,334 @@ cpu_ticks() {
     echo $((f[11] + f[12]))
 }
 
-# run_wrk NAME LOG WRK-ARGS...: wrk runs in the background and we `wait` for
-# it, because wrk catches SIGINT and exits 0 with partial results: a Ctrl-C
-# must interrupt `wait` and reach our INT trap instead of being recorded.
-run_wrk() {
-    local name=$1 log=$2 rc=0
-    shift 2
-    wrk "$@" >"$log" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || rc=$?
-    WRK_PID=""
-    ((rc == 0)) || die "wrk against $name failed (exit $rc): $(tail -n 5 "$log")"
-}
+alive() { kill -0 "$2" 2>/dev/null || die "$1 (pid $2) died"; }
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
 RUNS_TSV=$OUT/runs.tsv
-printf 'proxy\trun\treq_s\tp50_ms\tp99_ms\tcpu_s\trequests\tnon2xx\tsock_err\tcpu_us_req\n' >"$RUNS_TSV"
+IDLE_TSV=$OUT/idle.tsv
+STRACE_TSV=$OUT/strace.tsv
+BODY_TSV=$OUT/body.tsv
+printf 'proxy\tconns\trun\treq_s\tp50_ms\tp99_ms\tmax_ms\tcpu_s\trequests\tnon2xx\tsock_err\tcpu_us_req\n' >"$RUNS_TSV"
+printf 'proxy\trss_before_kib\trss_after_kib\tconns\tchecked\topen_s\n' >"$IDLE_TSV"
+printf 'proxy\trequests\tsyscalls\tfile\n' >"$STRACE_TSV"
+printf 'target\trun\tbytes\tseconds\trss_before_kib\trss_peak_kib\tcpu_s\n' >"$BODY_TSV"
 
-URL_lb=http://127.0.0.1:$LB_PORT/
-URL_nginx=http://127.0.0.1:$NGX_PORT/
-CPU_PID_lb=$LB_PID
-CPU_PID_nginx=$NGX_WORKER
-
-echo "wrk -t$THREADS -c$CONNS -d$DURATION --latency, $RUNS run(s) each, alternating"
-if [[ $WARMUP != 0 && $WARMUP != 0s ]]; then
-    for proxy in lb nginx; do
-        url=URL_$proxy
-        run_wrk "$proxy (warm-up)" "$OUT/warmup-$proxy.txt" -t"$THREADS" -c"$CONNS" -d"$WARMUP" "${!url}"
+# 5a. Idle keep-alive connections, on the freshly started proxies.
+if skipped idle; then
+    echo "idle keep-alive memory: skipped (BENCH_SKIP)"
+else
+    echo
+    echo "== idle keep-alive connections: $IDLE_CONNS per proxy, VmRSS before and after"
+    for proxy in "${PROXIES[@]}"; do
+        log=$OUT/idle-${NAME[$proxy]}.txt
+        run_bg "idle-connection test against ${NAME[$proxy]}" "$log" \
+            python3 "$TMP/idle.py" "${PORT[$proxy]}" "${CPU_PID[$proxy]}" "$IDLE_CONNS" || continue
+        alive "${NAME[$proxy]}" "${CPU_PID[$proxy]}"
+        printf '%s\t%s\n' "${NAME[$proxy]}" "$(tail -n 1 "$log")" >>"$IDLE_TSV"
+        tail -n 1 "$IDLE_TSV" | awk -F'\t' '{printf "  %-13s RSS %7d KiB -> %7d KiB: %6.0f bytes per connection (%d opened in %.1f s)\n", $1, $2, $3, ($3-$2)*1024/$4, $4, $6}'
     done
+    # Let the closes settle before measuring throughput.
+    sleep 1
 fi
 
-for run in $(seq "$RUNS"); do
-    for proxy in lb nginx; do
-        url=URL_$proxy
-        cpid=CPU_PID_$proxy
-        name=$([[ $proxy == lb ]] && echo load_balancer || echo nginx)
-        log=$OUT/$name-run$run.txt
-        before=$(cpu_ticks "${!cpid}")
-        run_wrk "$name" "$log" -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency "${!url}"
-        after=$(cpu_ticks "${!cpid}")
-        python3 - "$log" "$name" "$run" "$((after - before))" "$CLK_TCK" >>"$RUNS_TSV" <<'PY' \
-            || die "could not parse wrk output $log"
-import re, sys
-path, name, run, ticks, hz = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5])
-text = open(path).read()
-UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
-def ms(v, u): return float(v) * UNIT[u]
-m = re.search(r"^\s*Requests/sec:\s*([\d.]+)", text, re.M)
-rps = float(m.group(1))
-total = int(re.search(r"^\s*(\d+) requests in", text, re.M).group(1))
-dist = re.search(r"Latency Distribution(.*?)(?:\n\s*\d+ requests in)", text, re.S).group(1)
-pct = {p: ms(v, u) for p, v, u in re.findall(r"^\s*(\d+)%\s+([\d.]+)(us|ms|s|m|h)\s*$", dist, re.M)}
-non2xx = re.search(r"Non-2xx or 3xx responses:\s*(\d+)", text)
-non2xx = int(non2xx.group(1)) if non2xx else 0
-se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-sock = sum(map(int, se.groups())) if se else 0
-cpu = ticks / hz
-cpu_us = cpu * 1e6 / total if total else float("nan")
-print(f"{name}\t{run}\t{rps:.2f}\t{pct['50']:.4f}\t{pct['99']:.4f}\t{cpu:.2f}\t{total}\t{non2xx}\t{sock}\t{cpu_us:.3f}")
-PY
-        tail -n 1 "$RUNS_TSV" | awk -F'\t' '{printf "  %-13s run %s: %10.0f req/s  p50 %7.3f ms  p99 %7.3f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n", $1, $2, $3, $4, $5, $6, $10, $8, $9}'
-        [[ $(tail -n 1 "$RUNS_TSV" | cut -f1) == "$name" ]] || die "no result parsed from $log"
-        # The worker must still be the same process, or CPU numbers are wrong.
-        kill -0 "${!cpid}" 2>/dev/null || die "$name (pid ${!cpid}) died during the run"
+# 5b. Throughput and latency.
+WARM=1
+[[ $WARMUP == 0 || $WARMUP == 0s ]] && WARM=0
+for conns in "${CONNS_ARR[@]}"; do
+    echo
+    echo "== wrk -t$THREADS -c$conns -d$DURATION --latency, $RUNS run(s) each, alternating: ${PROXIES[*]}"
+    if ((WARM)); then
+        for proxy in "${PROXIES[@]}"; do
+            run_wrk "${NAME[$proxy]} (warm-up)" "$OUT/warmup-${NAME[$proxy]}-c$conns.txt" \
+                -t"$THREADS" -c"$conns" -d"$WARMUP" "${URL[$proxy]}"
+        done
+    fi
+    for run in $(seq "$RUNS"); do
+        for proxy in "${PROXIES[@]}"; do
+            name=${NAME[$proxy]}
+            cpid=${CPU_PID[$proxy]}
+            log=$OUT/$name-c$conns-run$run.txt
+            before=$(cpu_ticks "$cpid")
+            run_wrk "$name" "$log" -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${URL[$proxy]}"
+            after=$(cpu_ticks "$cpid")
+            python3 "$TMP/parse_wrk.py" "$log" "$name" "$conns" "$run" "$((after - before))" "$CLK_TCK" >>"$RUNS_TSV" \
+                || die "could not parse wrk output $log"
+            [[ $(tail -n 1 "$RUNS_TSV" | cut -f1) == "$name" ]] || die "no result parsed from $log"
+            tail -n 1 "$RUNS_TSV" | awk -F'\t' '{printf "  %-13s c%-4s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  max %8.2f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $12, $10, $11}'
+            # The worker must still be the same process, or CPU numbers are wrong.
+            alive "$name" "$cpid"
+        done
     done
 done
 
-# ---- 4. report ---------------------------------------------------------------
+# 5c. Syscalls per request: separate runs under strace, not used above.
+if ((HAVE_STRACE)); then
+    echo
+    echo "== syscalls per request: strace -c -f -p PID during wrk -t1 -c$STRACE_CONNS -d$STRACE_DURATION (separate runs)"
+    for proxy in "${PROXIES[@]}"; do
+        name=${NAME[$proxy]}
+        pid=${CPU_PID[$proxy]}
+        sfile=$OUT/strace-$name.txt
+        strace -c -f -p "$pid" -o "$sfile" 2>"$OUT/strace-$name.log" &
+        STRACE_PID=$!
+        # Attached once the tracee's TracerPid is strace.
+        for i in $(seq 50); do
+            [[ $(awk '/^TracerPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null) == "$STRACE_PID" ]] && break
+            kill -0 "$STRACE_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if [[ $(awk '/^TracerPid:/ {print $2}' "/proc/$pid/status" 2>/dev/null) != "$STRACE_PID" ]]; then
+            echo "bench: strace could not attach to $name (pid $pid): $(tail -n 3 "$OUT/strace-$name.log")" >&2
+            kill -TERM "$STRACE_PID" 2>/dev/null || true
+            wait "$STRACE_PID" 2>/dev/null || true
+            STRACE_PID=""
+            continue
+        fi
+        sleep 0.2
+        log=$OUT/strace-wrk-$name.txt
+        run_wrk "$name (under strace)" "$log" -t1 -c"$STRACE_CONNS" -d"$STRACE_DURATION" "${URL[$proxy]}"
+        kill -INT "$STRACE_PID" 2>/dev/null || true
+        wait "$STRACE_PID" 2>/dev/null || true
+        STRACE_PID=""
+        alive "$name" "$pid"
+        reqs=$(awk '/requests in/ {print $1; exit}' "$log")
+        calls=$(awk '$NF == "total" {print $4; exit}' "$sfile")
+        [[ -n $reqs && -n $calls ]] || { echo "bench: no strace summary for $name" >&2; continue; }
+        printf '%s\t%s\t%s\t%s\n' "$name" "$reqs" "$calls" "$sfile" >>"$STRACE_TSV"
+        awk -v n="$name" -v r="$reqs" -v c="$calls" 'BEGIN {printf "  %-13s %8d requests, %9d syscalls: %.2f per request\n", n, r, c, c / r}'
+    done
+fi
+
+# 5d. Large response through each proxy versus directly from the origin.
+if skipped body; then
+    echo "large response: skipped (BENCH_SKIP)"
+else
+    echo
+    echo "== $BODY_BYTES-byte response (curl to /dev/null), direct and through each proxy, $BODY_RUNS run(s) each, alternating"
+    # Read the file once so the page cache holds it for every run.
+    curl -s -o /dev/null "${BODY_URL[direct]}"
+    for run in $(seq "$BODY_RUNS"); do
+        for t in direct "${PROXIES[@]}"; do
+            name=$([[ $t == direct ]] && echo direct || echo "${NAME[$t]}")
+            log=$OUT/body-$name-run$run.txt
+            run_bg "large response via $name" "$log" \
+                python3 "$TMP/body.py" "${BODY_URL[$t]}" "${BODY_PID[$t]}" "$BODY_BYTES" || continue
+            printf '%s\t%s\t%s\n' "$name" "$run" "$(tail -n 1 "$log")" >>"$BODY_TSV"
+            tail -n 1 "$BODY_TSV" | awk -F'\t' '{printf "  %-13s run %s: %8.0f MB/s  (%.2f s)", $1, $2, $3 / $4 / 1e6, $4; if ($1 != "direct") printf "  proxy RSS %d KiB, peak %d KiB, CPU %.2f s", $5, $6, $7; printf "\n"}'
+        done
+    done
+    if grep -q "buffered to a temporary file" "$TMP/nginx-error.log" 2>/dev/null; then
+        echo "  note: nginx buffered part of the response to a temporary file (proxy_buffering on, its default)"
+        NGX_SPOOLED=1
+    fi
+fi
+
+# ---- 6. report ---------------------------------------------------------------
 CPU_MODEL=$(grep -m1 -E '^(model name|Hardware|Processor)' /proc/cpuinfo 2>/dev/null | cut -d: -f2- | sed 's/^ *//' || true)
 [[ -n $CPU_MODEL ]] || CPU_MODEL=unknown
-NGX_VERSION=$(nginx -v 2>&1 | sed 's/^nginx version: //' || true)
-WRK_OUT=$(wrk -v 2>&1 || true)
-WRK_VERSION=$(sed -n '1s/^wrk \([^ ]*\).*/\1/p' <<<"$WRK_OUT")
-MACHINE="machine: $(nproc) CPU(s), $CPU_MODEL; $NGX_VERSION; wrk $WRK_VERSION; $(date -u '+%Y-%m-%d %H:%M UTC')"
-SETTINGS="wrk -t$THREADS -c$CONNS -d$DURATION --latency, $RUNS alternating run(s) per proxy, medians; both proxies one worker on 127.0.0.1"
+# first_line CMD...: the first line CMD prints (stdout or stderr), never failing
+# (wrk -v exits 1; a closed pipe may kill a chatty one).
+first_line() { { "$@" 2>&1 || true; } | head -n 1 || true; }
+VERSIONS="$(first_line rustc -V); $(first_line nginx -v | sed 's/^nginx version: //')"
+((HAVE_HAPROXY)) && VERSIONS+="; $(first_line haproxy -v | sed 's/ - https.*//')"
+VERSIONS+="; wrk $(first_line wrk -v | sed -n 's/^wrk \([^ ]*\).*/\1/p')"
+((HAVE_STRACE)) && VERSIONS+="; $(first_line strace -V | sed 's/ -- version//')"
+VERSIONS+="; $(first_line curl -V | cut -d' ' -f1-2); $(first_line python3 -V); kernel $(uname -r)"
+MACHINE="$(nproc) CPU(s), $CPU_MODEL"
+DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+SETTINGS="wrk -t$THREADS -d$DURATION --latency at $(sed 's/ \([^ ]*\)$/ and \1/; s/ \([^ ]* and\)/, \1/g' <<<"${CONNS_ARR[*]}") connections, $RUNS alternating run(s) per proxy (after a $WARMUP warm-up each), medians"
+NOTES=""
+skipped idle || NOTES+="; idle: $IDLE_CONNS connections"
+((HAVE_STRACE)) && NOTES+="; strace: wrk -t1 -c$STRACE_CONNS -d$STRACE_DURATION"
+skipped body || NOTES+="; large response: $BODY_BYTES bytes, $BODY_RUNS run(s) each"
+[[ -n $FD_NOTE ]] && NOTES+="; $FD_NOTE"
+[[ -n ${NGX_SPOOLED:-} ]] && NOTES+="; nginx spooled part of the large response to a temporary file (proxy_buffering on, its default)"
 
-python3 - "$RUNS_TSV" "$RESULTS" "$MACHINE" "$SETTINGS" <<'PY'
-import csv, statistics, sys
-tsv, results, machine, settings = sys.argv[1:5]
-rows = list(csv.DictReader(open(tsv), delimiter="\t"))
-names = ["load_balancer", "nginx"]
-med, errs = {}, {}
-for n in names:
-    rs = [r for r in rows if r["proxy"] == n]
-    med[n] = {k: statistics.median(float(r[k]) for r in rs)
-              for k in ("req_s", "p50_ms", "p99_ms", "cpu_us_req")}
-    errs[n] = (sum(int(r["non2xx"]) for r in rs), sum(int(r["sock_err"]) for r in rs),
-               sum(int(r["requests"]) for r in rs))
-def ratio(k):
-    d = med["nginx"][k]
-    return f"{med['load_balancer'][k] / d:.2f}x" if d else "n/a"
-table = ["| proxy | req/s | p50 ms | p99 ms | CPU µs/req |", "|---|---:|---:|---:|---:|"]
-for n in names:
-    m = med[n]
-    table.append(f"| {n} | {m['req_s']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['cpu_us_req']:.1f} |")
-ratio_line = f"load_balancer / nginx: req/s {ratio('req_s')}, p99 {ratio('p99_ms')}, CPU/req {ratio('cpu_us_req')}"
-err_line = "errors (all runs): " + "; ".join(
-    f"{n} non-2xx {e[0]}, socket {e[1]} of {e[2]} requests" for n, e in errs.items())
-body = "\n".join(table) + "\n\n" + ratio_line + "\n\n" + err_line + "\n"
+python3 - "$OUT" "$RESULTS" "$SVG" "$DATE" "$MACHINE" "$VERSIONS" "$SETTINGS" "$NOTES" "${PROXIES[*]}" <<'PY'
+import csv, os, re, statistics, sys
+out, results, svg_path, date, machine, versions, settings, notes, proxies = sys.argv[1:10]
+SHORT = {"lb": "load_balancer", "nginx": "nginx", "haproxy": "haproxy"}
+names = [SHORT[p] for p in proxies.split()]
+
+def rows(f):
+    p = os.path.join(out, f)
+    return list(csv.DictReader(open(p), delimiter="\t")) if os.path.exists(p) else []
+
+def fx(a, b):
+    return f"{a / b:.2f}x" if b else "n/a"
+
+sections, console = [], []
+
+# Throughput and latency, one table per concurrency.
+runs = rows("runs.tsv")
+conns_list = []
+for r in runs:
+    if int(r["conns"]) not in conns_list:
+        conns_list.append(int(r["conns"]))
+med = {}
+errors = False
+tput = []
+for c in conns_list:
+    for n in names:
+        rs = [r for r in runs if r["proxy"] == n and int(r["conns"]) == c]
+        if not rs:
+            continue
+        m = {k: statistics.median(float(r[k]) for r in rs)
+             for k in ("req_s", "p50_ms", "p99_ms", "max_ms", "cpu_us_req")}
+        m["errors"] = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
+        m["requests"] = sum(int(r["requests"]) for r in rs)
+        errors |= m["errors"] > 0
+        med[(n, c)] = m
+    t = [f"**{c} connections**", "",
+         "| proxy | req/s | p50 ms | p99 ms | max ms | CPU µs/req | req/s vs nginx | p99 vs nginx | CPU/req vs nginx | errors |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    ng = med.get(("nginx", c))
+    for n in names:
+        m = med.get((n, c))
+        if not m:
+            continue
+        t.append(f"| {n} | {m['req_s']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['max_ms']:.2f} | "
+                 f"{m['cpu_us_req']:.1f} | {fx(m['req_s'], ng['req_s'])} | {fx(m['p99_ms'], ng['p99_ms'])} | "
+                 f"{fx(m['cpu_us_req'], ng['cpu_us_req'])} | {m['errors']} of {m['requests']} |")
+    tput.append("\n".join(t))
+if tput:
+    sections.append(("Throughput and latency", "![req/s and CPU µs per request](results.svg)\n\n" + "\n\n".join(tput)))
+
+# Syscalls per request.
+st = rows("strace.tsv")
+if st:
+    t = ["| proxy | requests | syscalls | syscalls/req | top 5 syscalls (calls per request) |", "|---|---:|---:|---:|---|"]
+    for r in st:
+        reqs, calls = int(r["requests"]), int(r["syscalls"])
+        per = []
+        for line in open(r["file"]):
+            f = line.split()
+            if len(f) in (5, 6) and re.match(r"^[\d.]+$", f[0]) and f[-1] != "total":
+                per.append((int(f[3]), f[-1]))
+        per.sort(reverse=True)
+        top = ", ".join(f"{s} {c / reqs:.2f}" for c, s in per[:5])
+        t.append(f"| {r['proxy']} | {reqs} | {calls} | {calls / reqs:.2f} | {top} |")
+    sections.append(("Syscalls per request", "\n".join(t)))
+
+# Idle keep-alive connections.
+idle = rows("idle.tsv")
+if idle:
+    t = ["| proxy | connections | RSS before KiB | RSS after KiB | bytes per connection |", "|---|---:|---:|---:|---:|"]
+    for r in idle:
+        b, a, n = int(r["rss_before_kib"]), int(r["rss_after_kib"]), int(r["conns"])
+        t.append(f"| {r['proxy']} | {n} | {b} | {a} | {(a - b) * 1024 / n:.0f} |")
+    sections.append(("Idle keep-alive connections", "\n".join(t)))
+
+# Large response.
+body = rows("body.tsv")
+if body:
+    targets = []
+    for r in body:
+        if r["target"] not in targets:
+            targets.append(r["target"])
+    bm = {}
+    for tg in targets:
+        rs = [r for r in body if r["target"] == tg]
+        bm[tg] = {
+            "mbs": statistics.median(int(r["bytes"]) / float(r["seconds"]) / 1e6 for r in rs),
+            "secs": statistics.median(float(r["seconds"]) for r in rs),
+            "before": statistics.median(int(r["rss_before_kib"]) for r in rs),
+            "peak": max(int(r["rss_peak_kib"]) for r in rs),
+            "cpu": statistics.median(float(r["cpu_s"]) for r in rs),
+            "bytes": int(rs[0]["bytes"]),
+        }
+    size = bm[targets[0]]["bytes"]
+    t = [f"{size} bytes (`curl -o /dev/null`), medians; peak RSS is the highest 100 ms sample of the proxy's VmRSS over all runs.", "",
+         "| path | MB/s | vs direct | seconds | proxy CPU s | proxy RSS before KiB | proxy peak RSS KiB |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
+    d = bm.get("direct")
+    for tg in targets:
+        m = bm[tg]
+        if tg == "direct":
+            t.append(f"| direct (origin nginx, sendfile) | {m['mbs']:.0f} | 1.00x | {m['secs']:.2f} | – | – | – |")
+        else:
+            t.append(f"| via {tg} | {m['mbs']:.0f} | {fx(m['mbs'], d['mbs']) if d else 'n/a'} | {m['secs']:.2f} | "
+                     f"{m['cpu']:.2f} | {m['before']:.0f} | {m['peak']} |")
+    sections.append(("Large response", "\n".join(t)))
+
+# SVG: req/s and CPU µs/req per proxy at each concurrency.
+COLORS = {"load_balancer": "#1f77b4", "nginx": "#2ca02c", "haproxy": "#ff7f0e"}
+def nice_max(v):
+    if v <= 0:
+        return 1
+    mag = 10 ** (len(str(int(v))) - 1) if v >= 1 else 0.1
+    for s in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        if s * mag >= v * 1.08:
+            return s * mag
+    return 10 * mag
+def esc(s):
+    return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def panel(x0, y0, w, h, title, key, fmt):
+    g = []
+    vals = [med[(n, c)][key] for c in conns_list for n in names if (n, c) in med]
+    top = nice_max(max(vals) if vals else 1)
+    g.append(f'<text x="{x0 + w / 2}" y="{y0 - 12}" text-anchor="middle" font-size="14" font-weight="bold">{esc(title)}</text>')
+    for i in range(5):
+        v = top * i / 4
+        y = y0 + h - h * i / 4
+        g.append(f'<line x1="{x0}" y1="{y:.1f}" x2="{x0 + w}" y2="{y:.1f}" stroke="#ddd"/>')
+        g.append(f'<text x="{x0 - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="#555">{fmt(v)}</text>')
+    gw = w / max(1, len(conns_list))
+    bw = min(40, gw * 0.7 / max(1, len(names)))
+    for gi, c in enumerate(conns_list):
+        gx = x0 + gi * gw + (gw - bw * len(names)) / 2
+        for ni, n in enumerate(names):
+            if (n, c) not in med:
+                continue
+            v = med[(n, c)][key]
+            bh = h * v / top
+            x = gx + ni * bw
+            g.append(f'<rect x="{x:.1f}" y="{y0 + h - bh:.1f}" width="{bw - 3:.1f}" height="{bh:.1f}" fill="{COLORS.get(n, "#888")}"/>')
+            g.append(f'<text x="{x + (bw - 3) / 2:.1f}" y="{y0 + h - bh - 4:.1f}" text-anchor="middle" font-size="10">{fmt(v)}</text>')
+        g.append(f'<text x="{x0 + gi * gw + gw / 2:.1f}" y="{y0 + h + 18}" text-anchor="middle" font-size="12">{c} connections</text>')
+    g.append(f'<line x1="{x0}" y1="{y0 + h}" x2="{x0 + w}" y2="{y0 + h}" stroke="#333"/>')
+    return g
+if med:
+    W, H = 900, 400
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif">',
+             f'<rect width="{W}" height="{H}" fill="white"/>']
+    parts += panel(70, 70, 340, 260, "requests/s (higher is better)", "req_s",
+                   lambda v: f"{v / 1000:.0f}k" if v >= 1000 else f"{v:.0f}")
+    parts += panel(540, 70, 340, 260, "CPU µs per request (lower is better)", "cpu_us_req", lambda v: f"{v:.1f}")
+    lx = 70
+    for n in names:
+        parts.append(f'<rect x="{lx}" y="14" width="12" height="12" fill="{COLORS.get(n, "#888")}"/>')
+        parts.append(f'<text x="{lx + 16}" y="25" font-size="12">{esc(n)}</text>')
+        lx += 30 + 8 * len(n)
+    parts.append(f'<text x="{W - 10}" y="{H - 10}" text-anchor="end" font-size="10" fill="#777">{esc(machine)}; {esc(date)}; wrk medians</text>')
+    parts.append("</svg>")
+    with open(svg_path, "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+head = [f"date: {date}", f"machine: {machine}", f"versions: {versions}", "",
+        f"settings: {settings}; every proxy one worker{' (HAProxy one thread)' if 'haproxy' in names else ''} on 127.0.0.1{notes}"]
+body_md = "\n\n".join(f"## {t}\n\n{s}" for t, s in sections)
 print()
-print(body + "\n" + machine)
+print("\n".join(head))
+print()
+print(body_md)
+
+# Keep the `## Parser` section (and anything after it) that
+# `cargo bench --bench parser` writes; rewrite only what is above it.
+kept = ""
+if os.path.exists(results):
+    m = re.search(r"^## Parser\n.*", open(results).read(), re.M | re.S)
+    if m:
+        kept = "\n" + m.group(0).rstrip("\n") + "\n"
 with open(results, "w") as f:
-    f.write("# Benchmark: load_balancer vs nginx\n\n")
-    f.write(f"{machine}\n\n{settings}\n\n{body}\n")
+    f.write("# Benchmark: load_balancer vs nginx vs HAProxy\n\n")
+    f.write("  \n".join(head[:3]) + "\n\n" + head[4] + "\n\n")
+    f.write(body_md + "\n\n")
     f.write("Produced by `make bench` (bench/bench.sh); see bench/README.md for what the columns mean.\n")
-if any(e[0] or e[1] for e in errs.values()):
+    f.write(kept)
+if errors:
     print("\nWARNING: wrk reported errors; the numbers above include failed requests.", file=sys.stderr)
 PY
 echo
-echo "wrote $RESULTS (raw wrk output in $OUT/)"
+echo "wrote $RESULTS and $SVG (raw output in $OUT/)"
