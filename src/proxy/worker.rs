@@ -1267,10 +1267,10 @@ impl Worker {
         }
     }
 
-    /// A large Content-Length body, moved backend → pipe → client by
-    /// `splice`, never through user space. The pipe is filled only when
-    /// empty, so `EAGAIN` from the backend side always means "socket empty"
-    /// (never "pipe full").
+        /// A large Content-Length body, moved backend → pipe → client by
+    /// `splice`, never through user space. `EAGAIN` from the backend side
+    /// clears its readiness only when the pipe was empty (then it can only
+    /// mean "socket empty", never "pipe full").
     fn splice_body(&mut self, ci: u32, ui: u32) -> bool {
         let Worker {
             clients,
@@ -1310,17 +1310,20 @@ impl Worker {
                 }
             }
         }
-        if c.pipe_len == 0 && c.resp.left > 0 && u.readable {
-            let want = c.resp.left.min(pipe.cap as u64) as usize;
+                let unread = c.resp.left - c.pipe_len as u64;
+        if c.pipe_len < pipe.cap && unread > 0 && u.readable {
+            let want = unread.min((pipe.cap - c.pipe_len) as u64) as usize;
             match sys::splice(u.io.fd(), pipe.w.as_fd(), want) {
                 Ok(n) if n > 0 => {
                     // A short splice may mean the pipe ran out of slots, not
                     // that the socket is empty: readiness is cleared only by
                     // EAGAIN into an empty pipe, below.
-                    c.pipe_len = n;
+                    c.pipe_len += n;
                     progressed = true;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.readable = false,
+                // EAGAIN into an empty pipe: the socket is empty. Into a
+                // non-empty one it may mean "pipe full"; draining will tell.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => u.readable = c.pipe_len > 0,
                 _ => {
                     let name = &shared.table.get(c.backend).name;
                     log!(Warn, "proxy", "backend {name}: response body truncated");
