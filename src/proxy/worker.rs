@@ -1267,7 +1267,7 @@ impl Worker {
         }
     }
 
-        /// A large Content-Length body, moved backend → pipe → client by
+    /// A large Content-Length body, moved backend → pipe → client by
     /// `splice`, never through user space. `EAGAIN` from the backend side
     /// clears its readiness only when the pipe was empty (then it can only
     /// mean "socket empty", never "pipe full").
@@ -1310,7 +1310,7 @@ impl Worker {
                 }
             }
         }
-                let unread = c.resp.left - c.pipe_len as u64;
+        let unread = c.resp.left - c.pipe_len as u64;
         if c.pipe_len < pipe.cap && unread > 0 && u.readable {
             let want = unread.min((pipe.cap - c.pipe_len) as u64) as usize;
             match sys::splice(u.io.fd(), pipe.w.as_fd(), want) {
