@@ -51,6 +51,10 @@ pub fn run(cfg: Config) -> i32 {
     log::set_level(cfg.log_level);
     sys::ignore_sigpipe();
     sys::raise_fd_limit();
+    if let Err(e) = sys::install_shutdown_signals() {
+        eprintln!("load_balancer: cannot install signal handlers: {e}");
+        return 1;
+    }
     let addr = match listen_addr(&cfg) {
         Ok(a) => a,
         Err(e) => {

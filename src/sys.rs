@@ -417,3 +417,32 @@ pub fn pipe() -> io::Result<Pipe> {
 pub fn splice(_from: BorrowedFd<'_>, _to: BorrowedFd<'_>, _len: usize) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
+
+/// Set by SIGTERM, SIGINT or SIGQUIT: stop accepting, finish what is in flight.
+static SHUTDOWN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_shutdown_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    SHUTDOWN.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Installs the graceful-shutdown handler for SIGTERM, SIGINT and SIGQUIT.
+/// Without `SA_RESTART`, so a worker blocked in `epoll_wait` wakes at once.
+pub fn install_shutdown_signals() -> io::Result<()> {
+    for sig in [libc::SIGTERM, libc::SIGINT, libc::SIGQUIT] {
+        // SAFETY: sigaction is plain old data; all-zero is a valid start.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_shutdown_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
+        // SAFETY: sa.sa_mask is a valid sigset_t to initialise.
+        unsafe { libc::sigemptyset(&mut sa.sa_mask) };
+        // SAFETY: sa is fully initialised; the old action is not needed.
+        syscall!(sigaction(sig, &sa, std::ptr::null_mut()))?;
+    }
+    Ok(())
+}
+
+/// Whether a shutdown signal has arrived.
+#[inline]
+pub fn shutdown_requested() -> bool {
+    SHUTDOWN.load(std::sync::atomic::Ordering::Relaxed)
+}

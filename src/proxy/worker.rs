@@ -38,6 +38,8 @@ const KIND_CLIENT: u64 = 0;
 const KIND_UPSTREAM: u64 = 1;
 /// How often deadlines are checked.
 const SWEEP_MS: u64 = 100;
+/// Longest a graceful shutdown waits for requests in flight.
+const SHUTDOWN_MS: u64 = 10_000;
 /// Idle pooled upstream connections older than this are closed.
 const UPSTREAM_IDLE_MS: u64 = 30_000;
 /// A pooled connection idle longer than this is peeked at before reuse.
@@ -250,8 +252,11 @@ pub struct Worker {
     shared: Arc<Shared>,
     poller: Poller,
     events: Events,
-    listener: OwnedFd,
+    /// None once a shutdown began: new connections are refused.
+    listener: Option<OwnedFd>,
     listener_registered: bool,
+    /// Deadline (ms) of a graceful shutdown in progress.
+    draining: Option<u64>,
     clients: Slab<Client>,
     ups: Slab<Upstream>,
     /// Idle upstream connections per backend, most recently used last.
@@ -290,8 +295,9 @@ impl Worker {
             shared,
             poller,
             events: Events::with_capacity(1024),
-            listener,
+            listener: Some(listener),
             listener_registered: true,
+            draining: None,
             clients: Slab::default(),
             ups: Slab::default(),
             pools: (0..n).map(|_| Vec::with_capacity(MAX_IDLE_CONNS)).collect(),
@@ -312,6 +318,20 @@ impl Worker {
     /// Runs until the stop flag is set.
     pub fn run(&mut self) -> io::Result<()> {
         while !self.stop.load(Relaxed) {
+            if self.draining.is_none() && sys::shutdown_requested() {
+                self.begin_shutdown();
+            }
+            if let Some(deadline) = self.draining {
+                if self.clients.is_empty() || self.now >= deadline {
+                    log!(
+                        Info,
+                        "main",
+                        "shutdown complete ({} connections cut)",
+                        self.clients.len()
+                    );
+                    return Ok(());
+                }
+            }
             let timeout = if self.again.is_empty() {
                 SWEEP_MS as i32
             } else {
@@ -342,6 +362,34 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Graceful shutdown: stop accepting (the listening socket is closed, so
+    /// new connections are refused, not left waiting), close idle kept-alive
+    /// connections, let requests in flight finish (their connections close
+    /// after the response), for at most `SHUTDOWN_MS`.
+    fn begin_shutdown(&mut self) {
+        if let Some(l) = self.listener.take() {
+            let _ = self.poller.delete(l.as_fd());
+        }
+        self.draining = Some(self.now + SHUTDOWN_MS);
+        let mut idx = std::mem::take(&mut self.scratch);
+        idx.clear();
+        idx.extend(self.clients.indices());
+        log!(
+            Info,
+            "main",
+            "shutting down: {} connections open, finishing requests in flight",
+            idx.len()
+        );
+        for &ci in &idx {
+            let c = self.clients.get_mut(ci).expect("listed client");
+            c.keep_alive = false;
+            if c.phase == Phase::Head && c.rbuf.as_ref().map_or(true, |b| b.is_empty()) {
+                self.close_client(ci);
+            }
+        }
+        self.scratch = idx;
     }
 
     /// Buffers held by connections right now (for tests and metrics).
@@ -380,7 +428,11 @@ impl Worker {
 
     fn accept(&mut self) {
         for _ in 0..64 {
-            match sys::accept(self.listener.as_fd()) {
+            // Looked up each time round: `add_client` borrows all of `self`.
+            let Some(listener) = self.listener.as_ref() else {
+                return;
+            };
+            match sys::accept(listener.as_fd()) {
                 Ok((fd, peer)) => self.add_client(fd, peer),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e)
@@ -392,7 +444,11 @@ impl Worker {
                     // Out of descriptors: stop accepting until the next sweep
                     // rather than spin on a listener that stays readable.
                     log!(Err, "proxy", "accept: {e}; pausing accepts");
-                    if self.poller.delete(self.listener.as_fd()).is_ok() {
+                    if self
+                        .listener
+                        .as_ref()
+                        .is_some_and(|l| self.poller.delete(l.as_fd()).is_ok())
+                    {
                         self.listener_registered = false;
                     }
                     return;
@@ -1375,7 +1431,7 @@ impl Worker {
         self.bufs.release_if_empty(&mut c.wbuf);
         c.up = None;
         c.tried = 0;
-        if !c.keep_alive {
+        if !c.keep_alive || self.draining.is_some() {
             return self.start_drain(ci);
         }
         c.phase = Phase::Head;
@@ -1634,12 +1690,8 @@ impl Worker {
     }
 
     fn sweep(&mut self) {
-        if !self.listener_registered
-            && self
-                .poller
-                .add_listener(self.listener.as_fd(), LISTENER)
-                .is_ok()
-        {
+        let paused = self.listener.as_ref().filter(|_| !self.listener_registered);
+        if paused.is_some_and(|l| self.poller.add_listener(l.as_fd(), LISTENER).is_ok()) {
             self.listener_registered = true;
         }
         let mut idx = std::mem::take(&mut self.scratch);

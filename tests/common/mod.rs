@@ -77,6 +77,15 @@ impl Lb {
         self.child.id()
     }
 
+    /// The exit code, if the process has exited.
+    pub fn try_wait(&mut self) -> Option<i32> {
+        self.child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.code().unwrap_or(-1))
+    }
+
     pub fn conn(&self) -> Client {
         Client::connect(self.port)
     }
