@@ -465,12 +465,31 @@ pub fn run_lb(args: &[&str]) -> (i32, String, String) {
 }
 
 /// Writes `text` to a fresh temp file and returns its path.
-pub fn temp_file(name: &str, text: &str) -> std::path::PathBuf {
+pub fn temp_file(name: &str, text: &str) -> TempFile {
     let dir = std::env::temp_dir().join(format!("lb-test-{}-{}", std::process::id(), free_port()));
     std::fs::create_dir_all(&dir).unwrap();
-    let p = dir.join(name);
-    std::fs::write(&p, text).unwrap();
-    p
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    TempFile { dir, path }
+}
+
+/// A file in a directory of its own, both removed on drop.
+pub struct TempFile {
+    dir: std::path::PathBuf,
+    path: std::path::PathBuf,
+}
+
+impl std::ops::Deref for TempFile {
+    type Target = std::path::Path;
+    fn deref(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 pub fn shutdown_write(c: &Client) {
