@@ -17,7 +17,7 @@ fn main() {
         Err(e) => {
             eprintln!("load_balancer: {e}");
             eprintln!("try 'load_balancer --help'");
-            2
+            cli::EXIT_USAGE
         }
     };
     std::process::exit(code);
