@@ -3,7 +3,7 @@
 //! start, so it keeps no state between calls.
 #![forbid(unsafe_code)]
 
-use super::scan::{class_end, target_end, value_end, TOKEN, VALUE};
+use super::simd::{self, Scanner, WithScanner};
 use crate::config::MAX_HEADER_BYTES;
 use std::fmt;
 
@@ -187,7 +187,19 @@ fn crlf(buf: &[u8], i: usize, bad: ParseError) -> Res<usize> {
 }
 
 /// `HTTP/1.x`; returns the minor version and the index after it.
+#[inline(always)]
 fn version(buf: &[u8], i: usize) -> Res<(u8, usize)> {
+    // The usual case in one 8-byte compare; `version_bytes` decides the
+    // rest (and would give the same answer for these two).
+    match buf.get(i..i + 8) {
+        Some(b"HTTP/1.1") => Ok((1, i + 8)),
+        Some(b"HTTP/1.0") => Ok((0, i + 8)),
+        _ => version_bytes(buf, i),
+    }
+}
+
+/// [`version`] byte by byte.
+fn version_bytes(buf: &[u8], i: usize) -> Res<(u8, usize)> {
     let want = b"HTTP/";
     for (k, &w) in want.iter().enumerate() {
         if byte(buf, i + k)? != w {
@@ -215,18 +227,33 @@ fn version(buf: &[u8], i: usize) -> Res<(u8, usize)> {
 }
 
 /// Header fields from `i` to the empty line; returns (count, head length).
-fn headers(buf: &[u8], mut i: usize, out: &mut [HeaderRef]) -> Res<(usize, usize)> {
+#[inline(always)]
+fn headers<S: Scanner>(
+    s: S,
+    buf: &[u8],
+    mut i: usize,
+    out: &mut [HeaderRef],
+) -> Res<(usize, usize)> {
     let mut n = 0;
     let mut content_length = false;
     loop {
-        match byte(buf, i)? {
-            b'\r' => return Ok((n, crlf(buf, i, ParseError::HeaderName)?)),
-            b'\n' => return Err(ParseError::BareLf.into()),
-            b' ' | b'\t' => return Err(ParseError::ObsFold.into()),
-            _ => {}
+        let first = byte(buf, i)?;
+        // One compare for the usual case, a name's first byte.
+        if first <= b' ' {
+            match first {
+                b'\r' => return Ok((n, crlf(buf, i, ParseError::HeaderName)?)),
+                b'\n' => return Err(ParseError::BareLf.into()),
+                b' ' | b'\t' => return Err(ParseError::ObsFold.into()),
+                _ => {}
+            }
         }
         let line_start = i;
-        let name_end = class_end(buf, i, &TOKEN);
+        // One pass finds the end of the name (the first non-tchar) and the
+        // first byte from the line's start that cannot be in a value. When
+        // the name, colon and OWS below are valid, every byte before the
+        // value is a value byte, so that is exactly where a value scan from
+        // the value's start stops; it does not wait on the name's end.
+        let (name_end, end) = s.field_ends(buf, i);
         match byte(buf, name_end)? {
             b':' if name_end > i => {}
             b' ' | b'\t' if name_end > i => return Err(ParseError::WhitespaceBeforeColon.into()),
@@ -236,7 +263,7 @@ fn headers(buf: &[u8], mut i: usize, out: &mut [HeaderRef]) -> Res<(usize, usize
         while matches!(byte(buf, v)?, b' ' | b'\t') {
             v += 1;
         }
-        let end = value_end(buf, v);
+        debug_assert_eq!(end, s.value_end(buf, v));
         let mut trimmed = end;
         while trimmed > v && matches!(buf[trimmed - 1], b' ' | b'\t') {
             trimmed -= 1;
@@ -271,6 +298,7 @@ fn headers(buf: &[u8], mut i: usize, out: &mut [HeaderRef]) -> Res<(usize, usize
 /// the QUERY draft) that llhttp also knows. Anything else is answered 501
 /// (RFC 9110 section 9.1) rather than passed to a backend that may read the
 /// request differently.
+#[inline]
 fn known_method(m: &[u8]) -> bool {
     const METHODS: [&[u8]; 35] = [
         b"GET",
@@ -309,10 +337,17 @@ fn known_method(m: &[u8]) -> bool {
         b"SOURCE",
         b"QUERY",
     ];
-    METHODS.contains(&m)
+    // The usual two first, without the calls of the search.
+    m == b"GET" || m == b"POST" || METHODS.contains(&m)
 }
 
-fn request(buf: &[u8], out: &mut [HeaderRef], in_target: &mut bool) -> Res<RequestHead> {
+#[inline(always)]
+fn request<S: Scanner>(
+    s: S,
+    buf: &[u8],
+    out: &mut [HeaderRef],
+    in_target: &mut bool,
+) -> Res<RequestHead> {
     // RFC 9112 section 2.2: ignore empty lines before the request line.
     let mut start = 0;
     loop {
@@ -322,7 +357,7 @@ fn request(buf: &[u8], out: &mut [HeaderRef], in_target: &mut bool) -> Res<Reque
             _ => break,
         }
     }
-    let m_end = class_end(buf, start, &TOKEN);
+    let m_end = s.token_end(buf, start);
     if byte(buf, m_end)? != b' ' || m_end == start {
         return Err(ParseError::Method.into());
     }
@@ -331,14 +366,14 @@ fn request(buf: &[u8], out: &mut [HeaderRef], in_target: &mut bool) -> Res<Reque
     }
     let t_start = m_end + 1;
     *in_target = true;
-    let t_end = target_end(buf, t_start);
+    let t_end = s.target_end(buf, t_start);
     if byte(buf, t_end)? != b' ' || t_end == t_start {
         return Err(ParseError::Target.into());
     }
     *in_target = false;
     let (minor, i) = version(buf, t_end + 1)?;
     let i = crlf(buf, i, ParseError::Version)?;
-    let (count, len) = headers(buf, i, out)?;
+    let (count, len) = headers(s, buf, i, out)?;
     Ok(RequestHead {
         method: Span::new(start, m_end),
         target: Span::new(t_start, t_end),
@@ -349,7 +384,8 @@ fn request(buf: &[u8], out: &mut [HeaderRef], in_target: &mut bool) -> Res<Reque
     })
 }
 
-fn response(buf: &[u8], out: &mut [HeaderRef]) -> Res<ResponseHead> {
+#[inline(always)]
+fn response<S: Scanner>(s: S, buf: &[u8], out: &mut [HeaderRef]) -> Res<ResponseHead> {
     let (minor, i) = version(buf, 0)?;
     if byte(buf, i)? != b' ' {
         return Err(ParseError::Version.into());
@@ -371,13 +407,13 @@ fn response(buf: &[u8], out: &mut [HeaderRef]) -> Res<ResponseHead> {
         b' ' => {
             j += 1;
             reason_start = j;
-            j = class_end(buf, j, &VALUE);
+            j = s.value_end(buf, j);
         }
         _ => reason_start = j,
     }
     let reason = Span::new(reason_start, j);
     let i = crlf(buf, j, ParseError::Reason)?;
-    let (count, len) = headers(buf, i, out)?;
+    let (count, len) = headers(s, buf, i, out)?;
     Ok(ResponseHead {
         minor,
         status,
@@ -385,6 +421,36 @@ fn response(buf: &[u8], out: &mut [HeaderRef]) -> Res<ResponseHead> {
         header_count: count,
         len,
     })
+}
+
+/// [`request`] as a [`WithScanner`], so that `simd::run` compiles it once
+/// per SIMD level with the scanning inlined.
+struct ParseRequest<'a, 'b> {
+    buf: &'a [u8],
+    out: &'b mut [HeaderRef],
+    in_target: &'b mut bool,
+}
+
+impl WithScanner for ParseRequest<'_, '_> {
+    type Out = Res<RequestHead>;
+    #[inline(always)]
+    fn call<S: Scanner>(self, s: S) -> Res<RequestHead> {
+        request(s, self.buf, self.out, self.in_target)
+    }
+}
+
+/// [`response`] as a [`WithScanner`].
+struct ParseResponse<'a, 'b> {
+    buf: &'a [u8],
+    out: &'b mut [HeaderRef],
+}
+
+impl WithScanner for ParseResponse<'_, '_> {
+    type Out = Res<ResponseHead>;
+    #[inline(always)]
+    fn call<S: Scanner>(self, s: S) -> Res<ResponseHead> {
+        response(s, self.buf, self.out)
+    }
 }
 
 /// Parses a request head at the start of `buf`, filling `headers`.
@@ -396,7 +462,12 @@ pub fn parse_request(
 ) -> Result<Status<RequestHead>, ParseError> {
     let limited = &buf[..buf.len().min(MAX_HEADER_BYTES)];
     let mut in_target = false;
-    match request(limited, headers, &mut in_target) {
+    let parse = ParseRequest {
+        buf: limited,
+        out: headers,
+        in_target: &mut in_target,
+    };
+    match simd::run(parse) {
         Ok(h) => Ok(Status::Complete(h)),
         Err(Stop::Err(e)) => Err(e),
         Err(Stop::Partial) if buf.len() >= MAX_HEADER_BYTES => Err(if in_target {
@@ -414,7 +485,11 @@ pub fn parse_response(
     headers: &mut [HeaderRef],
 ) -> Result<Status<ResponseHead>, ParseError> {
     let limited = &buf[..buf.len().min(MAX_HEADER_BYTES)];
-    match response(limited, headers) {
+    let parse = ParseResponse {
+        buf: limited,
+        out: headers,
+    };
+    match simd::run(parse) {
         Ok(h) => Ok(Status::Complete(h)),
         Err(Stop::Err(e)) => Err(e),
         Err(Stop::Partial) if buf.len() >= MAX_HEADER_BYTES => Err(ParseError::HeadTooLarge),

@@ -1,8 +1,10 @@
 //! Byte-class tables and the scanning loops of the parser.
 //!
 //! The loops here are the hot part of parsing: most head bytes are header
-//! values. Each has a scalar form; SIMD forms will sit beside them with the
-//! same contract and the same tests.
+//! values. These are the scalar forms (the field-value and target scans
+//! eight bytes at a time in a `u64`); the SIMD forms in `simd/` have the
+//! same contract and the same tests, and the parser reaches whichever runs
+//! through `simd::Scanner`.
 #![forbid(unsafe_code)]
 
 /// `tchar` of RFC 9110 section 5.6.2: the bytes of a method or a field name.
@@ -72,40 +74,98 @@ pub fn target_end(buf: &[u8], from: usize) -> usize {
     super::simd::scan(buf, from, super::simd::Class::Target)
 }
 
-/// The scalar twin of [`value_end`].
+/// The scalar twin of [`value_end`]: eight bytes per step as a `u64`.
 #[inline]
 pub fn value_end_scalar(buf: &[u8], from: usize) -> usize {
+    swar_end(buf, from, |x| {
+        (swar_below(x, 0x20) & !swar_equal(x, b'\t')) | swar_equal(x, 0x7f)
+    })
+}
+
+/// The scalar twin of [`target_end`]: eight bytes per step as a `u64`.
+#[inline]
+pub fn target_end_scalar(buf: &[u8], from: usize) -> usize {
+    swar_end(buf, from, |x| swar_below(x, 0x21) | swar_equal(x, 0x7f))
+}
+
+/// The high bit of every byte of a word.
+const HIGH: u64 = 0x8080_8080_8080_8080;
+/// The low seven bits of every byte of a word.
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+/// A byte value repeated in every byte of a word.
+const fn splat(b: u8) -> u64 {
+    0x0101_0101_0101_0101 * b as u64
+}
+
+/// The high bit of each byte of `x` set when that byte is below `n` (1 to
+/// 0x80), exactly: no carry crosses from one byte to the next.
+#[inline(always)]
+fn swar_below(x: u64, n: u8) -> u64 {
+    // (b & 0x7f) + (0x80 - n) <= 0xff has its high bit set when
+    // b & 0x7f >= n; or-ing `x` adds the bytes from 0x80 up.
+    !(((x & LOW7) + splat(0x80 - n)) | x) & HIGH
+}
+
+/// The high bit of each byte of `x` set when that byte is `c`, exactly.
+#[inline(always)]
+fn swar_equal(x: u64, c: u8) -> u64 {
+    let y = x ^ splat(c);
+    // (y & 0x7f) + 0x7f has its high bit set when the low bits are not all
+    // zero; or-ing `y` adds the high bit itself.
+    !(((y & LOW7) + LOW7) | y) & HIGH
+}
+
+/// Index of the first byte at or after `from` whose high bit is set in
+/// `bad(word)`, or `buf.len()` (or `from` if it is beyond the end), reading
+/// eight bytes at a time; the last partial word is read as the eight bytes
+/// ending at the end, those before the scan's position shifted out.
+#[inline(always)]
+fn swar_end(buf: &[u8], from: usize, bad: impl Fn(u64) -> u64) -> usize {
+    let word = |at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&buf[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let len = buf.len();
     let mut i = from;
-    // Eight at a time: the common value is plain ASCII text.
-    while i + 8 <= buf.len() {
-        let w = &buf[i..i + 8];
-        if !(VALUE[w[0] as usize]
-            & VALUE[w[1] as usize]
-            & VALUE[w[2] as usize]
-            & VALUE[w[3] as usize]
-            & VALUE[w[4] as usize]
-            & VALUE[w[5] as usize]
-            & VALUE[w[6] as usize]
-            & VALUE[w[7] as usize])
-        {
-            break;
+    while i + 8 <= len {
+        let m = bad(word(i));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
         }
         i += 8;
     }
-    while i < buf.len() && VALUE[buf[i] as usize] {
+    if i >= len {
+        return i;
+    }
+    if len >= 8 {
+        let base = len - 8;
+        let m = bad(word(base)) >> (8 * (i - base));
+        return if m != 0 {
+            i + (m.trailing_zeros() / 8) as usize
+        } else {
+            len
+        };
+    }
+    // Fewer than eight bytes in all: one at a time, as the low byte of a
+    // word.
+    while i < len && bad(buf[i] as u64) & 0x80 == 0 {
         i += 1;
     }
     i
 }
 
-/// Index of the first byte at or after `from` not in `class`, or `buf.len()`.
+/// Index of the first byte at or after `from` not in `class`, or `buf.len()`
+/// (or `from` if it is beyond the end).
 #[inline]
 pub fn class_end(buf: &[u8], from: usize, class: &[bool; 256]) -> usize {
-    let mut i = from;
-    while i < buf.len() && class[buf[i] as usize] {
-        i += 1;
+    match buf.get(from..) {
+        Some(rest) => rest
+            .iter()
+            .position(|&b| !class[b as usize])
+            .map_or(buf.len(), |p| from + p),
+        None => from,
     }
-    i
 }
 
 #[cfg(test)]
@@ -125,6 +185,44 @@ mod tests {
                     assert_eq!(value_end(&v, 0), pos, "byte {bad:#x} at {pos} of {len}");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn scalar_scans_agree_with_the_tables() {
+        // Every byte at every position of short and word-crossing buffers,
+        // from every start.
+        for bad in 0u8..=255 {
+            for len in 0..=20 {
+                for pos in 0..=len {
+                    let mut v = vec![b'a'; len];
+                    if pos < len {
+                        v[pos] = bad;
+                    }
+                    for from in 0..=len + 1 {
+                        for (got, table) in [
+                            (value_end_scalar(&v, from), &VALUE),
+                            (target_end_scalar(&v, from), &TARGET),
+                        ] {
+                            let want = if from > len {
+                                from
+                            } else {
+                                (from..len).find(|&k| !table[v[k] as usize]).unwrap_or(len)
+                            };
+                            assert_eq!(got, want, "byte {bad:#x} at {pos} of {len} from {from}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_tchar_is_a_value_byte() {
+        // The parser relies on it: a valid name, its colon and OWS never
+        // stop a value scan.
+        for b in 0..256 {
+            assert!(!TOKEN[b] || VALUE[b], "{b:#x}");
         }
     }
 

@@ -1,7 +1,12 @@
 //! SIMD twins of the parser's scanning loops, chosen once per process by
-//! CPU detection: AVX2 (32 bytes a step), SSE4.2 (16 bytes, `pcmpestri`
-//! ranges), else the scalar loop of `scan.rs`. Every path returns exactly
-//! what the scalar one does; the tests run all of them on the same inputs.
+//! CPU detection: AVX2 (32 bytes a step), SSE4.2 (16 bytes), else the scalar
+//! loops of `scan.rs`. Every path returns exactly what the scalar one does;
+//! the tests run all of them on the same inputs.
+//!
+//! The parser is generic over a `Scanner` (one per level) and `run`
+//! instantiates it once per level inside a function compiled for that
+//! level's CPU features, so the scanning loops inline into the parser's
+//! header loop instead of being called through a dispatch per field.
 //!
 //! Building with `--features scalar` forces the scalar path everywhere.
 
@@ -85,6 +90,97 @@ pub enum Class {
     Target,
 }
 
+/// The scanning loops of one level. Each method returns the index of the
+/// first byte at or after `from` (`from` <= `buf.len()`) outside its class,
+/// or `buf.len()`; every implementation returns exactly what [`ScalarScan`]
+/// does. A value of the SIMD implementations is made only by [`run_at`],
+/// for a level the CPU has: it is the proof their `unsafe` relies on.
+pub(crate) trait Scanner: Copy {
+    /// `tchar` (the `TOKEN` table of `scan.rs`): methods and field names.
+    fn token_end(self, buf: &[u8], from: usize) -> usize;
+    /// Field-value bytes ([`Class::Value`]).
+    fn value_end(self, buf: &[u8], from: usize) -> usize;
+    /// Request-target bytes ([`Class::Target`]).
+    fn target_end(self, buf: &[u8], from: usize) -> usize;
+    /// `(token_end(buf, from), value_end(buf, from))`, from one load where
+    /// the level can: a header line's name and, when the name is valid, the
+    /// line's end.
+    fn field_ends(self, buf: &[u8], from: usize) -> (usize, usize);
+}
+
+/// A computation generic over the [`Scanner`], for [`run`].
+pub(crate) trait WithScanner {
+    type Out;
+    fn call<S: Scanner>(self, s: S) -> Self::Out;
+}
+
+/// Runs `w` with the scanner of the process's level ([`level`]), its code
+/// compiled for that level's CPU features (`w.call` should be
+/// `#[inline(always)]` for the scanning to inline).
+#[inline]
+pub(crate) fn run<W: WithScanner>(w: W) -> W::Out {
+    run_at(level(), w)
+}
+
+/// [`run`] at `level`, which must be [`level`] or one of [`available`]: a
+/// level the CPU has.
+#[inline]
+fn run_at<W: WithScanner>(level: Level, w: W) -> W::Out {
+    match level {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `level` is Avx2 only if the CPU reported AVX2: it comes
+        // from `level()` (`detect`, or `set_level`, which takes only
+        // `available()` levels) or from `available()` (the tests).
+        Level::Avx2 => unsafe { avx2::run(w) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: likewise, Sse42 only if the CPU reported SSE4.2.
+        Level::Sse42 => unsafe { sse42::run(w) },
+        _ => w.call(ScalarScan),
+    }
+}
+
+/// `tchar` by nibbles, for the `pshufb` classifiers: bit `h` of entry `l`
+/// is set when the byte `0xhl` is in `scan::TOKEN` (`h` < 8; no byte from
+/// 0x80 up is). Built from the table, so the two cannot disagree.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const TOKEN_LO: [u8; 16] = {
+    let mut t = [0u8; 16];
+    let mut b = 0;
+    while b < 0x80 {
+        if super::scan::TOKEN[b] {
+            t[b & 0x0f] |= 1 << (b >> 4);
+        }
+        b += 1;
+    }
+    t
+};
+
+/// The scalar scanner: the table loops of `scan.rs`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ScalarScan;
+
+impl Scanner for ScalarScan {
+    #[inline(always)]
+    fn token_end(self, buf: &[u8], from: usize) -> usize {
+        super::scan::class_end(buf, from, &super::scan::TOKEN)
+    }
+    #[inline(always)]
+    fn value_end(self, buf: &[u8], from: usize) -> usize {
+        super::scan::value_end_scalar(buf, from)
+    }
+    #[inline(always)]
+    fn target_end(self, buf: &[u8], from: usize) -> usize {
+        super::scan::target_end_scalar(buf, from)
+    }
+    #[inline(always)]
+    fn field_ends(self, buf: &[u8], from: usize) -> (usize, usize) {
+        // Every tchar is a value byte, so the value scan can start where
+        // the token scan stopped.
+        let name_end = self.token_end(buf, from);
+        (name_end, self.value_end(buf, name_end))
+    }
+}
+
 /// Index of the first byte at or after `from` that `class` does not allow,
 /// or `buf.len()`, using `level`.
 #[inline]
@@ -110,14 +206,67 @@ pub fn scan(buf: &[u8], from: usize, class: Class) -> usize {
 pub fn scalar(buf: &[u8], from: usize, class: Class) -> usize {
     match class {
         Class::Value => super::scan::value_end_scalar(buf, from),
-        Class::Target => super::scan::class_end(buf, from, &super::scan::TARGET),
+        Class::Target => super::scan::target_end_scalar(buf, from),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::http::scan::{TARGET, VALUE};
+    use crate::http::scan::{TARGET, TOKEN, VALUE};
+
+    /// Every byte, at every offset and length, through `run` (the scanners
+    /// the parser uses), against the tables.
+    #[test]
+    fn every_scanner_agrees_with_the_tables() {
+        struct All<'a>(&'a [u8], usize);
+        impl WithScanner for All<'_> {
+            type Out = [usize; 3];
+            #[inline(always)]
+            fn call<S: Scanner>(self, s: S) -> [usize; 3] {
+                let both = s.field_ends(self.0, self.1);
+                let one = [
+                    s.token_end(self.0, self.1),
+                    s.value_end(self.0, self.1),
+                    s.target_end(self.0, self.1),
+                ];
+                assert_eq!(both, (one[0], one[1]), "field_ends");
+                one
+            }
+        }
+        for level in available() {
+            for bad in 0u8..=255 {
+                for len in [
+                    0usize, 1, 2, 15, 16, 17, 18, 31, 32, 33, 34, 47, 48, 49, 63, 64, 65, 66, 97,
+                ] {
+                    let mut v = vec![b'a'; len];
+                    for pos in 0..=len {
+                        if pos < len {
+                            v[pos] = bad;
+                        }
+                        for from in [0, 1, 16, 17, 33] {
+                            let from = from.min(len);
+                            let want = [&TOKEN, &VALUE, &TARGET].map(|t| {
+                                if pos < len && pos >= from && !t[bad as usize] {
+                                    pos
+                                } else {
+                                    len
+                                }
+                            });
+                            assert_eq!(
+                                run_at(level, All(&v, from)),
+                                want,
+                                "{level:?} byte {bad:#x} at {pos} of {len} from {from}"
+                            );
+                        }
+                        if pos < len {
+                            v[pos] = b'a';
+                        }
+                    }
+                }
+            }
+        }
+    }
 
     /// Every byte value, at every offset and length, against the tables
     /// (httparse's and memchr's way of testing SIMD paths).
