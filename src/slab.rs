@@ -70,11 +70,6 @@ impl<T> Slab<T> {
         }
     }
 
-    #[inline]
-    pub fn gen(&self, i: u32) -> u32 {
-        self.slots.get(i as usize).map_or(0, |s| s.gen)
-    }
-
     pub fn len(&self) -> usize {
         self.len
     }

@@ -392,11 +392,6 @@ impl Worker {
         self.scratch = idx;
     }
 
-    /// Buffers held by connections right now (for tests and metrics).
-    pub fn buffers_in_use(&self) -> usize {
-        self.bufs.in_use
-    }
-
     fn dispatch(&mut self, tok: u64, readable: bool, writable: bool, hup: bool) {
         if tok == LISTENER {
             self.accept();

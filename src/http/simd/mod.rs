@@ -186,13 +186,20 @@ impl Scanner for ScalarScan {
 #[inline]
 pub fn scan_with(level: Level, buf: &[u8], from: usize, class: Class) -> usize {
     let from = from.min(buf.len());
+    // `level` comes from the caller, so the CPU is asked again (a cached
+    // load in std); a level the CPU lacks falls back to the scalar loop.
+    // The parser itself does not come through here (see `run`).
     match level {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level` is Avx2 only if the CPU reported AVX2 (`detect`/`available`).
-        Level::Avx2 => unsafe { avx2::scan(buf, from, class) },
+        Level::Avx2 if std::is_x86_feature_detected!("avx2") => {
+            // SAFETY: the CPU reported AVX2 just above.
+            unsafe { avx2::scan(buf, from, class) }
+        }
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `level` is Sse42 only if the CPU reported SSE4.2.
-        Level::Sse42 => unsafe { sse42::scan(buf, from, class) },
+        Level::Sse42 if std::is_x86_feature_detected!("sse4.2") => {
+            // SAFETY: the CPU reported SSE4.2 just above.
+            unsafe { sse42::scan(buf, from, class) }
+        }
         _ => scalar(buf, from, class),
     }
 }
