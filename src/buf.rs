@@ -64,6 +64,16 @@ impl Buf {
         debug_assert!(self.end <= self.data.len());
     }
 
+    /// Free space for `push`, after moving unconsumed bytes to the front.
+    pub fn room(&mut self) -> usize {
+        if self.start > 0 {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        self.data.len() - self.end
+    }
+
     /// Appends `bytes`; false (and nothing written) if they do not fit.
     pub fn push(&mut self, bytes: &[u8]) -> bool {
         if self.data.len() - self.end < bytes.len() {

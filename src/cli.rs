@@ -6,9 +6,9 @@
 //! It also loads the `-c` config file, so that `--check` validates all of it.
 //!
 //! What it must never do: accept a flag and ignore it. Features that are not
-//! built yet (multi-process mode, more than one worker, TLS to backends and
-//! its flags) are refused with "not supported yet", after the value itself
-//! has been checked, so a later version that builds them changes no syntax.
+//! built yet (TLS to backends and its flags) are refused with "not supported
+//! yet", after the value itself has been checked, so a later version that
+//! builds them changes no syntax.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -180,11 +180,37 @@ const FLAGS: &[(Option<char>, &str, bool, Opt)] = &[
     (None, "version", false, Opt::Version),
 ];
 
-/// Largest `-w` accepted as a number (before "not supported" applies).
-const MAX_WORKERS: usize = 1024;
-
-const NO_MP: &str = "only --mode sp with one worker runs for now";
+/// Most workers: the shared region has this many counter slots.
+const MAX_WORKERS: usize = crate::shm::MAX_WORKERS;
 const NO_TLS: &str = "TLS to backends is not built";
+
+/// The whole of a `main`: parse the arguments (with `mode` forced for the
+/// legacy binaries, unless `-m` says otherwise), run, exit with the code.
+pub fn main_with_mode(mode: Option<Mode>) -> ! {
+    let code = match parse(std::env::args().skip(1)) {
+        Ok(Command::Help) => {
+            print!("{}", usage());
+            0
+        }
+        Ok(Command::Version) => {
+            println!("load_balancer {}", env!("CARGO_PKG_VERSION"));
+            0
+        }
+        Ok(Command::Check(cfg)) => crate::supervisor::check(&cfg),
+        Ok(Command::Run(mut cfg)) => {
+            if let Some(m) = mode.filter(|_| !cfg.mode_given) {
+                cfg.mode = m;
+            }
+            crate::supervisor::run(cfg)
+        }
+        Err(e) => {
+            eprintln!("load_balancer: {e}");
+            eprintln!("try 'load_balancer --help'");
+            EXIT_USAGE
+        }
+    };
+    std::process::exit(code)
+}
 
 /// The help text, listing every flag with its default.
 pub fn usage() -> &'static str {
@@ -195,10 +221,11 @@ Usage: load_balancer [OPTIONS] -b HOST:PORT [-b HOST:PORT ...]
 An HTTP/1.1 load balancer.
 
 Options:
-  -m, --mode MODE      Run mode: mp (multi-process) or sp (single process)
-                       Default: sp (mp is not supported yet)
-  -w, --workers N      Worker count (default: 1; only 1 is supported until
-                       multi-process mode lands, then 0 = one per CPU core)
+  -m, --mode MODE      Run mode: mp (a master and worker processes) or sp
+                       (one process, worker threads). Default: mp on Linux,
+                       sp on macOS
+  -w, --workers N      Worker count, at most 64 (default: 0 = one per CPU
+                       this process may run on)
   -p, --port N         Listen port (default: 8080)
   -h, --host HOST      Listen host (default: 0.0.0.0); help is --help
   -b, --backend H:P    Backend server (repeat for multiple, at most 64):
@@ -334,10 +361,13 @@ impl Builder {
         };
         match opt {
             Opt::Mode => match value.as_str() {
-                "sp" => self.cfg.mode = Mode::Sp,
+                "sp" => {
+                    self.cfg.mode = Mode::Sp;
+                    self.cfg.mode_given = true;
+                }
                 "mp" => {
                     self.cfg.mode = Mode::Mp;
-                    self.unsupported(format!("'{flag} mp' (multi-process mode)"), NO_MP);
+                    self.cfg.mode_given = true;
                 }
                 _ => return Err(invalid("expected mp or sp")),
             },
@@ -348,13 +378,8 @@ impl Builder {
                     })
                     .and_then(|v| v.parse::<usize>().ok())
                     .filter(|&n| n <= MAX_WORKERS)
-                    .ok_or_else(|| {
-                        invalid("expected an integer 0..=1024 (0 = one per CPU core)")
-                    })?;
+                    .ok_or_else(|| invalid("expected an integer 0..=64 (0 = one per CPU core)"))?;
                 self.cfg.workers = n;
-                if n != 1 {
-                    self.unsupported(format!("'{flag} {n}'"), NO_MP);
-                }
             }
             Opt::Port => {
                 self.cfg.port =
@@ -526,8 +551,16 @@ mod tests {
     #[test]
     fn defaults() {
         let cfg = run("-b 127.0.0.1:9001");
-        assert_eq!(cfg.mode, Mode::Sp);
-        assert_eq!(cfg.workers, 1);
+        assert_eq!(cfg.mode, Mode::DEFAULT);
+        assert_eq!(
+            cfg.mode,
+            if cfg!(target_os = "linux") {
+                Mode::Mp
+            } else {
+                Mode::Sp
+            }
+        );
+        assert_eq!(cfg.workers, 0, "one per CPU");
         assert_eq!(cfg.host, "0.0.0.0");
         assert_eq!(cfg.port, 8080);
         assert_eq!(cfg.backends, [be("127.0.0.1", 9001)]);
@@ -557,6 +590,13 @@ mod tests {
                 c.mode == Mode::Sp && c.workers == 1
             }),
             ("--workers 1 -b h:1", |c| c.workers == 1),
+            ("-m mp -w 4 -b h:1", |c| {
+                c.mode == Mode::Mp && c.workers == 4
+            }),
+            ("--mode=mp --workers=64 -b h:1", |c| {
+                c.mode == Mode::Mp && c.workers == 64
+            }),
+            ("-w 0 -b h:1", |c| c.workers == 0),
             ("-s random -b h:1", |c| c.strategy == Strategy::Random),
             ("-s weighted -b h:1", |c| {
                 c.strategy == Strategy::WeightedRoundRobin
@@ -693,17 +733,17 @@ mod tests {
             ),
             (
                 args("-w abc -b h:1"),
-                "invalid value 'abc' for '-w': expected an integer 0..=1024 (0 = one per CPU core)"
+                "invalid value 'abc' for '-w': expected an integer 0..=64 (0 = one per CPU core)"
                     .into(),
             ),
             (
                 args("-w -1 -b h:1"),
-                "invalid value '-1' for '-w': expected an integer 0..=1024 (0 = one per CPU core)"
+                "invalid value '-1' for '-w': expected an integer 0..=64 (0 = one per CPU core)"
                     .into(),
             ),
             (
                 args("-w 1025 -b h:1"),
-                "invalid value '1025' for '-w': expected an integer 0..=1024 (0 = one per CPU core)"
+                "invalid value '1025' for '-w': expected an integer 0..=64 (0 = one per CPU core)"
                     .into(),
             ),
             (
@@ -743,26 +783,12 @@ mod tests {
                 args("-c a.json -c b.json"),
                 "option '-c' given more than once".into(),
             ),
+            (
+                args("-w 65 -b h:1"),
+                "invalid value '65' for '-w': expected an integer 0..=64 (0 = one per CPU core)"
+                    .into(),
+            ),
             // Not built yet: refused, never ignored.
-            (
-                args("-m mp -b h:1"),
-                "'-m mp' (multi-process mode) is not supported yet: only --mode sp with one worker runs for now"
-                    .into(),
-            ),
-            (
-                args("--mode=mp -b h:1"),
-                "'--mode mp' (multi-process mode) is not supported yet: only --mode sp with one worker runs for now"
-                    .into(),
-            ),
-            (
-                args("-w 4 -b h:1"),
-                "'-w 4' is not supported yet: only --mode sp with one worker runs for now".into(),
-            ),
-            (
-                args("--workers=0 -b h:1"),
-                "'--workers 0' is not supported yet: only --mode sp with one worker runs for now"
-                    .into(),
-            ),
             (
                 args("-k -b h:1"),
                 "'-k' (skip TLS verification) is not supported yet: TLS to backends is not built"

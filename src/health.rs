@@ -10,7 +10,7 @@
 use crate::config::{HealthSettings, MAX_BACKENDS};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
 
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct HealthState {
     /// Bit i set: backend i is healthy.
     bitmap: AtomicU64,
@@ -34,6 +34,22 @@ impl HealthState {
             oks: std::array::from_fn(|_| AtomicU32::new(0)),
             last_fail_ms: std::array::from_fn(|_| AtomicU64::new(0)),
         }
+    }
+
+    /// In place (the state lives in the shared region): backends
+    /// `0..count` healthy, every counter zero.
+    pub fn reset(&self, count: usize) {
+        let bits = if count >= 64 {
+            u64::MAX
+        } else {
+            (1u64 << count) - 1
+        };
+        for i in 0..MAX_BACKENDS {
+            self.fails[i].store(0, Relaxed);
+            self.oks[i].store(0, Relaxed);
+            self.last_fail_ms[i].store(0, Relaxed);
+        }
+        self.bitmap.store(bits, Relaxed);
     }
 
     #[inline]

@@ -11,6 +11,7 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod proxy;
+pub mod shm;
 pub mod slab;
 pub mod supervisor;
 pub mod sys;

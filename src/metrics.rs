@@ -1,16 +1,17 @@
 //! Counters behind `/metrics`, rendered in the Prometheus text format.
 //!
-//! Plain atomics in a `#[repr(C)]` block, no pointers: every worker adds to
-//! the same counters, so one scrape sees the whole process (and the block
-//! can move into the shared-memory region as it is).
+//! Each worker adds to its own [`Metrics`] slot in the shared region
+//! (cache-line aligned, so no two workers write the same line); a scrape sums
+//! every slot, so whichever worker serves it, it sees the same totals.
 #![forbid(unsafe_code)]
 
 use crate::config::MAX_BACKENDS;
 use crate::health::HealthState;
+use crate::shm::{BackendEntry, Process};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-#[repr(C)]
+#[repr(C, align(64))]
 pub struct Metrics {
     /// Requests whose head was read and accepted.
     pub requests: AtomicU64,
@@ -53,10 +54,31 @@ impl Metrics {
         self.responses[class].fetch_add(1, Relaxed);
     }
 
-    /// The `/metrics` page. `names` are the backends' `host:port`.
-    pub fn render(&self, names: &[String], health: &HealthState) -> String {
-        let mut o = String::with_capacity(2048 + names.len() * 256);
-        let healthy = health.healthy_count(names.len());
+    /// Zeroes the gauges of a slot whose worker died (its connections are gone).
+    pub fn reset_gauges(&self) {
+        self.connections_active.store(0, Relaxed);
+    }
+}
+
+/// Everything a scrape reads.
+pub struct View<'a> {
+    /// Every worker slot (unused ones are zero).
+    pub slots: &'a [Metrics],
+    /// The live backend set.
+    pub backends: &'a [BackendEntry],
+    pub health: &'a HealthState,
+    pub process: &'a Process,
+    pub generation: u64,
+}
+
+impl View<'_> {
+    fn sum(&self, f: impl Fn(&Metrics) -> &AtomicU64) -> u64 {
+        self.slots.iter().map(|m| f(m).load(Relaxed)).sum()
+    }
+
+    /// The `/metrics` page.
+    pub fn render(&self) -> String {
+        let mut o = String::with_capacity(4096 + self.backends.len() * 256);
         let counter = |o: &mut String, name: &str, help: &str, v: u64| {
             let _ = write!(
                 o,
@@ -70,52 +92,88 @@ impl Metrics {
             &mut o,
             "lb_requests_total",
             "Requests received and accepted.",
-            self.requests.load(Relaxed),
+            self.sum(|m| &m.requests),
         );
         let _ = write!(o, "# HELP lb_responses_total Responses sent to clients, by status class.\n# TYPE lb_responses_total counter\n");
-        for (class, c) in self.responses.iter().enumerate().skip(1) {
+        for class in 1..6 {
             let _ = writeln!(
                 o,
                 "lb_responses_total{{code=\"{class}xx\"}} {}",
-                c.load(Relaxed)
+                self.sum(|m| &m.responses[class])
             );
         }
         counter(
             &mut o,
             "lb_bad_requests_total",
             "Requests rejected as malformed.",
-            self.bad_requests.load(Relaxed),
+            self.sum(|m| &m.bad_requests),
         );
         counter(
             &mut o,
             "lb_retries_total",
             "Requests retried on another backend.",
-            self.retries.load(Relaxed),
+            self.sum(|m| &m.retries),
         );
         counter(
             &mut o,
             "lb_connections_accepted_total",
             "Client connections accepted.",
-            self.connections_accepted.load(Relaxed),
+            self.sum(|m| &m.connections_accepted),
         );
         gauge(
             &mut o,
             "lb_connections_active",
             "Client connections open.",
-            self.connections_active.load(Relaxed),
+            self.sum(|m| &m.connections_active),
         );
         counter(
             &mut o,
             "lb_upstream_connects_total",
             "New connections opened to backends.",
-            self.upstream_connects.load(Relaxed),
+            self.sum(|m| &m.upstream_connects),
         );
         counter(
             &mut o,
             "lb_upstream_reuses_total",
             "Requests sent on a pooled backend connection.",
-            self.upstream_reuses.load(Relaxed),
+            self.sum(|m| &m.upstream_reuses),
         );
+        let p = self.process;
+        let configured = p.workers_configured.load(Relaxed) as usize;
+        gauge(
+            &mut o,
+            "lb_workers",
+            "Worker processes or threads running.",
+            u64::from(p.workers_live.load(Relaxed)),
+        );
+        counter(
+            &mut o,
+            "lb_worker_restarts_total",
+            "Workers restarted after dying.",
+            p.worker_restarts.load(Relaxed),
+        );
+        let _ = write!(o, "# HELP lb_worker_requests_total Requests accepted, by worker.\n# TYPE lb_worker_requests_total counter\n");
+        for (w, m) in self.slots.iter().enumerate().take(configured) {
+            let _ = writeln!(
+                o,
+                "lb_worker_requests_total{{worker=\"{w}\"}} {}",
+                m.requests.load(Relaxed)
+            );
+        }
+        gauge(
+            &mut o,
+            "lb_config_generation",
+            "Generation of the live backend set.",
+            self.generation,
+        );
+        gauge(
+            &mut o,
+            "lb_uptime_seconds",
+            "Seconds since the load balancer started.",
+            crate::sys::now_ms().saturating_sub(p.started_ms.load(Relaxed)) / 1000,
+        );
+        let ids: Vec<usize> = self.backends.iter().map(|b| b.id as usize).collect();
+        let healthy = ids.iter().filter(|&&i| self.health.is_healthy(i)).count();
         gauge(
             &mut o,
             "lb_backends_healthy",
@@ -126,34 +184,27 @@ impl Metrics {
             &mut o,
             "lb_backends_unhealthy",
             "Backends currently unhealthy.",
-            (names.len() - healthy) as u64,
+            (ids.len() - healthy) as u64,
         );
+        let labels: Vec<String> = self
+            .backends
+            .iter()
+            .map(|b| escape(&format!("{}:{}", b.host(), b.port)))
+            .collect();
         let _ = write!(o, "# HELP lb_backend_up Whether a backend is healthy (1) or not (0).\n# TYPE lb_backend_up gauge\n");
-        for (i, n) in names.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "lb_backend_up{{backend=\"{}\"}} {}",
-                escape(n),
-                u8::from(health.is_healthy(i))
-            );
+        for (l, &i) in labels.iter().zip(&ids) {
+            let up = u8::from(self.health.is_healthy(i));
+            let _ = writeln!(o, "lb_backend_up{{backend=\"{l}\"}} {up}");
         }
         let _ = write!(o, "# HELP lb_backend_requests_total Requests sent to a backend.\n# TYPE lb_backend_requests_total counter\n");
-        for (i, n) in names.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "lb_backend_requests_total{{backend=\"{}\"}} {}",
-                escape(n),
-                self.backend_requests[i].load(Relaxed)
-            );
+        for (l, &i) in labels.iter().zip(&ids) {
+            let v = self.sum(|m| &m.backend_requests[i]);
+            let _ = writeln!(o, "lb_backend_requests_total{{backend=\"{l}\"}} {v}");
         }
         let _ = write!(o, "# HELP lb_backend_failures_total Failed connects or exchanges with a backend.\n# TYPE lb_backend_failures_total counter\n");
-        for (i, n) in names.iter().enumerate() {
-            let _ = writeln!(
-                o,
-                "lb_backend_failures_total{{backend=\"{}\"}} {}",
-                escape(n),
-                self.backend_failures[i].load(Relaxed)
-            );
+        for (l, &i) in labels.iter().zip(&ids) {
+            let v = self.sum(|m| &m.backend_failures[i]);
+            let _ = writeln!(o, "lb_backend_failures_total{{backend=\"{l}\"}} {v}");
         }
         o
     }
@@ -171,16 +222,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn renders_prometheus_text() {
-        let m = Metrics::default();
-        m.requests.fetch_add(3, Relaxed);
-        m.response(204);
-        let h = HealthState::new(2);
-        let text = m.render(&["a:1".to_string(), "b:2".to_string()], &h);
-        assert!(text.contains("\nlb_requests_total 3\n"));
+    fn renders_the_sum_of_all_worker_slots() {
+        let (r, _fd) = crate::shm::Region::create().unwrap();
+        let a = BackendEntry::new("a", "127.0.0.1:1".parse().unwrap(), 1, false, 0);
+        let b = BackendEntry::new("b", "127.0.0.1:2".parse().unwrap(), 1, false, 1);
+        let generation = r.publish(&[a, b]);
+        r.health.reset(2);
+        r.process.workers_configured.store(2, Relaxed);
+        r.process.workers_live.store(2, Relaxed);
+        r.workers[0].requests.fetch_add(3, Relaxed);
+        r.workers[1].requests.fetch_add(4, Relaxed);
+        r.workers[1].response(204);
+        r.workers[0].backend_requests[1].fetch_add(2, Relaxed);
+        r.workers[1].backend_requests[1].fetch_add(5, Relaxed);
+        let backends = [a, b];
+        let text = View {
+            slots: &r.workers,
+            backends: &backends,
+            health: &r.health,
+            process: &r.process,
+            generation,
+        }
+        .render();
+        assert!(text.contains("\nlb_requests_total 7\n"), "{text}");
+        assert!(text.contains("lb_worker_requests_total{worker=\"0\"} 3\n"));
+        assert!(text.contains("lb_worker_requests_total{worker=\"1\"} 4\n"));
+        assert!(!text.contains("worker=\"2\""));
         assert!(text.contains("lb_responses_total{code=\"2xx\"} 1\n"));
         assert!(text.contains("\nlb_backends_healthy 2\n"));
-        assert!(text.contains("lb_backend_up{backend=\"b:2\"} 1\n"));
+        assert!(text.contains("\nlb_workers 2\n"));
+        assert!(text.contains("\nlb_config_generation 1\n"));
+        assert!(text.contains("lb_backend_requests_total{backend=\"b:2\"} 7\n"));
+        assert!(text.contains("lb_backend_up{backend=\"a:1\"} 1\n"));
         for line in text.lines() {
             assert!(
                 line.starts_with('#') || line.split(' ').count() == 2,

@@ -90,7 +90,11 @@ fn ten_thousand_requests_allocate_nothing_after_warm_up() {
         log_level: lb::config::LogLevel::Err,
         ..Config::default()
     };
-    let shared = Arc::new(Shared::new(config).unwrap());
+    let (region, _memfd) = lb::shm::Region::create().unwrap();
+    let entries = lb::proxy::backends::resolve_all(&config.backends).unwrap();
+    region.publish(&entries);
+    region.health.reset(entries.len());
+    let shared = Arc::new(Shared::new(config, region, 0));
     let (l, port) = listener();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();

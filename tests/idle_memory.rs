@@ -14,7 +14,8 @@ const CONNS: usize = 8000;
 #[test]
 fn rss_growth_per_idle_keep_alive_connection() {
     let be = Backend::named("a");
-    let lb = Lb::start(&["-b", &be.addr(), "-l", "warn"]);
+    // One worker thread: the process measured is the one holding the connections.
+    let lb = Lb::start(&["-m", "sp", "-w", "1", "-b", &be.addr(), "-l", "warn"]);
     // Warm up: the pooled upstream connection and the first buffers.
     for _ in 0..10 {
         assert_eq!(get(lb.port, "/").text(), "a");

@@ -54,7 +54,16 @@ fn smooth_weighted_round_robin_follows_nginx_sequence() {
         a.port, b.port, c.port
     );
     let path = temp_file("weights.json", &cfg);
-    let lb = Lb::start(&["-c", path.to_str().unwrap(), "-s", "weighted_round_robin"]);
+    // Smooth WRR keeps its state per worker (as nginx's does): the exact
+    // sequence is one worker's.
+    let lb = Lb::start(&[
+        "-w",
+        "1",
+        "-c",
+        path.to_str().unwrap(),
+        "-s",
+        "weighted_round_robin",
+    ]);
     assert_eq!(names(&lb, 14).join(""), "aabacaaaabacaa");
 }
 
@@ -72,7 +81,9 @@ fn random_strategy_reaches_every_backend() {
 #[test]
 fn keep_alive_is_reused_on_both_sides() {
     let (a, b) = (Backend::named("a"), Backend::named("b"));
-    let lb = Lb::start(&["-b", &a.addr(), "-b", &b.addr()]);
+    // Pools are per worker: one worker, so the second client finds the first
+    // client's pooled connections.
+    let lb = Lb::start(&["-w", "1", "-b", &a.addr(), "-b", &b.addr()]);
     let mut conn = lb.conn();
     for i in 0..50 {
         let r = conn.get(&format!("/{i}"));

@@ -76,13 +76,23 @@ impl LogLevel {
     }
 }
 
-/// Process model. Only the single-worker in-process model is built so far.
+/// Process model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
-    /// nginx-style: a master forks workers that share the port via SO_REUSEPORT.
+    /// nginx-style: a master forks worker processes that share its listening socket.
     Mp,
     /// One process; workers are threads.
     Sp,
+}
+
+impl Mode {
+    /// As the spec says: mp on Linux, sp on macOS (where `fork` after
+    /// threads and shared listeners behave worse), sp elsewhere.
+    pub const DEFAULT: Mode = if cfg!(target_os = "linux") {
+        Mode::Mp
+    } else {
+        Mode::Sp
+    };
 }
 
 /// One upstream server as configured.
@@ -203,6 +213,8 @@ impl Default for ForwardedHeaders {
 #[derive(Clone, Debug)]
 pub struct Config {
     pub mode: Mode,
+    /// `-m` was on the command line (a legacy binary's mode yields to it).
+    pub mode_given: bool,
     /// Worker count; 0 means one per CPU core.
     pub workers: usize,
     pub host: String,
@@ -224,8 +236,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            mode: Mode::Sp,
-            workers: 1,
+            mode: Mode::DEFAULT,
+            mode_given: false,
+            workers: 0,
             host: "0.0.0.0".to_string(),
             port: 8080,
             backends: Vec::new(),

@@ -72,10 +72,12 @@ impl Poller {
     }
 
     /// Registers a listening socket: level-triggered read, so that a backlog
-    /// left after a bounded accept batch is reported again.
+    /// left after a bounded accept batch is reported again; `EPOLLEXCLUSIVE`,
+    /// so that a connection wakes one of the workers sharing the socket, not
+    /// all of them.
     pub fn add_listener(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
         let mut ev = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
+            events: (libc::EPOLLIN | libc::EPOLLEXCLUSIVE) as u32,
             u64: token,
         };
         // SAFETY: ev is a valid epoll_event; fd is a live descriptor.

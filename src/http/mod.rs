@@ -9,6 +9,7 @@
 //! backends): a message two parsers could read differently is rejected.
 
 pub mod chunked;
+pub mod compose;
 pub mod framing;
 pub mod parse;
 pub mod scan;

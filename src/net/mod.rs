@@ -1,8 +1,15 @@
-//! Byte streams the worker reads and writes: the [`Transport`] trait, and
-//! plain TCP as its first implementation. TLS to HTTPS backends will be a
-//! second implementation of the same trait, so the proxy code that moves
-//! bytes does not change.
+//! Byte streams the worker reads and writes: the [`Transport`] trait, plain
+//! TCP as its first implementation, and [`Stream`], a transport with the
+//! readiness the edge-triggered poller reported for it.
+//!
+//! Session code never reaches for the fd behind a transport: every read,
+//! write, connect result, half-close, idle check and splice goes through the
+//! trait, so a TLS transport drops in without touching the sessions. A
+//! transport that cannot hand its bytes to the kernel unchanged (TLS) says so
+//! by returning `None` from [`Transport::splice_fd`].
+#![forbid(unsafe_code)]
 
+use crate::buf::Buf;
 use crate::sys;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -14,6 +21,15 @@ pub trait Transport {
     fn fd(&self) -> BorrowedFd<'_>;
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize>;
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+    /// After a non-blocking connect became writable: `None` if it succeeded.
+    fn take_error(&self) -> io::Result<Option<io::Error>>;
+    /// Shuts the write half (a tunnel side finished, a lingering close).
+    fn shutdown_write(&mut self);
+    /// An idle connection the peer closed, or wrote to unasked: not reusable.
+    fn peer_closed_or_dirty(&self) -> bool;
+    /// The fd whose bytes are the application's bytes, for `splice`; `None`
+    /// when the transport transforms them (TLS).
+    fn splice_fd(&self) -> Option<BorrowedFd<'_>>;
 }
 
 /// A plain TCP connection.
@@ -41,5 +57,123 @@ impl Transport for Tcp {
     #[inline]
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
         sys::writev(self.fd.as_fd(), bufs)
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        sys::take_error(self.fd.as_fd())
+    }
+
+    fn shutdown_write(&mut self) {
+        sys::shutdown_write(self.fd.as_fd())
+    }
+
+    fn peer_closed_or_dirty(&self) -> bool {
+        sys::peer_closed_or_dirty(self.fd.as_fd())
+    }
+
+    #[inline]
+    fn splice_fd(&self) -> Option<BorrowedFd<'_>> {
+        Some(self.fd.as_fd())
+    }
+}
+
+/// What one read or write did.
+#[derive(Debug)]
+pub enum Io {
+    /// Moved this many bytes (0 after EINTR: just try again).
+    Moved(usize),
+    /// The stream is not ready; its readiness flag was cleared.
+    Blocked,
+    /// End of stream (reads only).
+    Eof,
+    Failed(io::Error),
+}
+
+impl Io {
+    /// The error behind a failed read or write (end of stream as `UnexpectedEof`).
+    pub fn into_error(self) -> io::Error {
+        match self {
+            Io::Failed(e) => e,
+            _ => io::ErrorKind::UnexpectedEof.into(),
+        }
+    }
+}
+
+/// A transport and its readiness. Edge-triggered: an event sets a flag, a
+/// short read or write (or `EAGAIN`) clears it, so no syscall is spent on a
+/// stream known to be empty or full.
+pub struct Stream<T: Transport> {
+    pub io: T,
+    pub readable: bool,
+    pub writable: bool,
+    /// The peer shut its write side: keep reading until end of stream.
+    pub hup: bool,
+}
+
+impl<T: Transport> Stream<T> {
+    pub fn new(io: T, readable: bool, writable: bool) -> Stream<T> {
+        Stream {
+            io,
+            readable,
+            writable,
+            hup: false,
+        }
+    }
+
+    /// Records what the poller reported.
+    #[inline]
+    pub fn on_event(&mut self, readable: bool, writable: bool, hup: bool) {
+        self.readable |= readable;
+        self.writable |= writable;
+        self.hup |= hup;
+    }
+
+    /// Reads into the free space of `buf`. A short read means the stream is
+    /// empty, unless the peer has hung up (then the end of stream is still
+    /// to be read).
+    #[inline]
+    pub fn read_into(&mut self, buf: &mut Buf) -> Io {
+        let spare = buf.spare();
+        let want = spare.len();
+        if want == 0 {
+            return Io::Blocked;
+        }
+        match self.io.read(spare) {
+            Ok(0) => Io::Eof,
+            Ok(n) => {
+                buf.commit(n);
+                if n < want && !self.hup {
+                    self.readable = false;
+                }
+                Io::Moved(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.readable = false;
+                Io::Blocked
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Io::Moved(0),
+            Err(e) => Io::Failed(e),
+        }
+    }
+
+    /// Writes `bufs` with one vectored write; a short write means the stream
+    /// is full.
+    #[inline]
+    pub fn write_from(&mut self, bufs: &[IoSlice<'_>]) -> Io {
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        match self.io.write_vectored(bufs) {
+            Ok(n) => {
+                if n < total {
+                    self.writable = false;
+                }
+                Io::Moved(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.writable = false;
+                Io::Blocked
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Io::Moved(0),
+            Err(e) => Io::Failed(e),
+        }
     }
 }

@@ -1,27 +1,68 @@
 //! Choosing a backend: round robin, smooth weighted round robin (nginx's
-//! algorithm), random. Each pick skips backends already tried for this
-//! request and backends that are down, unless nothing else is left.
+//! algorithm), random, among the candidates the worker offers (backends not
+//! yet tried for this request and, where there are any, healthy ones; see
+//! [`candidates`]).
+//!
+//! Round robin takes its turn from the region's shared `rr_counter`, so
+//! consecutive requests alternate exactly whichever worker serves them.
+//! Smooth WRR and random keep their state per worker: each worker spreads its
+//! own share of the traffic exactly by weight (WRR) or uniformly (random), so
+//! the whole does too, up to one round per worker.
 #![forbid(unsafe_code)]
 
+use super::backends::BackendSet;
 use crate::config::{HealthSettings, Strategy, MAX_BACKENDS};
 use crate::health::HealthState;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 pub struct Balancer {
     strategy: Strategy,
-    rr: usize,
-    /// Smooth WRR running weights.
+    /// Smooth WRR running weights, by position in the set.
     current: [i64; MAX_BACKENDS],
     rng: u64,
+}
+
+/// Positions in `set` (bit i = `set.at(i)`) a request may go to: not in
+/// `tried` (bit = backend id), and eligible (healthy, or due a trial) if any
+/// such backend is left; otherwise any untried one, so a fully-down pool
+/// still gets a chance.
+pub fn candidates(
+    set: &BackendSet,
+    tried: u64,
+    health: &HealthState,
+    settings: &HealthSettings,
+    now_ms: u64,
+) -> u64 {
+    let (mut eligible, mut untried) = (0u64, 0u64);
+    for (i, b) in set.iter().enumerate() {
+        if tried & (1 << b.id) != 0 {
+            continue;
+        }
+        untried |= 1 << i;
+        if health.eligible(b.id, now_ms, settings) {
+            eligible |= 1 << i;
+        }
+    }
+    if eligible != 0 {
+        eligible
+    } else {
+        untried
+    }
 }
 
 impl Balancer {
     pub fn new(strategy: Strategy, seed: u64) -> Balancer {
         Balancer {
             strategy,
-            rr: 0,
             current: [0; MAX_BACKENDS],
             rng: seed | 1,
         }
+    }
+
+    /// Forgets per-worker state (after the backend set changed).
+    pub fn reset(&mut self, strategy: Strategy) {
+        self.strategy = strategy;
+        self.current = [0; MAX_BACKENDS];
     }
 
     fn next_random(&mut self) -> u64 {
@@ -32,39 +73,15 @@ impl Balancer {
         self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
 
-    /// Picks a backend among `weights.len()` that is not in `tried` (bit i =
-    /// backend i). Prefers eligible (healthy, or due a trial) backends; if
-    /// none is, any untried one, so a fully-down pool still gets a chance.
-    pub fn pick(
-        &mut self,
-        weights: &[u16],
-        tried: u64,
-        health: &HealthState,
-        settings: &HealthSettings,
-        now_ms: u64,
-    ) -> Option<usize> {
+    /// Picks a position among `weights.len()` whose bit is set in `ok`.
+    pub fn pick(&mut self, weights: &[u16], ok: u64, rr: &AtomicU64) -> Option<usize> {
         let n = weights.len();
-        let untried = |i: usize| tried & (1 << i) == 0;
-        let mut ok: u64 = 0;
-        for i in 0..n {
-            if untried(i) && health.eligible(i, now_ms, settings) {
-                ok |= 1 << i;
-            }
-        }
-        if ok == 0 {
-            for i in 0..n {
-                if untried(i) {
-                    ok |= 1 << i;
-                }
-            }
-        }
-        if ok == 0 {
+        if ok == 0 || n == 0 {
             return None;
         }
         Some(match self.strategy {
             Strategy::RoundRobin => {
-                let start = self.rr % n;
-                self.rr = self.rr.wrapping_add(1);
+                let start = (rr.fetch_add(1, Relaxed) % n as u64) as usize;
                 (0..n)
                     .map(|k| (start + k) % n)
                     .find(|&i| ok & (1 << i) != 0)?
@@ -105,16 +122,30 @@ mod tests {
 
     fn seq(strategy: Strategy, weights: &[u16], n: usize) -> String {
         let mut b = Balancer::new(strategy, 7);
-        let h = HealthState::new(weights.len());
-        let s = HealthSettings::default();
+        let rr = AtomicU64::new(0);
+        let all = (1u64 << weights.len()) - 1;
         (0..n)
-            .map(|_| (b'a' + b.pick(weights, 0, &h, &s, 0).unwrap() as u8) as char)
+            .map(|_| (b'a' + b.pick(weights, all, &rr).unwrap() as u8) as char)
             .collect()
     }
 
     #[test]
     fn round_robin_alternates() {
         assert_eq!(seq(Strategy::RoundRobin, &[1, 1, 1], 7), "abcabca");
+    }
+
+    #[test]
+    fn round_robin_shares_its_turn_between_workers() {
+        let rr = AtomicU64::new(0);
+        let mut w1 = Balancer::new(Strategy::RoundRobin, 1);
+        let mut w2 = Balancer::new(Strategy::RoundRobin, 2);
+        let picks: Vec<usize> = (0..6)
+            .map(|k| {
+                let w = if k % 3 == 0 { &mut w1 } else { &mut w2 };
+                w.pick(&[1, 1], 0b11, &rr).unwrap()
+            })
+            .collect();
+        assert_eq!(picks, [0, 1, 0, 1, 0, 1]);
     }
 
     #[test]
@@ -126,34 +157,40 @@ mod tests {
     }
 
     #[test]
-    fn random_covers_all_and_skips_tried() {
+    fn random_covers_all_and_keeps_to_candidates() {
         let s = seq(Strategy::Random, &[1, 1, 1], 300);
         assert!(s.contains('a') && s.contains('b') && s.contains('c'));
         let mut b = Balancer::new(Strategy::Random, 3);
-        let h = HealthState::new(3);
+        let rr = AtomicU64::new(0);
         for _ in 0..50 {
-            assert_eq!(
-                b.pick(&[1, 1, 1], 0b101, &h, &HealthSettings::default(), 0),
-                Some(1)
-            );
+            assert_eq!(b.pick(&[1, 1, 1], 0b010, &rr), Some(1));
         }
-        assert_eq!(
-            b.pick(&[1, 1, 1], 0b111, &h, &HealthSettings::default(), 0),
-            None
-        );
+        assert_eq!(b.pick(&[1, 1, 1], 0, &rr), None);
     }
 
     #[test]
-    fn skips_unhealthy_unless_nothing_else() {
+    fn candidates_skip_tried_and_unhealthy_unless_nothing_else() {
+        let (r, _fd) = crate::shm::Region::create().unwrap();
+        let spec = |port| crate::config::BackendSpec {
+            host: "127.0.0.1".into(),
+            port,
+            weight: 1,
+            tls: false,
+        };
+        r.publish(&super::super::backends::resolve_all(&[spec(1), spec(2)]).unwrap());
+        let set = BackendSet::load(r);
         let s = HealthSettings::default();
         let h = HealthState::new(2);
+        assert_eq!(candidates(&set, 0, &h, &s, 20), 0b11);
         for _ in 0..3 {
             h.record_failure(0, 10, &s);
         }
-        let mut b = Balancer::new(Strategy::RoundRobin, 1);
-        for _ in 0..4 {
-            assert_eq!(b.pick(&[1, 1], 0, &h, &s, 20), Some(1));
-        }
-        assert_eq!(b.pick(&[1, 1], 0b10, &h, &s, 20), Some(0));
+        assert_eq!(candidates(&set, 0, &h, &s, 20), 0b10);
+        assert_eq!(
+            candidates(&set, 0b10, &h, &s, 20),
+            0b01,
+            "down, but all that is left"
+        );
+        assert_eq!(candidates(&set, 0b11, &h, &s, 20), 0);
     }
 }

@@ -1,36 +1,47 @@
-//! The proxy: the worker's event loop ([`worker`]), how a backend is chosen
-//! ([`balance`]) and the table of backends it chooses from ([`backends`]).
+//! The proxy: the worker's event loop ([`worker`]) and its sessions
+//! ([`session`]: [`downstream`] and [`upstream`] sides, [`body`] forwarding,
+//! [`tunnel`]s), how a backend is chosen ([`balance`]) and the backend set
+//! it chooses from ([`backends`]).
 //!
 //! A worker owns everything it touches (connections, pools, buffers) and
-//! shares only the [`Shared`] block: backend table, health, metrics. It does
-//! not care whether it runs in a thread or a process of its own.
+//! shares only the shared-memory region: backends, health, counters. It
+//! does not care whether it runs in a thread or a process of its own.
+#![forbid(unsafe_code)]
 
 pub mod backends;
 pub mod balance;
+pub mod body;
+pub mod downstream;
+pub mod session;
+pub mod tunnel;
+pub mod upstream;
 pub mod worker;
 
 use crate::config::Config;
 use crate::health::HealthState;
 use crate::metrics::Metrics;
-use backends::BackendTable;
+use crate::shm::Region;
 
-/// What all workers of one load balancer share.
+/// What one worker is handed: the configuration it started with, and the
+/// shared region (its own counter slot picked out).
 pub struct Shared {
     pub config: Config,
-    pub table: BackendTable,
-    pub health: HealthState,
-    pub metrics: Metrics,
+    pub region: &'static Region,
+    pub health: &'static HealthState,
+    /// This worker's counter slot.
+    pub metrics: &'static Metrics,
+    /// Worker number: its slot in the region, its name in logs and `ps`.
+    pub worker: usize,
 }
 
 impl Shared {
-    pub fn new(config: Config) -> Result<Shared, String> {
-        let table = BackendTable::build(&config.backends)?;
-        let health = HealthState::new(table.len());
-        Ok(Shared {
+    pub fn new(config: Config, region: &'static Region, worker: usize) -> Shared {
+        Shared {
             config,
-            table,
-            health,
-            metrics: Metrics::default(),
-        })
+            region,
+            health: &region.health,
+            metrics: &region.workers[worker],
+            worker,
+        }
     }
 }

@@ -66,7 +66,7 @@ impl Lb {
             let _ = child.kill();
             let _ = child.wait();
             let text = log.lock().unwrap().clone();
-            if !text.contains("Address already in use") {
+            if !text.contains("address in use") {
                 panic!("load_balancer did not start: {text}");
             }
         }

@@ -1,0 +1,389 @@
+//! Composing the heads the proxy sends: the upstream request head and the
+//! client response head. Pure functions over the parsed head and the bytes it
+//! was parsed from: no I/O, no allocation (they write into a [`Buf`]).
+//!
+//! Header lines that pass through are copied verbatim; only the proxy's own
+//! lines (framing, `Connection`, forwarding headers) are written by it.
+#![forbid(unsafe_code)]
+
+use super::{BodyMode, ConnectionOpts, HeaderRef, RequestHead, ResponseHead};
+use crate::buf::Buf;
+use crate::config::{ForwardedHeaders, HeaderMode};
+
+/// What the upstream head needs besides the parsed request.
+pub struct RequestOut<'a> {
+    pub conn: &'a ConnectionOpts,
+    pub body: BodyMode,
+    /// Keep `Upgrade` and send `Connection: upgrade`.
+    pub upgrade: bool,
+    /// The client's address as text.
+    pub peer: &'a [u8],
+    pub fwd: &'a ForwardedHeaders,
+}
+
+/// Writes the upstream request head: the request line as received, the
+/// end-to-end headers verbatim, one framing header, the forwarding headers.
+pub fn compose_request(
+    buf: &[u8],
+    head: &RequestHead,
+    hdrs: &[HeaderRef],
+    o: &RequestOut<'_>,
+    out: &mut Buf,
+) -> bool {
+    let line_end = hdrs.first().map_or(head.len - 2, |h| h.line.start as usize);
+    let mut ok = out.push(&buf[head.start..line_end]);
+    let fwd = [
+        (&b"x-forwarded-for"[..], o.fwd.x_forwarded_for),
+        (&b"x-forwarded-proto"[..], o.fwd.x_forwarded_proto),
+        (&b"forwarded"[..], o.fwd.forwarded),
+    ];
+    for h in hdrs {
+        let name = h.name.of(buf);
+        let keep = if o.upgrade && name.eq_ignore_ascii_case(b"upgrade") {
+            true
+        } else if o.conn.is_hop_by_hop(buf, name) {
+            false
+        } else {
+            // A forwarding header the proxy sets itself is written below.
+            !fwd.iter()
+                .any(|(n, mode)| *mode != HeaderMode::Off && name.eq_ignore_ascii_case(n))
+        };
+        if keep {
+            ok &= out.push(h.line.of(buf));
+        }
+    }
+    if o.upgrade {
+        ok &= out.push(b"Connection: upgrade\r\n");
+    }
+    if o.body == BodyMode::Chunked {
+        ok &= out.push(b"Transfer-Encoding: chunked\r\n");
+    }
+    ok &= forwarding_header(
+        out,
+        buf,
+        hdrs,
+        b"X-Forwarded-For: ",
+        o.fwd.x_forwarded_for,
+        &[o.peer],
+    );
+    ok &= forwarding_header(
+        out,
+        buf,
+        hdrs,
+        b"X-Forwarded-Proto: ",
+        o.fwd.x_forwarded_proto,
+        &[b"http"],
+    );
+    // RFC 7239: an IPv6 address is quoted and bracketed.
+    let v6 = o.peer.contains(&b':');
+    let node: [&[u8]; 3] = if v6 {
+        [b"\"[", o.peer, b"]\""]
+    } else {
+        [b"", o.peer, b""]
+    };
+    ok &= forwarding_header(
+        out,
+        buf,
+        hdrs,
+        b"Forwarded: ",
+        o.fwd.forwarded,
+        &[b"for=", node[0], node[1], node[2], b";proto=http"],
+    );
+    ok && out.push(b"\r\n")
+}
+
+/// One forwarding header: `prefix` is `Name: `; this hop's value is the
+/// concatenation of `value`; with `Append`, the client's values come first.
+fn forwarding_header(
+    out: &mut Buf,
+    buf: &[u8],
+    hdrs: &[HeaderRef],
+    prefix: &[u8],
+    mode: HeaderMode,
+    value: &[&[u8]],
+) -> bool {
+    if mode == HeaderMode::Off {
+        return true;
+    }
+    let name = &prefix[..prefix.len() - 2];
+    let mut ok = out.push(prefix);
+    if mode == HeaderMode::Append {
+        for h in hdrs
+            .iter()
+            .filter(|h| h.name.of(buf).eq_ignore_ascii_case(name))
+        {
+            ok &= out.push(h.value.of(buf)) && out.push(b", ");
+        }
+    }
+    for part in value {
+        ok &= out.push(part);
+    }
+    ok && out.push(b"\r\n")
+}
+
+/// How the client response head ends.
+#[derive(Clone, Copy)]
+pub enum Framing {
+    Message {
+        chunked: bool,
+        keep_alive: bool,
+        client_11: bool,
+    },
+    /// A 101: keep `Upgrade`, say `Connection: upgrade`.
+    Upgrade,
+}
+
+/// Writes the client response head: `HTTP/1.1` and the status and reason as
+/// received, end-to-end headers verbatim, framing and connection headers.
+pub fn compose_response(
+    buf: &[u8],
+    head: &ResponseHead,
+    hdrs: &[HeaderRef],
+    conn: &ConnectionOpts,
+    framing: Framing,
+    out: &mut Buf,
+) -> bool {
+    let line_end = hdrs.first().map_or(head.len - 2, |h| h.line.start as usize);
+    // "HTTP/1.x " is 9 bytes; the proxy speaks HTTP/1.1 itself.
+    let mut ok = out.push(b"HTTP/1.1 ") && out.push(&buf[9..line_end]);
+    let upgrade = matches!(framing, Framing::Upgrade);
+    for h in hdrs {
+        let name = h.name.of(buf);
+        if (upgrade && name.eq_ignore_ascii_case(b"upgrade")) || !conn.is_hop_by_hop(buf, name) {
+            ok &= out.push(h.line.of(buf));
+        }
+    }
+    match framing {
+        Framing::Upgrade => ok &= out.push(b"Connection: upgrade\r\n"),
+        Framing::Message {
+            chunked,
+            keep_alive,
+            client_11,
+        } => {
+            if chunked {
+                ok &= out.push(b"Transfer-Encoding: chunked\r\n");
+            }
+            if !keep_alive {
+                ok &= out.push(b"Connection: close\r\n");
+            } else if !client_11 {
+                ok &= out.push(b"Connection: keep-alive\r\n");
+            }
+        }
+    }
+    ok && out.push(b"\r\n")
+}
+
+/// `{size:x}\r\n` into `out`; returns the used part.
+pub fn hex_line(mut n: usize, out: &mut [u8; 18]) -> &[u8] {
+    let mut digits = [0u8; 16];
+    let mut k = 0;
+    loop {
+        digits[k] = b"0123456789abcdef"[n & 15];
+        k += 1;
+        n >>= 4;
+        if n == 0 {
+            break;
+        }
+    }
+    for i in 0..k {
+        out[i] = digits[k - 1 - i];
+    }
+    out[k] = b'\r';
+    out[k + 1] = b'\n';
+    &out[..k + 2]
+}
+
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        413 => "Content Too Large",
+        414 => "URI Too Long",
+        431 => "Request Header Fields Too Large",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Error",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::framing::{request_meta, response_meta};
+    use crate::http::{parse_request, parse_response, Status};
+
+    fn request(raw: &[u8], fwd: &ForwardedHeaders, peer: &[u8]) -> String {
+        let mut hdrs = vec![HeaderRef::default(); 64];
+        let Ok(Status::Complete(head)) = parse_request(raw, &mut hdrs) else {
+            panic!("test request must parse")
+        };
+        let meta = request_meta(raw, &head, &hdrs).expect("valid request");
+        let o = RequestOut {
+            conn: &meta.conn,
+            body: meta.body,
+            upgrade: meta.upgrade,
+            peer,
+            fwd,
+        };
+        let mut out = crate::buf::BufPool::default().take();
+        assert!(compose_request(
+            raw,
+            &head,
+            &hdrs[..head.header_count],
+            &o,
+            &mut out
+        ));
+        String::from_utf8(out.filled().to_vec()).unwrap()
+    }
+
+    fn response(raw: &[u8], framing: Framing) -> String {
+        let mut hdrs = vec![HeaderRef::default(); 64];
+        let Ok(Status::Complete(head)) = parse_response(raw, &mut hdrs) else {
+            panic!("test response must parse")
+        };
+        let meta = response_meta(raw, &head, &hdrs[..head.header_count], false).expect("valid");
+        let mut out = crate::buf::BufPool::default().take();
+        assert!(compose_response(
+            raw,
+            &head,
+            &hdrs[..head.header_count],
+            &meta.conn,
+            framing,
+            &mut out
+        ));
+        String::from_utf8(out.filled().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn request_keeps_end_to_end_lines_verbatim_and_drops_hop_by_hop() {
+        let fwd = ForwardedHeaders::default();
+        let out = request(
+            b"GET /a?b HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\nX-Custom:  spaced \r\nX-Forwarded-For: 6.6.6.6\r\n\r\n",
+            &fwd,
+            b"10.0.0.1",
+        );
+        assert_eq!(
+            out,
+            "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Custom:  spaced \r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_forwarding_modes() {
+        let fwd = ForwardedHeaders {
+            x_forwarded_for: HeaderMode::Append,
+            x_forwarded_proto: HeaderMode::Off,
+            forwarded: HeaderMode::Replace,
+        };
+        let out = request(
+            b"POST / HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 1.1.1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            &fwd,
+            b"::1",
+        );
+        assert_eq!(
+            out,
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 1.1.1.1, ::1\r\nForwarded: for=\"[::1]\";proto=http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn request_upgrade_keeps_upgrade() {
+        let fwd = ForwardedHeaders {
+            x_forwarded_for: HeaderMode::Off,
+            x_forwarded_proto: HeaderMode::Off,
+            forwarded: HeaderMode::Off,
+        };
+        let out = request(
+            b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+            &fwd,
+            b"1.2.3.4",
+        );
+        assert_eq!(
+            out,
+            "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_framing_table() {
+        let raw = b"HTTP/1.0 200 Fine\r\nServer: s\r\nConnection: close\r\n\r\n";
+        let cases = [
+            (
+                Framing::Message {
+                    chunked: true,
+                    keep_alive: true,
+                    client_11: true,
+                },
+                "HTTP/1.1 200 Fine\r\nServer: s\r\nTransfer-Encoding: chunked\r\n\r\n",
+            ),
+            (
+                Framing::Message {
+                    chunked: false,
+                    keep_alive: false,
+                    client_11: true,
+                },
+                "HTTP/1.1 200 Fine\r\nServer: s\r\nConnection: close\r\n\r\n",
+            ),
+            (
+                Framing::Message {
+                    chunked: false,
+                    keep_alive: true,
+                    client_11: false,
+                },
+                "HTTP/1.1 200 Fine\r\nServer: s\r\nConnection: keep-alive\r\n\r\n",
+            ),
+        ];
+        for (framing, want) in cases {
+            assert_eq!(response(raw, framing), want);
+        }
+        let up = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        assert_eq!(
+            response(up, Framing::Upgrade),
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn head_that_does_not_fit_reports_false() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: 0123456789abcdef\r\n\r\n";
+        let mut hdrs = vec![HeaderRef::default(); 64];
+        let Ok(Status::Complete(head)) = parse_request(raw, &mut hdrs) else {
+            panic!("parses")
+        };
+        let meta = request_meta(raw, &head, &hdrs).unwrap();
+        let fwd = ForwardedHeaders::default();
+        let o = RequestOut {
+            conn: &meta.conn,
+            body: meta.body,
+            upgrade: false,
+            peer: b"1.2.3.4",
+            fwd: &fwd,
+        };
+        let mut out = crate::buf::BufPool::default().take();
+        let filler = vec![b'.'; crate::buf::BUF_SIZE - 40];
+        assert!(out.push(&filler));
+        assert!(!compose_request(
+            raw,
+            &head,
+            &hdrs[..head.header_count],
+            &o,
+            &mut out
+        ));
+    }
+
+    #[test]
+    fn hex_lines_and_reasons() {
+        let mut b = [0u8; 18];
+        assert_eq!(hex_line(0, &mut b), b"0\r\n");
+        assert_eq!(hex_line(255, &mut b), b"ff\r\n");
+        assert_eq!(hex_line(16384, &mut b), b"4000\r\n");
+        assert_eq!(hex_line(usize::MAX, &mut b), b"ffffffffffffffff\r\n");
+        assert_eq!(reason(502), "Bad Gateway");
+        assert_eq!(reason(599), "Error");
+    }
+}

@@ -1,0 +1,323 @@
+//! The downstream (client) side of a session: reading and checking request
+//! heads, routing (local answers such as `/metrics` and errors, or a
+//! backend), writing responses made here, and the lingering close.
+#![forbid(unsafe_code)]
+
+use super::body::Body;
+use super::session::{Phase, Req, Resp};
+use super::worker::Worker;
+use crate::http::compose::{compose_request, reason, RequestOut};
+use crate::http::framing::request_meta;
+use crate::http::{parse_request, BodyMode, ParseError, RequestHead, Status};
+use crate::log;
+use crate::metrics::View;
+use crate::net::{Io, Transport};
+use std::io::{IoSlice, Write as _};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// After an error response: how long and how much to read before closing,
+/// so the client sees the response rather than a reset.
+const LINGER_MS: u64 = 2_000;
+const LINGER_BYTES: u64 = 1 << 20;
+
+impl Worker {
+    pub(super) fn step_head(&mut self, ci: u32) -> bool {
+        let c = self.sessions.get_mut(ci).expect("driven client exists");
+        if let Some(b) = c.rbuf.as_ref().filter(|b| !b.is_empty()) {
+            match parse_request(b.filled(), &mut self.hdrs) {
+                Ok(Status::Complete(head)) => {
+                    self.start_request(ci, head);
+                    return true;
+                }
+                Ok(Status::Partial) => {}
+                Err(e) => {
+                    self.reject(ci, e);
+                    return true;
+                }
+            }
+        }
+        if !c.stream.readable {
+            self.bufs.release_if_empty(&mut c.rbuf);
+            return false;
+        }
+        let b = c.rbuf.get_or_insert_with(|| self.bufs.take());
+        match c.stream.read_into(b) {
+            Io::Moved(_) => {
+                if !c.req.started {
+                    c.req.started = true;
+                    c.deadline =
+                        self.now + self.shared.config.timeouts.client_header.as_millis() as u64;
+                }
+                true
+            }
+            Io::Blocked => {
+                self.bufs.release_if_empty(&mut c.rbuf);
+                false
+            }
+            Io::Eof | Io::Failed(_) => {
+                self.close_client(ci);
+                true
+            }
+        }
+    }
+
+    pub(super) fn reject(&mut self, ci: u32, e: ParseError) {
+        self.shared.metrics.bad_requests.fetch_add(1, Relaxed);
+        let c = self.sessions.get(ci).expect("client");
+        log!(
+            Info,
+            "proxy",
+            "{}: rejected request: {} ({})",
+            c.peer(),
+            e,
+            e.status()
+        );
+        self.local_error(ci, e.status(), &e.to_string());
+    }
+
+    pub(super) fn start_request(&mut self, ci: u32, head: RequestHead) {
+        self.refresh_backends();
+        let Worker {
+            sessions,
+            hdrs,
+            bufs,
+            shared,
+            backends,
+            panic_path,
+            ..
+        } = self;
+        let c = sessions.get_mut(ci).expect("client");
+        let rbuf = c.rbuf.as_mut().expect("head parsed from rbuf");
+        let buf = rbuf.filled();
+        let meta = match request_meta(buf, &head, hdrs) {
+            Ok(m) => m,
+            Err(e) => return self.reject(ci, e),
+        };
+        c.keep_alive = meta.conn.persistent(head.minor);
+        if meta.body != BodyMode::None && (method_is(buf, &head, b"GET") || meta.is_head) {
+            // A body on GET or HEAD has no defined meaning; some servers
+            // ignore it and would read it as the next request. Forward it
+            // framed, then close (desync-guardian's "Ambiguous" rule).
+            c.keep_alive = false;
+        }
+        c.req = Req {
+            minor: head.minor,
+            idempotent: meta.idempotent,
+            is_head: meta.is_head,
+            body: Body::new(meta.body),
+            upgrade: meta.upgrade,
+            ..Req::default()
+        };
+        c.resp = Resp::default();
+        let method = head.method.of(buf);
+        let target = head.target.of(buf);
+        if panic_path.as_deref() == Some(target) {
+            panic!("LB_TEST_PANIC_PATH: panicking on request as asked");
+        }
+        if meta.is_connect {
+            c.keep_alive = false;
+            rbuf.consume(head.len);
+            return self.local_error(ci, 405, "CONNECT is not supported");
+        }
+        if target == b"/metrics" && (method == b"GET" || meta.is_head) {
+            if meta.body != BodyMode::None {
+                c.keep_alive = false;
+            }
+            rbuf.consume(head.len);
+            let region = shared.region;
+            let mut live = Vec::new();
+            let generation = region.read_backends(&mut live);
+            let body = View {
+                slots: &region.workers,
+                backends: &live,
+                health: &region.health,
+                process: &region.process,
+                generation,
+            }
+            .render();
+            return self.local_response(ci, 200, "text/plain; version=0.0.4", body.as_bytes());
+        }
+        shared.metrics.requests.fetch_add(1, Relaxed);
+        let limit = shared.config.max_body_bytes;
+        if limit > 0 && matches!(meta.body, BodyMode::ContentLength(n) if n > limit) {
+            c.keep_alive = false;
+            rbuf.consume(head.len);
+            log!(
+                Info,
+                "proxy",
+                "{}: request body over max_body_bytes ({limit}) (413)",
+                c.peer()
+            );
+            return self.local_error(ci, 413, "request body too large");
+        }
+        if backends.is_empty() {
+            c.keep_alive = false;
+            rbuf.consume(head.len);
+            return self.local_error(ci, 503, "no backends configured");
+        }
+        let mut out = c.reqhead.take().unwrap_or_else(|| bufs.take());
+        out.clear();
+        let o = RequestOut {
+            conn: &meta.conn,
+            body: meta.body,
+            upgrade: meta.upgrade,
+            peer: &c.peer[..c.peer_len as usize],
+            fwd: &shared.config.forwarded,
+        };
+        if !compose_request(buf, &head, &hdrs[..head.header_count], &o, &mut out) {
+            bufs.give(out);
+            c.keep_alive = false;
+            return self.local_error(ci, 431, "request head too large");
+        }
+        rbuf.consume(head.len);
+        c.reqhead = Some(out);
+        c.phase = Phase::Proxy;
+        c.tried = 0;
+        self.connect(ci);
+    }
+
+    /// Next request on a kept-alive connection, or a graceful close.
+    pub(super) fn after_response(&mut self, ci: u32) {
+        let c = self.sessions.get_mut(ci).expect("client");
+        self.bufs.release(&mut c.reqhead);
+        self.bufs.release_if_empty(&mut c.wbuf);
+        c.up = None;
+        c.tried = 0;
+        if !c.keep_alive || self.draining.is_some() {
+            return self.start_drain(ci);
+        }
+        c.phase = Phase::Head;
+        c.resp = Resp::default();
+        c.req = Req::default();
+        let t = &self.shared.config.timeouts;
+        if c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
+            c.req.started = true;
+            c.deadline = self.now + t.client_header.as_millis() as u64;
+        } else {
+            self.bufs.release(&mut c.rbuf);
+            c.deadline = self.now + t.client_idle.as_millis() as u64;
+        }
+    }
+
+    pub(super) fn local_error(&mut self, ci: u32, status: u16, detail: &str) {
+        let body = format!("{} {}: {}\n", status, reason(status), detail);
+        if let Some(c) = self.sessions.get_mut(ci) {
+            c.keep_alive = false;
+        }
+        self.local_response(ci, status, "text/plain", body.as_bytes());
+    }
+
+    pub(super) fn local_response(&mut self, ci: u32, status: u16, ctype: &str, body: &[u8]) {
+        let c = self.sessions.get_mut(ci).expect("client");
+        if let Some(ui) = c.up.take() {
+            self.close_upstream(ui);
+        }
+        let c = self.sessions.get_mut(ci).expect("client");
+        self.bufs.release(&mut c.reqhead);
+        c.local.clear();
+        let conn = if c.keep_alive {
+            ""
+        } else {
+            "Connection: close\r\n"
+        };
+        let _ = write!(
+            c.local,
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+            status,
+            reason(status),
+            ctype,
+            body.len(),
+            conn
+        );
+        if !c.req.is_head {
+            c.local.extend_from_slice(body);
+        }
+        c.local_off = 0;
+        c.phase = Phase::Local;
+        self.shared.metrics.response(status);
+    }
+
+    pub(super) fn step_local(&mut self, ci: u32) -> bool {
+        let c = self.sessions.get_mut(ci).expect("client");
+        // An interim response may still sit in wbuf ahead of this one.
+        if let Some(w) = c.wbuf.as_mut().filter(|w| !w.is_empty()) {
+            if !c.stream.writable {
+                return false;
+            }
+            return match c.stream.write_from(&[IoSlice::new(w.filled())]) {
+                Io::Moved(n) => {
+                    w.consume(n);
+                    true
+                }
+                Io::Blocked => false,
+                Io::Eof | Io::Failed(_) => {
+                    self.close_client(ci);
+                    true
+                }
+            };
+        }
+        if c.local_off == c.local.len() {
+            c.local.clear();
+            if c.local.capacity() > 4096 {
+                c.local = Vec::new();
+            }
+            self.after_response(ci);
+            return true;
+        }
+        if !c.stream.writable {
+            return false;
+        }
+        match c
+            .stream
+            .write_from(&[IoSlice::new(&c.local[c.local_off..])])
+        {
+            Io::Moved(n) => {
+                c.local_off += n;
+                true
+            }
+            Io::Blocked => false,
+            Io::Eof | Io::Failed(_) => {
+                self.close_client(ci);
+                true
+            }
+        }
+    }
+
+    /// Half-closes and reads until the client closes, so that the response
+    /// just written is not destroyed by a reset (nginx's lingering close).
+    pub(super) fn start_drain(&mut self, ci: u32) {
+        let c = self.sessions.get_mut(ci).expect("client");
+        c.stream.io.shutdown_write();
+        c.phase = Phase::Drain;
+        c.drained = 0;
+        c.deadline = self.now + LINGER_MS;
+        self.bufs.release(&mut c.wbuf);
+    }
+
+    pub(super) fn step_drain(&mut self, ci: u32) -> bool {
+        let c = self.sessions.get_mut(ci).expect("client");
+        if !c.stream.readable {
+            return false;
+        }
+        let b = c.rbuf.get_or_insert_with(|| self.bufs.take());
+        b.clear();
+        match c.stream.read_into(b) {
+            Io::Moved(n) if c.drained + (n as u64) < LINGER_BYTES => {
+                c.drained += n as u64;
+                true
+            }
+            Io::Blocked => {
+                self.bufs.release(&mut c.rbuf);
+                false
+            }
+            Io::Moved(_) | Io::Eof | Io::Failed(_) => {
+                self.close_client(ci);
+                true
+            }
+        }
+    }
+}
+
+fn method_is(buf: &[u8], head: &RequestHead, m: &[u8]) -> bool {
+    head.method.of(buf) == m
+}

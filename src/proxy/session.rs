@@ -1,0 +1,156 @@
+//! A client connection and the exchange in flight on it: the session.
+//!
+//! A session is a small state machine ([`Phase`]): `Head → Proxy → Head …`,
+//! `Local` for answers made here, `Drain` for a lingering close, `Tunnel`
+//! after a `101`. [`Worker::drive`] runs its steps until every socket
+//! involved would block; each step lives with its side: reading requests
+//! and local answers in `downstream`, the backend exchange in `upstream`,
+//! tunnels in `tunnel`, body accounting in `body`.
+#![forbid(unsafe_code)]
+
+use super::body::Body;
+use super::worker::Worker;
+use crate::buf::Buf;
+use crate::net::{Stream, Tcp};
+use crate::sys;
+
+/// Steps one `drive` call may take before yielding to other connections.
+const DRIVE_BUDGET: u32 = 256;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Phase {
+    /// Waiting for (the rest of) a request head.
+    Head,
+    /// A request is being exchanged with a backend.
+    Proxy,
+    /// Writing a response made here (error, metrics).
+    Local,
+    /// Write side shut; reading and discarding until the client closes.
+    Drain,
+    /// After a 101: bytes flow both ways untouched until both sides close.
+    Tunnel,
+}
+
+/// The request in flight on a client connection.
+#[derive(Clone, Copy)]
+pub(super) struct Req {
+    pub(super) minor: u8,
+    pub(super) idempotent: bool,
+    pub(super) is_head: bool,
+    pub(super) body: Body,
+    pub(super) body_sent: u64,
+    /// Bytes of the upstream head written.
+    pub(super) head_sent: usize,
+    pub(super) sent_any: bool,
+    pub(super) attempts: u8,
+    /// The request asked to switch protocols.
+    pub(super) upgrade: bool,
+    /// Bytes of a head have arrived (header timeout runs, not idle timeout).
+    pub(super) started: bool,
+}
+
+impl Default for Req {
+    fn default() -> Self {
+        Req {
+            minor: 1,
+            idempotent: true,
+            is_head: false,
+            body: Body::default(),
+            body_sent: 0,
+            head_sent: 0,
+            sent_any: false,
+            attempts: 0,
+            upgrade: false,
+            started: false,
+        }
+    }
+}
+
+/// The response in flight.
+#[derive(Clone, Copy, Default)]
+pub(super) struct Resp {
+    pub(super) head_done: bool,
+    pub(super) body: Body,
+    /// Close-delimited body re-framed as chunked for the client.
+    pub(super) rechunk: bool,
+    /// The backend connection may be pooled after this response.
+    pub(super) reusable: bool,
+    /// Bytes of this response written to the client (head included): while
+    /// none are, a failure can still be answered with a 502.
+    pub(super) sent: u64,
+}
+
+pub(super) struct Session {
+    pub(super) stream: Stream<Tcp>,
+    pub(super) gen: u32,
+    pub(super) peer: [u8; 48],
+    pub(super) peer_len: u8,
+    /// Bytes from the client.
+    pub(super) rbuf: Option<Buf>,
+    /// Bytes to the client ahead of any body bytes (response head, interim
+    /// responses, re-chunked data).
+    pub(super) wbuf: Option<Buf>,
+    /// The request head as sent upstream, kept until the response starts
+    /// so that a retry can send it again.
+    pub(super) reqhead: Option<Buf>,
+    /// A response generated here (errors, metrics) and how much is written.
+    pub(super) local: Vec<u8>,
+    pub(super) local_off: usize,
+    pub(super) phase: Phase,
+    pub(super) up: Option<u32>,
+    pub(super) backend: usize,
+    pub(super) req: Req,
+    pub(super) resp: Resp,
+    /// Backends tried for the current request (bit per backend).
+    pub(super) tried: u64,
+    /// The client connection stays open after the current exchange.
+    pub(super) keep_alive: bool,
+    pub(super) deadline: u64,
+    pub(super) drained: u64,
+    /// Splice pipe of a large body in flight, and the bytes in it.
+    pub(super) pipe: Option<sys::Pipe>,
+    pub(super) pipe_len: usize,
+    /// Pipes are not available here: copy bodies through buffers.
+    pub(super) no_splice: bool,
+    /// Tunnel: the client, or the backend, has finished sending.
+    pub(super) client_done: bool,
+    pub(super) upstream_done: bool,
+}
+
+impl Session {
+    pub(super) fn peer(&self) -> &str {
+        std::str::from_utf8(&self.peer[..self.peer_len as usize]).unwrap_or("?")
+    }
+}
+
+impl Worker {
+    /// Advances a client connection as far as its sockets allow.
+    pub(super) fn drive(&mut self, ci: u32) {
+        for _ in 0..DRIVE_BUDGET {
+            let Some(phase) = self.sessions.get(ci).map(|c| c.phase) else {
+                return;
+            };
+            let progressed = match phase {
+                Phase::Head => self.step_head(ci),
+                Phase::Proxy => {
+                    let a = self.step_request(ci);
+                    let b = self
+                        .sessions
+                        .get(ci)
+                        .is_some_and(|c| c.phase == Phase::Proxy)
+                        && self.step_response(ci);
+                    a || b
+                }
+                Phase::Local => self.step_local(ci),
+                Phase::Drain => self.step_drain(ci),
+                Phase::Tunnel => self.step_tunnel(ci),
+            };
+            if !progressed {
+                return;
+            }
+        }
+        if let Some(c) = self.sessions.get(ci) {
+            self.again.push((ci, c.gen));
+        }
+    }
+}

@@ -1,0 +1,778 @@
+//! The upstream side of a session: choosing a backend and a connection
+//! (pooled or new), sending the request, reading and forwarding the
+//! response, and what a failure means: retry on another backend, 502, or
+//! cutting the client off once part of a response is out.
+#![forbid(unsafe_code)]
+
+use super::balance::candidates;
+use super::body::Body;
+use super::session::{Phase, Resp};
+use super::worker::{token, Worker, KIND_UPSTREAM};
+use crate::buf::Buf;
+use crate::config::MAX_IDLE_CONNS;
+use crate::http::compose::{compose_response, hex_line, Framing};
+use crate::http::framing::response_meta;
+use crate::http::{parse_response, BodyMode, ResponseHead, Status};
+use crate::log;
+use crate::net::{Io, Stream, Tcp, Transport};
+use crate::sys;
+use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
+use std::sync::atomic::Ordering::Relaxed;
+
+/// A pooled connection idle longer than this is peeked at before reuse.
+const PEEK_AFTER_IDLE_MS: u64 = 1_000;
+/// Most backends tried for one request (also bounds stale-pool retries).
+const MAX_ATTEMPTS: u8 = 8;
+/// Bodies at least this long go through a splice pipe, not a buffer.
+const SPLICE_MIN: u64 = 256 * 1024;
+/// A chunk's size line (at most 16 hex digits and CRLF) and its closing CRLF.
+const CHUNK_OVERHEAD: usize = 16 + 2 + 2;
+
+/// A connection to a backend, attached to a session or idle in the pool.
+pub(super) struct Upstream {
+    pub(super) stream: Stream<Tcp>,
+    pub(super) gen: u32,
+    pub(super) backend: usize,
+    pub(super) rbuf: Option<Buf>,
+    pub(super) connected: bool,
+    pub(super) client: Option<u32>,
+    pub(super) idle_since: u64,
+    /// Taken from the pool (a failure may just mean the backend closed it).
+    pub(super) reused: bool,
+}
+
+/// Why an exchange with a backend failed.
+#[derive(Debug)]
+pub(super) enum UpstreamFailure {
+    Connect(io::Error),
+    ConnectTimeout,
+    Write(io::Error),
+    Read(io::Error),
+    ClosedBeforeResponse,
+}
+
+impl std::fmt::Display for UpstreamFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UpstreamFailure::Connect(e) => write!(f, "connect: {e}"),
+            UpstreamFailure::ConnectTimeout => f.write_str("connect timed out"),
+            UpstreamFailure::Write(e) => write!(f, "sending the request: {e}"),
+            UpstreamFailure::Read(e) => write!(f, "reading the response: {e}"),
+            UpstreamFailure::ClosedBeforeResponse => {
+                f.write_str("closed the connection before responding")
+            }
+        }
+    }
+}
+
+impl Worker {
+    pub(super) fn connect(&mut self, ci: u32) {
+        loop {
+            let c = self.sessions.get_mut(ci).expect("client");
+            let sh = &self.shared;
+            if c.req.attempts >= MAX_ATTEMPTS {
+                return self.local_error(ci, 502, "no backend could be reached");
+            }
+            let set = &self.backends;
+            let ok = candidates(set, c.tried, sh.health, &sh.config.health, self.now);
+            let rr = &sh.region.control.rr_counter;
+            let Some(pos) = self.balancer.pick(set.weights(), ok, rr) else {
+                return self.local_error(ci, 502, "no backend could be reached");
+            };
+            let backend = set.at(pos);
+            let b = backend.id;
+            c.tried |= 1 << b;
+            c.req.attempts += 1;
+            c.backend = b;
+            while let Some(ui) = self.pools[b].pop() {
+                let u = self.ups.get_mut(ui).expect("pooled upstream");
+                if self.now.saturating_sub(u.idle_since) >= PEEK_AFTER_IDLE_MS
+                    && u.stream.io.peer_closed_or_dirty()
+                {
+                    // Already out of the pool list: just drop it.
+                    if let Some(mut dead) = self.ups.remove(ui) {
+                        self.bufs.release(&mut dead.rbuf);
+                    }
+                    continue;
+                }
+                u.client = Some(ci);
+                u.reused = true;
+                c.up = Some(ui);
+                c.deadline = self.now + sh.config.timeouts.upstream_response.as_millis() as u64;
+                sh.metrics.upstream_reuses.fetch_add(1, Relaxed);
+                sh.metrics.backend_requests[b].fetch_add(1, Relaxed);
+                return;
+            }
+            match sys::connect(&backend.addr) {
+                Ok((fd, done)) => {
+                    let _ = sys::set_nodelay(fd.as_fd());
+                    let (ui, gen) = self.ups.insert(Upstream {
+                        stream: Stream::new(Tcp::new(fd), false, done),
+                        gen: 0,
+                        backend: b,
+                        rbuf: None,
+                        connected: done,
+                        client: Some(ci),
+                        idle_since: 0,
+                        reused: false,
+                    });
+                    let u = self.ups.get_mut(ui).expect("just inserted");
+                    u.gen = gen;
+                    if let Err(e) = self
+                        .poller
+                        .add(u.stream.io.fd(), token(KIND_UPSTREAM, ui, gen))
+                    {
+                        log!(Err, "proxy", "epoll add: {e}");
+                        self.ups.remove(ui);
+                        return self.local_error(ci, 502, "internal error");
+                    }
+                    c.up = Some(ui);
+                    let t = &sh.config.timeouts;
+                    c.deadline = self.now
+                        + if done {
+                            t.upstream_response
+                        } else {
+                            t.upstream_connect
+                        }
+                        .as_millis() as u64;
+                    sh.metrics.upstream_connects.fetch_add(1, Relaxed);
+                    sh.metrics.backend_requests[b].fetch_add(1, Relaxed);
+                    return;
+                }
+                Err(e) => {
+                    log!(Warn, "proxy", "backend {}: connect: {e}", backend.name);
+                    self.backend_failed(b);
+                    // Nothing was sent: the next backend is safe for any method.
+                }
+            }
+        }
+    }
+
+    pub(super) fn backend_failed(&self, b: usize) {
+        let sh = &self.shared;
+        sh.metrics.backend_failures[b].fetch_add(1, Relaxed);
+        if sh.health.record_failure(b, self.now, &sh.config.health) {
+            log!(
+                Warn,
+                "health",
+                "backend {} marked unhealthy",
+                self.backends.name(b)
+            );
+        }
+    }
+
+    /// The exchange with the current backend failed: retry where that is
+    /// safe, else answer 502 (or cut the client off if a response started).
+    pub(super) fn upstream_failed(&mut self, ci: u32, why: UpstreamFailure) {
+        let c = self.sessions.get_mut(ci).expect("client");
+        let Some(ui) = c.up.take() else { return };
+        let b = c.backend;
+        let reused = self.ups.get(ui).is_some_and(|u| u.reused);
+        self.close_upstream(ui);
+        let name = self.backends.name(b);
+        // A pooled connection closed by the backend is not a sign of trouble.
+        let stale = reused
+            && matches!(
+                why,
+                UpstreamFailure::ClosedBeforeResponse
+                    | UpstreamFailure::Write(_)
+                    | UpstreamFailure::Read(_)
+            );
+        if stale {
+            log!(
+                Debug,
+                "proxy",
+                "backend {name}: pooled connection failed: {why}"
+            );
+        } else {
+            log!(Warn, "proxy", "backend {name}: {why}");
+            self.backend_failed(b);
+        }
+        let c = self.sessions.get_mut(ci).expect("client");
+        let nothing_sent = !c.req.sent_any;
+        let can_retry =
+            !c.resp.head_done && (nothing_sent || (c.req.idempotent && c.req.body_sent == 0));
+        if can_retry {
+            if stale {
+                // The same backend, on a fresh connection, is fine to try again.
+                c.tried &= !(1 << b);
+            }
+            c.req.head_sent = 0;
+            c.req.sent_any = false;
+            self.shared.metrics.retries.fetch_add(1, Relaxed);
+            self.connect(ci);
+        } else if c.resp.sent == 0 {
+            if let Some(w) = c.wbuf.as_mut() {
+                w.clear();
+            }
+            c.keep_alive = false;
+            self.local_error(ci, 502, "the backend failed");
+        } else {
+            self.close_client(ci);
+        }
+    }
+
+    pub(super) fn step_request(&mut self, ci: u32) -> bool {
+        let Worker {
+            sessions,
+            ups,
+            bufs,
+            shared,
+            now,
+            trace,
+            ..
+        } = self;
+        let c = sessions.get_mut(ci).expect("client");
+        let Some(ui) = c.up else { return false };
+        let u = ups.get_mut(ui).expect("attached upstream");
+        if !u.connected {
+            if !u.stream.writable {
+                return false;
+            }
+            match u.stream.io.take_error() {
+                Ok(None) => {
+                    u.connected = true;
+                    c.deadline = *now + shared.config.timeouts.upstream_response.as_millis() as u64;
+                }
+                Ok(Some(e)) | Err(e) => {
+                    self.upstream_failed(ci, UpstreamFailure::Connect(e));
+                    return true;
+                }
+            }
+        }
+        let head = c
+            .reqhead
+            .as_ref()
+            .map_or(&[][..], |h| &h.filled()[c.req.head_sent..]);
+        if head.is_empty() && c.req.body.is_complete() {
+            return false;
+        }
+        let rbuf = c.rbuf.get_or_insert_with(|| bufs.take());
+        // Which buffered bytes are body, ready to go?
+        let limit = shared.config.max_body_bytes;
+        let pending = match c.req.body.ready(rbuf.filled()) {
+            Ok(_) if limit > 0 && c.req.body.data_bytes() > limit => {
+                log!(
+                    Info,
+                    "proxy",
+                    "{}: chunked body over max_body_bytes ({limit})",
+                    c.peer()
+                );
+                c.keep_alive = false;
+                if let Some(ui) = c.up.take() {
+                    self.close_upstream(ui);
+                }
+                let c = self.sessions.get(ci).expect("client");
+                if c.resp.head_done {
+                    self.close_client(ci);
+                } else {
+                    self.local_error(ci, 413, "request body too large");
+                }
+                return true;
+            }
+            Ok(p) => p,
+            Err(e) => {
+                log!(
+                    Info,
+                    "proxy",
+                    "{}: rejected request body: {e} (400)",
+                    c.peer()
+                );
+                shared.metrics.bad_requests.fetch_add(1, Relaxed);
+                c.keep_alive = false;
+                if let Some(ui) = c.up.take() {
+                    self.close_upstream(ui);
+                }
+                self.local_error(ci, 400, &e.to_string());
+                return true;
+            }
+        };
+        if head.is_empty() && pending == 0 {
+            // The body needs more bytes from the client.
+            if !c.stream.readable {
+                return false;
+            }
+            return match c.stream.read_into(rbuf) {
+                Io::Moved(_) => {
+                    c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+                    true
+                }
+                Io::Blocked => false,
+                Io::Eof | Io::Failed(_) => {
+                    log!(
+                        Info,
+                        "proxy",
+                        "{}: client closed during the request body",
+                        c.peer()
+                    );
+                    self.close_client(ci);
+                    true
+                }
+            };
+        }
+        if !u.stream.writable {
+            return false;
+        }
+        let body = &rbuf.filled()[..pending];
+        match u
+            .stream
+            .write_from(&[IoSlice::new(head), IoSlice::new(body)])
+        {
+            Io::Moved(n) => {
+                if *trace {
+                    let mut seen = head[..n.min(head.len())].to_vec();
+                    seen.extend_from_slice(&body[..n - n.min(head.len())]);
+                    log::trace_bytes("REQUEST TO BACKEND", &seen);
+                }
+                let h = n.min(head.len());
+                let k = n - h;
+                c.req.head_sent += h;
+                c.req.sent_any = true;
+                rbuf.consume(k);
+                c.req.body_sent += k as u64;
+                c.req.body.forwarded(k);
+                if !c.resp.head_done {
+                    c.deadline = *now + shared.config.timeouts.upstream_response.as_millis() as u64;
+                }
+                true
+            }
+            Io::Blocked => false,
+            r => {
+                self.upstream_failed(ci, UpstreamFailure::Write(r.into_error()));
+                true
+            }
+        }
+    }
+
+    pub(super) fn step_response(&mut self, ci: u32) -> bool {
+        let Worker {
+            sessions,
+            ups,
+            bufs,
+            hdrs,
+            trace,
+            ..
+        } = self;
+        let c = sessions.get_mut(ci).expect("client");
+        let Some(ui) = c.up else { return false };
+        let u = ups.get_mut(ui).expect("attached upstream");
+        if !u.connected {
+            return false;
+        }
+        if c.resp.head_done {
+            return self.step_response_body(ci, ui);
+        }
+        if let Some(w) = c
+            .wbuf
+            .as_mut()
+            .filter(|w| !w.is_empty() && c.stream.writable)
+        {
+            // An interim response (100 Continue) goes out at once: the client
+            // may be waiting for it before it sends the body.
+            return match c.stream.write_from(&[IoSlice::new(w.filled())]) {
+                Io::Moved(n) => {
+                    w.consume(n);
+                    true
+                }
+                Io::Blocked => false,
+                Io::Eof | Io::Failed(_) => {
+                    self.close_client(ci);
+                    true
+                }
+            };
+        }
+        if let Some(b) = u.rbuf.as_ref().filter(|b| !b.is_empty()) {
+            match parse_response(b.filled(), hdrs) {
+                Ok(Status::Complete(head)) => {
+                    self.start_response(ci, ui, head);
+                    return true;
+                }
+                Ok(Status::Partial) => {}
+                Err(e) => {
+                    self.bad_response(ci, &e.to_string());
+                    return true;
+                }
+            }
+        }
+        if !u.stream.readable {
+            return false;
+        }
+        let rbuf = u.rbuf.get_or_insert_with(|| bufs.take());
+        match u.stream.read_into(rbuf) {
+            Io::Moved(n) => {
+                if *trace {
+                    log::trace_bytes("RESPONSE FROM BACKEND", &rbuf.filled()[rbuf.len() - n..]);
+                }
+                true
+            }
+            Io::Blocked => false,
+            Io::Eof => {
+                self.upstream_failed(ci, UpstreamFailure::ClosedBeforeResponse);
+                true
+            }
+            Io::Failed(e) => {
+                self.upstream_failed(ci, UpstreamFailure::Read(e));
+                true
+            }
+        }
+    }
+
+    /// A response the proxy cannot forward: 502, and the backend connection
+    /// is closed, never pooled.
+    pub(super) fn bad_response(&mut self, ci: u32, why: &str) {
+        let c = self.sessions.get_mut(ci).expect("client");
+        let b = c.backend;
+        log!(
+            Warn,
+            "proxy",
+            "backend {}: invalid response: {why} (502)",
+            self.backends.name(b)
+        );
+        if let Some(ui) = c.up.take() {
+            self.close_upstream(ui);
+        }
+        self.backend_failed(b);
+        let c = self.sessions.get_mut(ci).expect("client");
+        if c.resp.sent > 0 {
+            // Part of the response is out: all the client can be told is
+            // that it ended early.
+            self.close_client(ci);
+        } else {
+            // Nothing reached the client yet (the head may sit composed in
+            // wbuf): it gets a whole 502 instead.
+            if let Some(w) = c.wbuf.as_mut() {
+                w.clear();
+            }
+            c.keep_alive = false;
+            self.local_error(ci, 502, "invalid response from backend");
+        }
+    }
+
+    pub(super) fn start_response(&mut self, ci: u32, ui: u32, head: ResponseHead) {
+        let Worker {
+            sessions,
+            ups,
+            bufs,
+            hdrs,
+            shared,
+            now,
+            ..
+        } = self;
+        let c = sessions.get_mut(ci).expect("client");
+        let u = ups.get_mut(ui).expect("upstream");
+        let rbuf = u.rbuf.as_mut().expect("head parsed from rbuf");
+        let buf = rbuf.filled();
+        if (100..200).contains(&head.status) && head.status != 101 {
+            // Interim response (100 Continue, 103 Early Hints): pass it on to
+            // HTTP/1.1 sessions as it came, then wait for the final one.
+            if c.req.minor == 1 {
+                let w = c.wbuf.get_or_insert_with(|| bufs.take());
+                if !w.push(&buf[..head.len]) {
+                    return self.bad_response(ci, "interim responses overflow");
+                }
+            }
+            rbuf.consume(head.len);
+            return;
+        }
+        if head.status == 101 {
+            if !c.req.upgrade {
+                return self.bad_response(ci, "101 to a request that did not ask to upgrade");
+            }
+            let w = c.wbuf.get_or_insert_with(|| bufs.take());
+            let meta_conn = crate::http::ConnectionOpts::default();
+            if !compose_response(
+                buf,
+                &head,
+                &hdrs[..head.header_count],
+                &meta_conn,
+                Framing::Upgrade,
+                w,
+            ) {
+                w.clear();
+                return self.bad_response(ci, "response head too large");
+            }
+            rbuf.consume(head.len);
+            bufs.release(&mut c.reqhead);
+            shared.metrics.response(101);
+            c.keep_alive = false;
+            c.resp.head_done = true;
+            c.phase = Phase::Tunnel;
+            c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+            return;
+        }
+        let meta = match response_meta(buf, &head, &hdrs[..head.header_count], c.req.is_head) {
+            Ok(m) => m,
+            Err(e) => return self.bad_response(ci, &e.to_string()),
+        };
+        let client_11 = c.req.minor == 1;
+        let mut rechunk = false;
+        match meta.body {
+            BodyMode::Chunked if !client_11 => {
+                return self.bad_response(ci, "chunked response to an HTTP/1.0 request");
+            }
+            BodyMode::UntilClose if client_11 && c.keep_alive => rechunk = true,
+            BodyMode::UntilClose => c.keep_alive = false,
+            _ => {}
+        }
+        if !c.req.body.is_complete() {
+            // The backend answered before the whole request body arrived:
+            // the rest of it cannot be told apart from a next request.
+            c.keep_alive = false;
+        }
+        let w = c.wbuf.get_or_insert_with(|| bufs.take());
+        let framing = Framing::Message {
+            chunked: rechunk || meta.body == BodyMode::Chunked,
+            keep_alive: c.keep_alive,
+            client_11,
+        };
+        let ok = compose_response(
+            buf,
+            &head,
+            &hdrs[..head.header_count],
+            &meta.conn,
+            framing,
+            w,
+        );
+        if !ok {
+            w.clear();
+            return self.bad_response(ci, "response head too large");
+        }
+        rbuf.consume(head.len);
+        c.resp = Resp {
+            head_done: true,
+            body: Body::new(meta.body),
+            rechunk,
+            reusable: meta.conn.persistent(head.minor)
+                && c.req.minor == 1
+                && meta.body != BodyMode::UntilClose,
+            ..Resp::default()
+        };
+        bufs.release(&mut c.reqhead);
+        shared.metrics.response(head.status);
+        let b = c.backend;
+        c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+        if shared.health.record_success(b, &shared.config.health) {
+            log!(
+                Info,
+                "health",
+                "backend {} is healthy again",
+                self.backends.name(b)
+            );
+        }
+    }
+
+    pub(super) fn step_response_body(&mut self, ci: u32, ui: u32) -> bool {
+        let Worker {
+            sessions,
+            ups,
+            bufs,
+            shared,
+            now,
+            trace,
+            ..
+        } = self;
+        let c = sessions.get_mut(ci).expect("client");
+        let u = ups.get_mut(ui).expect("upstream");
+        let rbuf = u.rbuf.get_or_insert_with(|| bufs.take());
+        let mut pending = match c.resp.body.ready(rbuf.filled()) {
+            Ok(p) => p,
+            Err(e) => {
+                self.bad_response(ci, &e.to_string());
+                return true;
+            }
+        };
+        if c.resp.rechunk && pending > 0 {
+            // Close-delimited body to a keep-alive client: frame it as chunks.
+            // The raw bytes never go out as they are: what does not fit in
+            // wbuf now waits until the client has taken what is there.
+            let w = c.wbuf.get_or_insert_with(|| bufs.take());
+            let take = pending.min(w.room().saturating_sub(CHUNK_OVERHEAD));
+            if take > 0 {
+                let mut size = [0u8; 18];
+                let sl = hex_line(take, &mut size);
+                let ok = w.push(sl) && w.push(&rbuf.filled()[..take]) && w.push(b"\r\n");
+                debug_assert!(ok, "room was checked");
+                rbuf.consume(take);
+            }
+            pending = 0;
+        }
+        let wlen = c.wbuf.as_ref().map_or(0, |w| w.len());
+        let large = c.resp.body.left() >= SPLICE_MIN;
+        if wlen == 0 && pending == 0 && (c.pipe_len > 0 || (large && !*trace && !c.no_splice)) {
+            return self.splice_body(ci, ui);
+        }
+        if wlen == 0 && pending == 0 {
+            if c.resp.body.is_complete() {
+                self.finish_exchange(ci);
+                return true;
+            }
+            if !u.stream.readable {
+                return false;
+            }
+            return match u.stream.read_into(rbuf) {
+                Io::Eof if c.resp.body.mode == BodyMode::UntilClose => {
+                    c.resp.body.end_of_stream();
+                    if c.resp.rechunk {
+                        let w = c.wbuf.get_or_insert_with(|| bufs.take());
+                        w.push(b"0\r\n\r\n");
+                    }
+                    true
+                }
+                Io::Moved(n) => {
+                    if *trace {
+                        log::trace_bytes("RESPONSE FROM BACKEND", &rbuf.filled()[rbuf.len() - n..]);
+                    }
+                    c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+                    true
+                }
+                Io::Blocked => false,
+                Io::Eof | Io::Failed(_) => {
+                    // Closed or reset before the body was complete: the client
+                    // must not take a short body for a whole one.
+                    log!(
+                        Warn,
+                        "proxy",
+                        "backend {}: response body truncated",
+                        self.backends.name(c.backend)
+                    );
+                    self.close_client(ci);
+                    true
+                }
+            };
+        }
+        if !c.stream.writable {
+            return false;
+        }
+        let w = c.wbuf.as_ref().map_or(&[][..], |w| w.filled());
+        let body = &rbuf.filled()[..pending];
+        match c.stream.write_from(&[IoSlice::new(w), IoSlice::new(body)]) {
+            Io::Moved(n) => {
+                let h = n.min(w.len());
+                if let Some(w) = c.wbuf.as_mut() {
+                    w.consume(h);
+                }
+                let k = n - h;
+                rbuf.consume(k);
+                c.resp.body.forwarded(k);
+                c.resp.sent += n as u64;
+                c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+                true
+            }
+            Io::Blocked => false,
+            Io::Eof | Io::Failed(_) => {
+                self.close_client(ci);
+                true
+            }
+        }
+    }
+
+    /// A large Content-Length body, moved backend → pipe → client by
+    /// `splice`, never through user space. `EAGAIN` from the backend side
+    /// clears its readiness only when the pipe was empty (then it can only
+    /// mean "socket empty", never "pipe full").
+    pub(super) fn splice_body(&mut self, ci: u32, ui: u32) -> bool {
+        let Worker {
+            sessions,
+            ups,
+            pipes,
+            shared,
+            now,
+            ..
+        } = self;
+        let c = sessions.get_mut(ci).expect("client");
+        let u = ups.get_mut(ui).expect("upstream");
+        if c.pipe.is_none() {
+            match pipes.pop().map_or_else(sys::pipe, Ok) {
+                Ok(p) => c.pipe = Some(p),
+                Err(_) => {
+                    c.no_splice = true; // copy through buffers instead
+                    return true;
+                }
+            }
+        }
+        let pipe = c.pipe.as_ref().expect("pipe just set");
+        let (Some(to), Some(from)) = (c.stream.io.splice_fd(), u.stream.io.splice_fd()) else {
+            // A transport that transforms its bytes (TLS): copy through buffers.
+            c.no_splice = true;
+            return true;
+        };
+        let mut progressed = false;
+        if c.pipe_len > 0 && c.stream.writable {
+            match sys::splice(pipe.r.as_fd(), to, c.pipe_len) {
+                Ok(n) => {
+                    if n < c.pipe_len {
+                        c.stream.writable = false;
+                    }
+                    c.pipe_len -= n;
+                    c.resp.body.forwarded(n);
+                    c.resp.sent += n as u64;
+                    progressed = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => c.stream.writable = false,
+                Err(_) => {
+                    self.close_client(ci);
+                    return true;
+                }
+            }
+        }
+        let unread = c.resp.body.left() - c.pipe_len as u64;
+        if c.pipe_len < pipe.cap && unread > 0 && u.stream.readable {
+            let want = unread.min((pipe.cap - c.pipe_len) as u64) as usize;
+            match sys::splice(from, pipe.w.as_fd(), want) {
+                Ok(n) if n > 0 => {
+                    // A short splice may mean the pipe ran out of slots, not
+                    // that the socket is empty: readiness is cleared only by
+                    // EAGAIN into an empty pipe, below.
+                    c.pipe_len += n;
+                    progressed = true;
+                }
+                // EAGAIN into an empty pipe: the socket is empty. Into a
+                // non-empty one it may mean "pipe full"; draining will tell.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    u.stream.readable = c.pipe_len > 0
+                }
+                _ => {
+                    let name = &self.backends.name(c.backend);
+                    log!(Warn, "proxy", "backend {name}: response body truncated");
+                    self.close_client(ci);
+                    return true;
+                }
+            }
+        }
+        if progressed {
+            c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
+        }
+        if c.resp.body.left() == 0 && c.pipe_len == 0 {
+            if let Some(p) = c.pipe.take() {
+                pipes.push(p);
+            }
+            self.finish_exchange(ci);
+            return true;
+        }
+        progressed
+    }
+
+    /// The response is fully written: pool the backend connection if it is
+    /// clean, and wait for the next request or close.
+    pub(super) fn finish_exchange(&mut self, ci: u32) {
+        let c = self.sessions.get_mut(ci).expect("client");
+        if let Some(ui) = c.up.take() {
+            let clean = c.resp.reusable && c.req.body.is_complete();
+            let b = c.backend;
+            let u = self.ups.get_mut(ui).expect("upstream");
+            if clean
+                && u.rbuf.as_ref().map_or(true, |r| r.is_empty())
+                && self.pools[b].len() < MAX_IDLE_CONNS
+            {
+                u.client = None;
+                u.idle_since = self.now;
+                self.bufs.release(&mut u.rbuf);
+                self.pools[b].push(ui);
+            } else {
+                self.close_upstream(ui);
+            }
+        }
+        self.after_response(ci);
+    }
+}

@@ -1,0 +1,389 @@
+//! The shared-memory region: what every worker of one load balancer reads
+//! its backends and health from, and writes its counters to, whether the
+//! workers are processes (mp) or threads (sp).
+//!
+//! Created once, before any worker starts (`memfd_create` + `mmap(MAP_SHARED)`
+//! on Linux, an anonymous shared mapping elsewhere), so forked workers inherit
+//! it at the same address. It holds no pointers: hostnames are inline,
+//! counters are plain atomics. It is never unmapped, so it is handed out as
+//! `&'static Region`.
+//!
+//! Layout (offsets asserted below, `LAYOUT_VERSION` bumped on any change):
+//!
+//! | offset | size | block |
+//! |---:|---:|---|
+//! | 0 | 64 | [`Header`]: magic, layout version, region size |
+//! | 64 | 64 | [`Control`]: `active_index`, `backend_count`, `generation`, `seq`, `rr_counter` |
+//! | 128 | 64 | [`Process`]: live workers, restarts, start time |
+//! | 192 | 1088 | [`HealthState`]: bitmap (1 = healthy) and consecutive counters |
+//! | 1280 | 2 × 17984 | two [`BackendArray`]s of 64 [`BackendEntry`] (280 bytes each) |
+//! | 37248 | 64 × 1152 | one [`Metrics`] slot per worker, cache-line aligned |
+//!
+//! Who writes what: the supervisor (one thread, one process) writes the
+//! backend arrays, `Control` and `Process`; each worker writes only its own
+//! `Metrics` slot and `rr_counter`; health is written by whoever observes a
+//! result (workers, later the prober) with single atomic operations.
+#![allow(unsafe_code)]
+
+use crate::config::MAX_BACKENDS;
+use crate::health::HealthState;
+use crate::metrics::Metrics;
+use std::cell::UnsafeCell;
+use std::io;
+use std::mem::{offset_of, size_of};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
+
+/// "LBREGION" in ASCII.
+pub const MAGIC: u64 = 0x4C42_5245_4749_4F4E;
+/// Bumped whenever a block below changes size, order or meaning.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Worker slots in the region: the most workers one load balancer runs.
+pub const MAX_WORKERS: usize = 64;
+/// Longest hostname (RFC 1035), stored NUL-terminated.
+pub const HOST_BYTES: usize = 254;
+
+#[repr(C, align(64))]
+pub struct Header {
+    pub magic: AtomicU64,
+    pub version: AtomicU32,
+    /// `size_of::<Region>()`, so a process of another build refuses to adopt it.
+    pub size: AtomicU32,
+}
+const _: () = assert!(size_of::<Header>() == 64);
+
+/// The spec's control block. `seq` is the seqlock over the backend arrays:
+/// odd while the supervisor writes one, even when they are stable.
+#[repr(C, align(64))]
+pub struct Control {
+    /// Which of the two backend arrays is live (0 or 1).
+    pub active_index: AtomicU32,
+    /// Backends in the live array.
+    pub backend_count: AtomicU32,
+    /// Configuration generation: 1 at start, +1 per published change.
+    pub generation: AtomicU64,
+    pub seq: AtomicU64,
+    /// Round robin across all workers: each pick takes the next number.
+    pub rr_counter: AtomicU64,
+}
+const _: () = assert!(size_of::<Control>() == 64);
+
+/// What the supervisor knows about its workers, for `/metrics`.
+#[repr(C, align(64))]
+pub struct Process {
+    pub workers_live: AtomicU32,
+    pub workers_configured: AtomicU32,
+    /// Workers restarted after dying (process exit, signal, or thread panic).
+    pub worker_restarts: AtomicU64,
+    /// `CLOCK_MONOTONIC` ms when the region was created (uptime).
+    pub started_ms: AtomicU64,
+}
+const _: () = assert!(size_of::<Process>() == 64);
+
+/// One backend as the workers see it. Inline, fixed-size, pointer-free.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct BackendEntry {
+    /// Hostname as configured, NUL-terminated.
+    pub host: [u8; HOST_BYTES],
+    pub port: u16,
+    pub weight: u16,
+    pub tls: u8,
+    /// 4 or 6: which part of `ip` is the resolved address.
+    pub family: u8,
+    pub ip: [u8; 16],
+    /// Stable identity: the slot of this backend's health state and
+    /// counters, kept by a backend across configuration changes.
+    pub id: u32,
+}
+const _: () = assert!(size_of::<BackendEntry>() == 280);
+const _: () = assert!(offset_of!(BackendEntry, port) == 254);
+const _: () = assert!(offset_of!(BackendEntry, ip) == 260);
+
+impl BackendEntry {
+    pub const EMPTY: BackendEntry = BackendEntry {
+        host: [0; HOST_BYTES],
+        port: 0,
+        weight: 0,
+        tls: 0,
+        family: 0,
+        ip: [0; 16],
+        id: 0,
+    };
+
+    /// An entry for `host` (at most 253 bytes), resolved to `addr`.
+    pub fn new(host: &str, addr: SocketAddr, weight: u16, tls: bool, id: u32) -> BackendEntry {
+        let mut e = BackendEntry::EMPTY;
+        let n = host.len().min(HOST_BYTES - 1);
+        e.host[..n].copy_from_slice(&host.as_bytes()[..n]);
+        e.port = addr.port();
+        e.weight = weight;
+        e.tls = u8::from(tls);
+        e.id = id;
+        match addr.ip() {
+            IpAddr::V4(v4) => {
+                e.family = 4;
+                e.ip[..4].copy_from_slice(&v4.octets());
+            }
+            IpAddr::V6(v6) => {
+                e.family = 6;
+                e.ip = v6.octets();
+            }
+        }
+        e
+    }
+
+    pub fn host(&self) -> &str {
+        let n = self.host.iter().position(|&b| b == 0).unwrap_or(HOST_BYTES);
+        std::str::from_utf8(&self.host[..n]).unwrap_or("?")
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        let ip = if self.family == 6 {
+            IpAddr::V6(Ipv6Addr::from(self.ip))
+        } else {
+            IpAddr::V4(Ipv4Addr::new(
+                self.ip[0], self.ip[1], self.ip[2], self.ip[3],
+            ))
+        };
+        SocketAddr::new(ip, self.port)
+    }
+}
+
+#[repr(C, align(64))]
+pub struct BackendArray {
+    count: UnsafeCell<u32>,
+    entries: UnsafeCell<[BackendEntry; MAX_BACKENDS]>,
+}
+const _: () = assert!(size_of::<BackendArray>() == 17984);
+
+/// The whole region.
+#[repr(C)]
+pub struct Region {
+    pub header: Header,
+    pub control: Control,
+    pub process: Process,
+    pub health: HealthState,
+    arrays: [BackendArray; 2],
+    pub workers: [Metrics; MAX_WORKERS],
+}
+const _: () = assert!(offset_of!(Region, control) == 64);
+const _: () = assert!(offset_of!(Region, process) == 128);
+const _: () = assert!(offset_of!(Region, health) == 192);
+const _: () = assert!(size_of::<HealthState>() == 1088);
+const _: () = assert!(offset_of!(Region, arrays) == 1280);
+const _: () = assert!(offset_of!(Region, workers) == 1280 + 2 * 17984);
+const _: () = assert!(size_of::<Metrics>() == 1152);
+const _: () = assert!(size_of::<Region>() == 37248 + MAX_WORKERS * 1152);
+
+// SAFETY: every field is an atomic except the backend arrays, which are
+// behind UnsafeCell and written only by the single publisher under the
+// seqlock protocol of `publish`/`read_backends` (readers copy with volatile
+// reads and retry when `seq` moved).
+unsafe impl Sync for Region {}
+
+impl Region {
+    /// Maps a new zeroed region and initialises its header. Linux: backed by
+    /// a memfd (returned, so a successor process can adopt the region).
+    pub fn create() -> io::Result<(&'static Region, Option<OwnedFd>)> {
+        let size = size_of::<Region>();
+        let fd = memfd(size)?;
+        let raw = fd.as_ref().map_or(-1, std::os::fd::AsRawFd::as_raw_fd);
+        let flags = if fd.is_some() {
+            libc::MAP_SHARED
+        } else {
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS
+        };
+        // SAFETY: a fresh mapping of `size` bytes; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                raw,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: the mapping is page-aligned (more than Region's 64), `size`
+        // bytes long, zero-filled (a valid Region: atomics and plain integers
+        // whose zero is a valid value), never unmapped, so 'static holds.
+        let region: &'static Region = unsafe { &*p.cast::<Region>() };
+        region.header.magic.store(MAGIC, Ordering::Relaxed);
+        region
+            .header
+            .version
+            .store(LAYOUT_VERSION, Ordering::Relaxed);
+        region.header.size.store(size as u32, Ordering::Relaxed);
+        region
+            .process
+            .started_ms
+            .store(crate::sys::now_ms(), Ordering::Relaxed);
+        Ok((region, fd))
+    }
+
+    /// Replaces the live backend set (the supervisor only; one publisher at a
+    /// time). Writes the inactive array, flips `active_index`, bumps
+    /// `generation`. Returns the new generation.
+    pub fn publish(&self, entries: &[BackendEntry]) -> u64 {
+        let n = entries.len().min(MAX_BACKENDS);
+        let c = &self.control;
+        let next = 1 - c.active_index.load(Ordering::Relaxed) as usize;
+        let s = c.seq.load(Ordering::Relaxed);
+        c.seq.store(s + 1, Ordering::Relaxed);
+        fence(Ordering::Release);
+        let arr = &self.arrays[next];
+        // SAFETY: only the publisher writes the arrays; readers that overlap
+        // see `seq` odd or changed and retry (volatile: no torn assumptions).
+        unsafe {
+            let dst = arr.entries.get().cast::<BackendEntry>();
+            for (i, e) in entries[..n].iter().enumerate() {
+                std::ptr::write_volatile(dst.add(i), *e);
+            }
+            std::ptr::write_volatile(arr.count.get(), n as u32);
+        }
+        c.active_index.store(next as u32, Ordering::Relaxed);
+        c.backend_count.store(n as u32, Ordering::Relaxed);
+        let g = c.generation.fetch_add(1, Ordering::Relaxed) + 1;
+        c.seq.store(s + 2, Ordering::Release);
+        g
+    }
+
+    /// The live generation: a worker compares it per request (one load).
+    #[inline]
+    pub fn generation(&self) -> u64 {
+        self.control.generation.load(Ordering::Acquire)
+    }
+
+    /// Copies the live backend set into `out`; returns its generation.
+    pub fn read_backends(&self, out: &mut Vec<BackendEntry>) -> u64 {
+        let c = &self.control;
+        loop {
+            let s1 = c.seq.load(Ordering::Acquire);
+            if s1 & 1 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let g = c.generation.load(Ordering::Relaxed);
+            let arr = &self.arrays[c.active_index.load(Ordering::Relaxed) as usize & 1];
+            out.clear();
+            // SAFETY: reads of plain-old-data through volatile pointers; a
+            // torn copy is detected by `seq` below and thrown away.
+            unsafe {
+                let n = (std::ptr::read_volatile(arr.count.get()) as usize).min(MAX_BACKENDS);
+                let src = arr.entries.get().cast::<BackendEntry>();
+                for i in 0..n {
+                    out.push(std::ptr::read_volatile(src.add(i)));
+                }
+            }
+            fence(Ordering::Acquire);
+            if c.seq.load(Ordering::Relaxed) == s1 {
+                return g;
+            }
+        }
+    }
+
+    /// Whether `self` is a region this build can use.
+    pub fn check(&self) -> Result<(), String> {
+        let h = &self.header;
+        let (m, v, s) = (
+            h.magic.load(Ordering::Relaxed),
+            h.version.load(Ordering::Relaxed),
+            h.size.load(Ordering::Relaxed) as usize,
+        );
+        if m != MAGIC || v != LAYOUT_VERSION || s != size_of::<Region>() {
+            return Err(format!(
+                "shared region: magic {m:#x} version {v} size {s}, expected {MAGIC:#x} {LAYOUT_VERSION} {}",
+                size_of::<Region>()
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn memfd(size: usize) -> io::Result<Option<OwnedFd>> {
+    let name = b"load_balancer-region\0";
+    // SAFETY: name is NUL-terminated.
+    let raw = crate::syscall!(memfd_create(name.as_ptr().cast(), libc::MFD_CLOEXEC))?;
+    // SAFETY: memfd_create returned a new fd that nothing else owns.
+    let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+    // SAFETY: fd is a valid memfd.
+    crate::syscall!(ftruncate(raw, size as libc::off_t))?;
+    Ok(Some(fd))
+}
+
+#[cfg(not(target_os = "linux"))]
+fn memfd(_size: usize) -> io::Result<Option<OwnedFd>> {
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_flips_and_readers_see_the_new_set() {
+        let (r, _fd) = Region::create().unwrap();
+        r.check().unwrap();
+        let a = BackendEntry::new("a.example", "127.0.0.1:1".parse().unwrap(), 5, false, 0);
+        let b = BackendEntry::new("::1", "[::1]:2".parse().unwrap(), 1, true, 1);
+        assert_eq!(r.publish(&[a]), 1);
+        let mut out = Vec::new();
+        assert_eq!(r.read_backends(&mut out), 1);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].host(), "a.example");
+        assert_eq!(out[0].addr(), "127.0.0.1:1".parse().unwrap());
+        assert_eq!(r.publish(&[a, b]), 2);
+        assert_eq!(r.control.active_index.load(Ordering::Relaxed), 0);
+        assert_eq!(r.read_backends(&mut out), 2);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].host(), "::1");
+        assert_eq!(out[1].addr(), "[::1]:2".parse().unwrap());
+        assert_eq!((out[1].weight, out[1].tls, out[1].id), (1, 1, 1));
+    }
+
+    #[test]
+    fn long_hostnames_stay_nul_terminated() {
+        let host = "h".repeat(253);
+        let e = BackendEntry::new(&host, "10.0.0.1:80".parse().unwrap(), 1, false, 3);
+        assert_eq!(e.host(), host);
+        assert_eq!(e.host[253], 0);
+    }
+
+    #[test]
+    fn concurrent_readers_never_see_a_torn_set() {
+        let (r, _fd) = Region::create().unwrap();
+        let sets: Vec<Vec<BackendEntry>> = (1..=4u16)
+            .map(|n| {
+                (0..n)
+                    .map(|i| {
+                        let addr = SocketAddr::from(([10, 0, 0, n as u8], 1000 + n));
+                        BackendEntry::new(&format!("set{n}-{i}"), addr, n, false, i as u32)
+                    })
+                    .collect()
+            })
+            .collect();
+        r.publish(&sets[0]);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for k in 0..20_000 {
+                    r.publish(&sets[k % 4]);
+                }
+            });
+            let mut out = Vec::new();
+            for _ in 0..20_000 {
+                r.read_backends(&mut out);
+                let n = out.len() as u16;
+                assert!(
+                    out.iter().all(|e| e.weight == n && e.port == 1000 + n),
+                    "torn read"
+                );
+            }
+        });
+    }
+}
