@@ -5,6 +5,16 @@ use crate::syscall;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+// The field types of `struct kevent` (and libc's EVFILT_*/EV_* constants).
+#[cfg(not(target_os = "netbsd"))]
+type Filter = i16;
+#[cfg(not(target_os = "netbsd"))]
+type Flags = u16;
+#[cfg(target_os = "netbsd")]
+type Filter = u32;
+#[cfg(target_os = "netbsd")]
+type Flags = u32;
+
 pub struct Poller {
     kq: OwnedFd,
 }
@@ -14,12 +24,12 @@ pub struct Events {
     len: usize,
 }
 
-fn kev(fd: BorrowedFd<'_>, filter: i16, flags: u16, token: u64) -> libc::kevent {
+fn kev(fd: BorrowedFd<'_>, filter: Filter, flags: Flags, token: u64) -> libc::kevent {
     // SAFETY: kevent is plain old data; all-zero is valid.
     let mut k: libc::kevent = unsafe { std::mem::zeroed() };
     k.ident = fd.as_raw_fd() as _;
-    k.filter = filter as _;
-    k.flags = flags as _;
+    k.filter = filter;
+    k.flags = flags;
     k.udata = token as _;
     k
 }
@@ -27,8 +37,9 @@ fn kev(fd: BorrowedFd<'_>, filter: i16, flags: u16, token: u64) -> libc::kevent 
 impl Events {
     pub fn with_capacity(cap: usize) -> Events {
         // SAFETY: kevent is plain old data; all-zero is valid.
+        let zero: libc::kevent = unsafe { std::mem::zeroed() };
         Events {
-            buf: vec![unsafe { std::mem::zeroed() }; cap.max(1)],
+            buf: vec![zero; cap.max(1)],
             len: 0,
         }
     }
@@ -58,9 +69,8 @@ impl Poller {
     pub fn new() -> io::Result<Poller> {
         let fd = syscall!(kqueue())?;
         // SAFETY: fd was just returned by kqueue and is owned by nobody else.
-        Ok(Poller {
-            kq: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let kq = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Poller { kq })
     }
 
     fn change(&self, changes: &[libc::kevent]) -> io::Result<()> {
@@ -77,30 +87,20 @@ impl Poller {
     }
 
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let flags = (libc::EV_ADD | libc::EV_CLEAR) as u16;
+        let flags = libc::EV_ADD | libc::EV_CLEAR;
         self.change(&[
-            kev(fd, libc::EVFILT_READ as i16, flags, token),
-            kev(fd, libc::EVFILT_WRITE as i16, flags, token),
+            kev(fd, libc::EVFILT_READ, flags, token),
+            kev(fd, libc::EVFILT_WRITE, flags, token),
         ])
     }
 
     pub fn add_listener(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        self.change(&[kev(
-            fd,
-            libc::EVFILT_READ as i16,
-            libc::EV_ADD as u16,
-            token,
-        )])
+        self.change(&[kev(fd, libc::EVFILT_READ, libc::EV_ADD, token)])
     }
 
     pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        let _ = self.change(&[kev(
-            fd,
-            libc::EVFILT_WRITE as i16,
-            libc::EV_DELETE as u16,
-            0,
-        )]);
-        self.change(&[kev(fd, libc::EVFILT_READ as i16, libc::EV_DELETE as u16, 0)])
+        let _ = self.change(&[kev(fd, libc::EVFILT_WRITE, libc::EV_DELETE, 0)]);
+        self.change(&[kev(fd, libc::EVFILT_READ, libc::EV_DELETE, 0)])
     }
 
     pub fn wait(&self, events: &mut Events, timeout_ms: i32) -> io::Result<()> {
