@@ -22,9 +22,15 @@ test:
 	$(CARGO) test --release --no-fail-fast
 	$(CARGO) test --release --features scalar --lib http
 
+# The kqueue loop and the non-Linux branches of sys.rs are compiled only for
+# macOS and the BSDs: type-check and lint them there too (no linker needed).
+CROSS_TARGETS ?= x86_64-apple-darwin x86_64-unknown-freebsd
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	rustup target add $(CROSS_TARGETS) >/dev/null 2>&1 || true
+	for t in $(CROSS_TARGETS); do $(CARGO) clippy --target $$t --all-targets -- -D warnings || exit 1; done
 
 # The parser benchmark needs nothing but cargo, so it runs first and its
 # table is there even when bench.sh stops for want of nginx or wrk.

@@ -58,6 +58,22 @@ pub fn ignore_sigpipe() {
     }
 }
 
+/// Where `socket`/`accept4` take no SOCK_NONBLOCK | SOCK_CLOEXEC (macOS):
+/// sets both on a fresh `fd`, closing it if that fails so it never leaks.
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn nonblock_cloexec(fd: RawFd) -> io::Result<RawFd> {
+    // SAFETY: fd is a live descriptor owned by the caller; integer arguments.
+    let res = syscall!(fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK))
+        // SAFETY: as above.
+        .and_then(|_| syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC)));
+    if let Err(e) = res {
+        // SAFETY: fd is owned by nobody else and not used again.
+        let _ = syscall!(close(fd));
+        return Err(e);
+    }
+    Ok(fd)
+}
+
 fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     let fd = syscall!(socket(
@@ -66,12 +82,8 @@ fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
         0
     ))?;
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    let fd = {
-        let fd = syscall!(socket(family, libc::SOCK_STREAM, 0))?;
-        syscall!(fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK))?;
-        syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
-        fd
-    };
+    // SAFETY: plain integer arguments.
+    let fd = nonblock_cloexec(syscall!(socket(family, libc::SOCK_STREAM, 0))?)?;
     // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -242,16 +254,12 @@ pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<IpAddr>)>
         libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC
     ))?;
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    let fd = {
-        let fd = syscall!(accept(
-            listener.as_raw_fd(),
-            (&mut raw.storage as *mut libc::sockaddr_storage).cast(),
-            &mut raw.len
-        ))?;
-        syscall!(fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK))?;
-        syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC))?;
-        fd
-    };
+    // SAFETY: storage and len are valid for writing.
+    let fd = nonblock_cloexec(syscall!(accept(
+        listener.as_raw_fd(),
+        (&mut raw.storage as *mut libc::sockaddr_storage).cast(),
+        &mut raw.len
+    ))?)?;
     // SAFETY: fd was just returned by accept and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
     Ok((fd, raw.ip()))

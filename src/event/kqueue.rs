@@ -1,25 +1,41 @@
 //! BSD/macOS kqueue, edge-triggered (EV_CLEAR), mirroring `epoll.rs`.
+//!
+//! kqueue reports read and write readiness as two separate events (one per
+//! filter) where epoll sends one with both bits; the worker ORs readiness
+//! into the connection's state, so two events mean the same as one.
 
 use super::Event;
 use crate::syscall;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
+// The field types of `struct kevent` (and libc's EVFILT_*/EV_* constants).
+#[cfg(not(target_os = "netbsd"))]
+type Filter = i16;
+#[cfg(not(target_os = "netbsd"))]
+type Flags = u16;
+#[cfg(target_os = "netbsd")]
+type Filter = u32;
+#[cfg(target_os = "netbsd")]
+type Flags = u32;
+
 pub struct Poller {
     kq: OwnedFd,
 }
 
+/// A reusable buffer of kernel events, sized once.
 pub struct Events {
     buf: Vec<libc::kevent>,
     len: usize,
 }
 
-fn kev(fd: BorrowedFd<'_>, filter: i16, flags: u16, token: u64) -> libc::kevent {
+fn kev(fd: BorrowedFd<'_>, filter: Filter, flags: Flags, token: u64) -> libc::kevent {
     // SAFETY: kevent is plain old data; all-zero is valid.
     let mut k: libc::kevent = unsafe { std::mem::zeroed() };
     k.ident = fd.as_raw_fd() as _;
-    k.filter = filter as _;
-    k.flags = flags as _;
+    k.filter = filter;
+    k.flags = flags;
+    // The token rides in the pointer-sized udata: on 64-bit targets all of it.
     k.udata = token as _;
     k
 }
@@ -27,8 +43,9 @@ fn kev(fd: BorrowedFd<'_>, filter: i16, flags: u16, token: u64) -> libc::kevent 
 impl Events {
     pub fn with_capacity(cap: usize) -> Events {
         // SAFETY: kevent is plain old data; all-zero is valid.
+        let zero: libc::kevent = unsafe { std::mem::zeroed() };
         Events {
-            buf: vec![unsafe { std::mem::zeroed() }; cap.max(1)],
+            buf: vec![zero; cap.max(1)],
             len: 0,
         }
     }
@@ -41,15 +58,27 @@ impl Events {
         self.len == 0
     }
 
+    /// The `i`th event of the last wait, in epoll's terms:
+    /// - read filter: `EPOLLIN`; with `EV_EOF` (the peer sent FIN) also
+    ///   `EPOLLRDHUP`;
+    /// - write filter: `EPOLLOUT`; with `EV_EOF` (nothing more can be sent)
+    ///   also `EPOLLHUP`'s `closed` (the read filter reports the peer's FIN
+    ///   on its own);
+    /// - `EV_EOF` with a socket error in `fflags` (e.g. a reset), or
+    ///   `EV_ERROR`: `EPOLLERR`, every flag set.
+    #[inline]
     pub fn get(&self, i: usize) -> Event {
         let k = &self.buf[i];
-        let eof = k.flags & libc::EV_EOF != 0 || k.flags & libc::EV_ERROR != 0;
+        let eof = k.flags & libc::EV_EOF != 0;
+        let err = k.flags & libc::EV_ERROR != 0 || (eof && k.fflags != 0);
+        let read = k.filter == libc::EVFILT_READ;
+        let write = k.filter == libc::EVFILT_WRITE;
         Event {
             token: k.udata as u64,
-            readable: k.filter == libc::EVFILT_READ || eof,
-            writable: k.filter == libc::EVFILT_WRITE || eof,
-            closed: k.flags & libc::EV_ERROR != 0,
-            hup: eof,
+            readable: read || err,
+            writable: write || err,
+            closed: err || (write && eof),
+            hup: err || (read && eof),
         }
     }
 }
@@ -58,9 +87,11 @@ impl Poller {
     pub fn new() -> io::Result<Poller> {
         let fd = syscall!(kqueue())?;
         // SAFETY: fd was just returned by kqueue and is owned by nobody else.
-        Ok(Poller {
-            kq: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let kq = unsafe { OwnedFd::from_raw_fd(fd) };
+        // epoll's EPOLL_CLOEXEC (a kqueue is never inherited across fork,
+        // but it is across exec).
+        syscall!(fcntl(kq.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC))?;
+        Ok(Poller { kq })
     }
 
     fn change(&self, changes: &[libc::kevent]) -> io::Result<()> {
@@ -76,33 +107,30 @@ impl Poller {
         Ok(())
     }
 
+    /// Registers `fd` for edge-triggered read and write readiness under `token`.
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        let flags = (libc::EV_ADD | libc::EV_CLEAR) as u16;
+        let flags = libc::EV_ADD | libc::EV_CLEAR;
         self.change(&[
-            kev(fd, libc::EVFILT_READ as i16, flags, token),
-            kev(fd, libc::EVFILT_WRITE as i16, flags, token),
+            kev(fd, libc::EVFILT_READ, flags, token),
+            kev(fd, libc::EVFILT_WRITE, flags, token),
         ])
     }
 
+    /// Registers a listening socket: level-triggered read (no EV_CLEAR), so
+    /// that a backlog left after a bounded accept batch is reported again.
     pub fn add_listener(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
-        self.change(&[kev(
-            fd,
-            libc::EVFILT_READ as i16,
-            libc::EV_ADD as u16,
-            token,
-        )])
+        self.change(&[kev(fd, libc::EVFILT_READ, libc::EV_ADD, token)])
     }
 
+    /// Removes `fd` (needed only for fds that stay open, e.g. a listener being
+    /// handed over; closing an fd removes it by itself). Two calls: a
+    /// listener has no write filter, and a failed change stops the batch.
     pub fn delete(&self, fd: BorrowedFd<'_>) -> io::Result<()> {
-        let _ = self.change(&[kev(
-            fd,
-            libc::EVFILT_WRITE as i16,
-            libc::EV_DELETE as u16,
-            0,
-        )]);
-        self.change(&[kev(fd, libc::EVFILT_READ as i16, libc::EV_DELETE as u16, 0)])
+        let _ = self.change(&[kev(fd, libc::EVFILT_WRITE, libc::EV_DELETE, 0)]);
+        self.change(&[kev(fd, libc::EVFILT_READ, libc::EV_DELETE, 0)])
     }
 
+    /// Waits up to `timeout_ms` (-1: forever) for events.
     pub fn wait(&self, events: &mut Events, timeout_ms: i32) -> io::Result<()> {
         events.len = 0;
         let ts = libc::timespec {
@@ -114,13 +142,14 @@ impl Poller {
         } else {
             &ts as *const libc::timespec
         };
-        // SAFETY: the output buffer holds buf.len() writable kevents.
+        let cap = events.buf.len().min(libc::c_int::MAX as usize) as libc::c_int;
+        // SAFETY: the output buffer holds cap writable kevents; no changes.
         match syscall!(kevent(
             self.kq.as_raw_fd(),
             std::ptr::null(),
             0,
             events.buf.as_mut_ptr(),
-            events.buf.len() as _,
+            cap as _,
             tsp
         )) {
             Ok(n) => {
