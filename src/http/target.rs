@@ -305,6 +305,93 @@ mod tests {
         }
     }
 
+    #[test]
+    fn every_short_string_of_the_interesting_bytes_is_judged_without_panic() {
+        // All strings of up to five bytes over the bytes the grammar turns
+        // on, so every branch meets every neighbour and every end.
+        const ALPHABET: &[u8] = b"[]:.%v1aF@/ ";
+        let mut v = Vec::new();
+        let mut valid = 0;
+        for len in 0..=5u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                v.clear();
+                for _ in 0..len {
+                    v.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                valid += is_host_and_port(&v) as usize;
+                let t = [b"http://", &v[..]].concat();
+                let _ = request_target(&t, Span::new(0, t.len()), false);
+            }
+        }
+        assert!(valid > 0);
+    }
+
+    #[test]
+    fn ipv6_agrees_with_std() {
+        // Every string of up to nine bytes over these, judged by the
+        // standard library's parser too (which follows RFC 4291 text form,
+        // the same grammar).
+        const ALPHABET: &[u8] = b"0:1.f";
+        let mut v = Vec::new();
+        for len in 0..=9u32 {
+            for mut n in 0..ALPHABET.len().pow(len) {
+                v.clear();
+                for _ in 0..len {
+                    v.push(ALPHABET[n % ALPHABET.len()]);
+                    n /= ALPHABET.len();
+                }
+                let text = std::str::from_utf8(&v).unwrap();
+                let std_ok = text.parse::<std::net::Ipv6Addr>().is_ok();
+                assert_eq!(is_ipv6(&v), std_ok, "{text}");
+            }
+        }
+        // Longer ones: up to nine pieces of zero to five hex digits, a `::`
+        // at any place or none, now and then an IPv4 tail, valid or not.
+        const TAILS: [&str; 5] = ["1.2.3.4", "255.0.0.1", "256.1.1.1", "01.1.1.1", "1.2.3"];
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut text = String::new();
+        let (mut valid, mut full) = (0, 0);
+        for _ in 0..200_000 {
+            text.clear();
+            let pieces = next(10);
+            let gap = next(pieces + 3);
+            for k in 0..pieces {
+                if k == gap {
+                    text.push_str("::");
+                } else if k > 0 {
+                    text.push(':');
+                }
+                for _ in 0..[1, 1, 2, 4, 4, 0, 5][next(7) as usize] {
+                    text.push(b"0123456789abcdefABCDEF"[next(22) as usize] as char);
+                }
+            }
+            if gap == pieces {
+                text.push_str("::");
+            }
+            if next(4) == 0 {
+                if !text.is_empty() && !text.ends_with(':') {
+                    text.push(':');
+                }
+                text.push_str(TAILS[next(5) as usize]);
+            }
+            let std_ok = text.parse::<std::net::Ipv6Addr>().is_ok();
+            assert_eq!(is_ipv6(text.as_bytes()), std_ok, "{text}");
+            valid += std_ok as usize;
+            full += (std_ok && !text.contains("::")) as usize;
+        }
+        assert!(
+            valid > 1000 && full > 10,
+            "{valid} valid, {full} without ::"
+        );
+    }
+
     /// The target as a span of a buffer with a prefix, so that spans are
     /// checked as offsets into the buffer, not into the target.
     fn target(t: &[u8], connect: bool) -> Parts {
