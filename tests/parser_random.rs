@@ -913,7 +913,7 @@ fn valid_requests() -> Vec<Vec<u8>> {
             .to_vec(),
         b"POST /api/v1/items HTTP/1.1\r\nHost: api\r\nContent-Type: application/json\r\nContent-Length: 11\r\n\r\nhello world".to_vec(),
         b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\nTE: trailers\r\n\r\n\
-          5;name=val;q=\"a\\\"b\"\r\nhello\r\n1A ; ext \r\nabcdefghijklmnopqrstuvwxyz\r\n0;last\r\nX-Checksum: abc\r\nX-T:\t v \r\n\r\n"
+          5;name=val;q=\"a\\\"b\"\r\nhello\r\n1A ; ext\r\nabcdefghijklmnopqrstuvwxyz\r\n0;last\r\nX-Checksum: abc\r\nX-T:\t v \r\n\r\n"
             .to_vec(),
         b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n".to_vec(),
         b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n".to_vec(),
@@ -1085,7 +1085,7 @@ fn chunked_bodies() -> Vec<Vec<u8>> {
         b"0\r\n\r\n".to_vec(),
         b"000\r\n\r\nGET / HTTP/1.1\r\n\r\n".to_vec(),
         b"5 ; a = \"q\\\"x; y\" ;b;c=d\r\nhello\r\n0\r\n\r\n".to_vec(),
-        b"1A ; ext \r\nabcdefghijklmnopqrstuvwxyz\r\n0;last\r\nX-Checksum: abc\r\nX-T:\t v \r\n\r\n"
+        b"1A ; ext\r\nabcdefghijklmnopqrstuvwxyz\r\n0;last\r\nX-Checksum: abc\r\nX-T:\t v \r\n\r\n"
             .to_vec(),
         b"a\r\n0123456789\r\n1F\r\n0123456789012345678901234567890\r\n0\r\n\r\n".to_vec(),
         b"c\r\n\r\n\r\n\r\n\r\n\r\n\r\n0\r\n\r\n".to_vec(),
@@ -1098,6 +1098,18 @@ fn chunked_bodies() -> Vec<Vec<u8>> {
         b"5\r\nhello\r\n0\r\nA: b\n\r\n".to_vec(),
         b"10000000000000000\r\n".to_vec(),
         b"2;\r\naa\r\n".to_vec(),
+        // Trailer lines held to the head's field-line rules.
+        b"0\r\nfoo\r\n\r\n".to_vec(),
+        b"0\r\nA : b\r\n\r\n".to_vec(),
+        b"0\r\n\x00A: b\r\n\r\n".to_vec(),
+        b"0\r\n\xbeA: b\r\n\r\n".to_vec(),
+        b"0\r\nA: b\x01\r\n\r\n".to_vec(),
+        b"0\r\nA: b\r\n c\r\n\r\n".to_vec(),
+        // Whitespace at the end of a size line, after a size or an extension.
+        b"5 \r\nhello\r\n0\r\n\r\n".to_vec(),
+        b"0;a \r\n\r\n".to_vec(),
+        b"1A ; ext \r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\n\r\n".to_vec(),
+        b"0;a=\"b\"\t\r\n\r\n".to_vec(),
         // Incomplete: never done.
         b"5\r\nhel".to_vec(),
         b"5\r\nhello\r\n0\r\nX: y\r\n".to_vec(),
@@ -1111,6 +1123,26 @@ fn chunked_bodies() -> Vec<Vec<u8>> {
     }
     long.extend_from_slice(b"0\r\nX-Final: yes\r\n\r\nTAIL");
     v.push(long);
+    // Size lines at and past their limit (leading zeros and extensions
+    // count alike), and a trailer section past its own.
+    let max = lb::http::chunked::MAX_SIZE_LINE as usize;
+    for (zeros, ext) in [(max, 0), (max + 1, 0), (max - 8, 7), (max - 8, 8)] {
+        let mut b = vec![b'0'; zeros];
+        if ext > 0 {
+            b.extend_from_slice(b";");
+            b.resize(zeros + ext, b'e');
+        }
+        b.extend_from_slice(b"\r\n\r\n");
+        v.push(b);
+    }
+    let mut t = b"0\r\n".to_vec();
+    for _ in 0..100 {
+        t.extend_from_slice(b"X-Pad: ");
+        t.resize(t.len() + 91, b'p');
+        t.extend_from_slice(b"\r\n");
+    }
+    t.extend_from_slice(b"\r\n");
+    v.push(t);
     v
 }
 

@@ -449,6 +449,18 @@ fn malformed_requests_get_a_status_and_never_reach_a_backend() {
             501,
         ),
         (b"GET / HTTP/3.0\r\nHost: a\r\n\r\n", 505),
+        // RFC 9112 3.2: Host, exactly one, host[:port].
+        (b"GET / HTTP/1.1\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: evil@good\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: x/y\r\n\r\n", 400),
+        (b"GET / HTTP/1.0\r\nHost: x/y\r\n\r\n", 400),
+        (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+        (b"GET http://a/x HTTP/1.1\r\n\r\n", 400),
+        (b"GET http://user@a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET ftp://a/x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+        (b"GET x HTTP/1.1\r\nHost: a\r\n\r\n", 400),
     ];
     for (raw, want) in cases {
         let mut c = lb.conn();
@@ -565,6 +577,34 @@ fn forwarding_headers_follow_their_configured_mode() {
     assert_eq!(got.header_all("x-forwarded-for"), ["10.9.9.9"]);
     assert_eq!(got.header_all("x-forwarded-proto"), ["http"]);
     assert_eq!(got.header_all("forwarded"), ["for=127.0.0.1;proto=http"]);
+}
+
+#[test]
+fn chunked_request_bodies_are_held_to_the_head_rules() {
+    let be = Backend::named("a");
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let head = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let mut zeros = vec![b'0'; 5000];
+    zeros.extend_from_slice(b"\r\n\r\n");
+    let cases: &[(&[u8], u16)] = &[
+        (b"5;a=b\r\nhello\r\n0\r\nX-Sum: 1\r\n\r\n", 200),
+        (b"0005\r\nhello\r\n0;z\r\n\r\n", 200),
+        (b"5\r\nhello\r\n0\r\nfoo\r\n\r\n", 400),
+        (b"5\r\nhello\r\n0\r\nA : b\r\n\r\n", 400),
+        (b"5\r\nhello\r\n0\r\n\xbeA: b\r\n\r\n", 400),
+        (b"5\r\nhello\r\n0\r\nA: b\r\n c\r\n\r\n", 400),
+        (b"5;a \r\nhello\r\n0\r\n\r\n", 400),
+        (&zeros, 400),
+    ];
+    for (body, want) in cases {
+        let mut c = lb.conn();
+        let r = c.roundtrip(&[&head[..], body].concat());
+        assert_eq!(r.status(), *want, "{:?}", String::from_utf8_lossy(body));
+        if *want == 400 {
+            assert!(c.is_closed());
+        }
+    }
+    assert!(lb.log_has("rejected request body"));
 }
 
 #[test]

@@ -1,9 +1,12 @@
 //! Message framing and connection management decided from parsed headers
 //! (RFC 9112 sections 6 and 9): how long the body is, whether the
-//! connection stays open, which headers are hop-by-hop.
+//! connection stays open, which headers are hop-by-hop. For requests also
+//! the Host header and the target form (RFC 9112 section 3.2, checked in
+//! `target.rs`): what a backend would route by.
 #![forbid(unsafe_code)]
 
 use super::parse::{HeaderRef, ParseError, RequestHead, ResponseHead, Span};
+use super::target::{self, AbsoluteForm};
 
 /// How a message body is delimited (pingora's `BodyMode`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,6 +79,10 @@ pub struct RequestMeta {
     /// An HTTP/1.1 request without a body asking to switch protocols
     /// (`Connection: upgrade` and an `Upgrade` header): a 101 opens a tunnel.
     pub upgrade: bool,
+    /// The authority and path of an absolute-form target
+    /// (`GET http://example.com/x HTTP/1.1`): a request to send on with the
+    /// authority as its only Host and the path in origin-form.
+    pub absolute: Option<AbsoluteForm>,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -125,6 +132,8 @@ struct Common {
     te_unknown: bool,
     conn: ConnectionOpts,
     host_count: u32,
+    /// The value of the (last) Host line.
+    host: Span,
     expect_continue: bool,
     upgrade_header: bool,
 }
@@ -136,6 +145,7 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
         te_unknown: false,
         conn: ConnectionOpts::default(),
         host_count: 0,
+        host: Span::default(),
         expect_continue: false,
         upgrade_header: false,
     };
@@ -188,6 +198,7 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
             return Err(ParseError::FramingLookalike);
         } else if n == 4 && name_is(buf, h, b"host") {
             c.host_count += 1;
+            c.host = h.value;
         } else if n == 7 && name_is(buf, h, b"upgrade") {
             c.upgrade_header = true;
         } else if n == 6 && name_is(buf, h, b"expect") {
@@ -250,7 +261,10 @@ fn parse_content_length(v: &[u8]) -> Result<u64, ParseError> {
     Ok(n)
 }
 
-/// Framing of a request: body length, connection options, retry safety.
+/// Framing of a request: body length, connection options, retry safety;
+/// and its Host and target, which a backend routes by. Framing errors are
+/// reported before Host and target ones: they are the ones a smuggling
+/// attempt makes.
 pub fn request_meta(
     buf: &[u8],
     head: &RequestHead,
@@ -260,15 +274,23 @@ pub fn request_meta(
     if c.te_chunked && head.minor == 0 {
         return Err(ParseError::TransferEncodingInHttp10);
     }
-    if c.host_count > 1 {
-        return Err(ParseError::DuplicateHost);
+    // RFC 9112 3.2: 400 for an HTTP/1.1 request without Host, and for any
+    // request with more than one or with an invalid value.
+    match c.host_count {
+        0 if head.minor >= 1 => return Err(ParseError::MissingHost),
+        0 => {}
+        1 if !target::is_host_and_port(c.host.of(buf)) => return Err(ParseError::BadHost),
+        1 => {}
+        _ => return Err(ParseError::DuplicateHost),
     }
+    let m = head.method.of(buf);
+    let is_connect = m == b"CONNECT";
+    let absolute = target::request_target(buf, head.target, is_connect)?;
     let body = match (c.te_chunked, c.content_length) {
         (true, _) => BodyMode::Chunked,
         (false, Some(0)) | (false, None) => BodyMode::None,
         (false, Some(n)) => BodyMode::ContentLength(n),
     };
-    let m = head.method.of(buf);
     Ok(RequestMeta {
         body,
         conn: c.conn,
@@ -278,8 +300,9 @@ pub fn request_meta(
             b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
         ),
         is_head: m == b"HEAD",
-        is_connect: m == b"CONNECT",
+        is_connect,
         upgrade: c.conn.upgrade && c.upgrade_header && head.minor == 1 && body == BodyMode::None,
+        absolute,
     })
 }
 
@@ -364,6 +387,112 @@ mod tests {
                 String::from_utf8_lossy(raw)
             );
         }
+    }
+
+    /// The authority and path of an absolute-form target, as text.
+    type Parts = Result<Option<(String, String)>, ParseError>;
+
+    #[test]
+    fn host_and_target() {
+        let abs = |a: &str, p: &str| Ok(Some((a.to_string(), p.to_string())));
+        let cases: &[(&[u8], Parts)] = &[
+            (b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", Ok(None)),
+            (b"GET / HTTP/1.1\r\nhOST:  [::1]:8080 \r\n\r\n", Ok(None)),
+            (b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n", Ok(None)),
+            (
+                b"CONNECT a.example:443 HTTP/1.1\r\nHost: a.example:443\r\n\r\n",
+                Ok(None),
+            ),
+            // HTTP/1.0 needs no Host, but one it sends must be valid.
+            (b"GET / HTTP/1.0\r\n\r\n", Ok(None)),
+            (b"GET / HTTP/1.0\r\nHost: a\r\n\r\n", Ok(None)),
+            (
+                b"GET / HTTP/1.0\r\nHost: a b\r\n\r\n",
+                Err(ParseError::BadHost),
+            ),
+            (b"GET / HTTP/1.1\r\n\r\n", Err(ParseError::MissingHost)),
+            (
+                b"GET / HTTP/1.1\r\nX-Host: a\r\nHosts: a\r\n\r\n",
+                Err(ParseError::MissingHost),
+            ),
+            (b"GET / HTTP/1.1\r\nHost:\r\n\r\n", Err(ParseError::BadHost)),
+            (
+                b"GET / HTTP/1.1\r\nHost: \t\r\n\r\n",
+                Err(ParseError::BadHost),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+                Err(ParseError::BadHost),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: evil@good\r\n\r\n",
+                Err(ParseError::BadHost),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: x/y\r\n\r\n",
+                Err(ParseError::BadHost),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a:b\r\n\r\n",
+                Err(ParseError::BadHost),
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n\r\n",
+                Err(ParseError::DuplicateHost),
+            ),
+            // Absolute-form: the authority and the rest; Host is still
+            // required in HTTP/1.1 (RFC 9112 3.2), and is replaced upstream.
+            (
+                b"GET http://example.com/x?y HTTP/1.1\r\nHost: other\r\n\r\n",
+                abs("example.com", "/x?y"),
+            ),
+            (
+                b"GET hTTps://example.com:8443 HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                abs("example.com:8443", ""),
+            ),
+            (
+                b"GET http://10.0.0.7:81?q HTTP/1.0\r\n\r\n",
+                abs("10.0.0.7:81", "?q"),
+            ),
+            (
+                b"GET http://example.com/x HTTP/1.1\r\n\r\n",
+                Err(ParseError::MissingHost),
+            ),
+            (
+                b"GET http://user@example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                Err(ParseError::TargetAuthority),
+            ),
+            (
+                b"GET http:///x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                Err(ParseError::TargetAuthority),
+            ),
+            (
+                b"GET ftp://example.com/x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                Err(ParseError::TargetForm),
+            ),
+            (
+                b"GET x HTTP/1.1\r\nHost: example.com\r\n\r\n",
+                Err(ParseError::TargetForm),
+            ),
+            // Framing errors come first.
+            (
+                b"POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+                Err(ParseError::DuplicateContentLength),
+            ),
+        ];
+        for (raw, want) in cases {
+            let got = meta(raw).map(|m| {
+                m.absolute.map(|a| {
+                    let text = |s: Span| String::from_utf8_lossy(s.of(raw)).into_owned();
+                    (text(a.authority), text(a.path))
+                })
+            });
+            assert_eq!(&got, want, "{}", String::from_utf8_lossy(raw));
+        }
+        assert_eq!(ParseError::MissingHost.status(), 400);
+        assert_eq!(ParseError::BadHost.status(), 400);
+        assert_eq!(ParseError::TargetForm.status(), 400);
+        assert_eq!(ParseError::TargetAuthority.status(), 400);
     }
 
     #[test]

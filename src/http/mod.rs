@@ -14,9 +14,11 @@ pub mod framing;
 pub mod parse;
 pub mod scan;
 pub mod simd;
+pub mod target;
 
 pub use chunked::{ChunkError, ChunkedDecoder};
 pub use framing::{BodyMode, ConnectionOpts, RequestMeta, ResponseMeta};
 pub use parse::{
     parse_request, parse_response, HeaderRef, ParseError, RequestHead, ResponseHead, Span, Status,
 };
+pub use target::AbsoluteForm;

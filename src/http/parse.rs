@@ -15,7 +15,7 @@ pub struct Span {
 }
 
 impl Span {
-    fn new(start: usize, end: usize) -> Span {
+    pub(crate) fn new(start: usize, end: usize) -> Span {
         Span {
             start: start as u32,
             end: end as u32,
@@ -100,6 +100,10 @@ pub enum ParseError {
     UnknownTransferCoding,
     TransferEncodingInHttp10,
     DuplicateHost,
+    MissingHost,
+    BadHost,
+    TargetForm,
+    TargetAuthority,
     TooManyConnectionTokens,
     FramingLookalike,
 }
@@ -145,6 +149,14 @@ impl fmt::Display for ParseError {
             ParseError::UnknownTransferCoding => "unsupported transfer coding",
             ParseError::TransferEncodingInHttp10 => "Transfer-Encoding in an HTTP/1.0 message",
             ParseError::DuplicateHost => "more than one Host",
+            ParseError::MissingHost => "HTTP/1.1 request without Host",
+            ParseError::BadHost => "invalid Host value (not host[:port])",
+            ParseError::TargetForm => {
+                "request target is not origin-form, http(s) absolute-form or asterisk-form"
+            }
+            ParseError::TargetAuthority => {
+                "invalid authority in an absolute-form request target (not host[:port])"
+            }
             ParseError::TooManyConnectionTokens => "too many Connection options",
             ParseError::FramingLookalike => "header name that reads as a framing header",
         };

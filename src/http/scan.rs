@@ -48,6 +48,37 @@ pub static TARGET: [bool; 256] = {
     t
 };
 
+/// `unreserved` and `sub-delims` of RFC 3986 section 2: the bytes of a
+/// `reg-name` (a host name in a Host value or an authority) besides
+/// `pct-encoded` triplets.
+pub static REG_NAME: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric()
+            || matches!(
+                c,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+            );
+        i += 1;
+    }
+    t
+};
+
 /// Bytes allowed inside a field value: field-vchar, obs-text, SP and HTAB.
 /// CR, LF, NUL and every other control are not.
 pub static VALUE: [bool; 256] = {
@@ -242,5 +273,11 @@ mod tests {
                 && VALUE[0x80]
         );
         assert!(!TARGET[b' ' as usize] && !TARGET[0x7f] && TARGET[b'/' as usize]);
+        let reg_name: Vec<u8> = (0..=255u8).filter(|&b| REG_NAME[b as usize]).collect();
+        let mut want =
+            b"!$&'()*+,-.0123456789;=ABCDEFGHIJKLMNOPQRSTUVWXYZ_abcdefghijklmnopqrstuvwxyz~"
+                .to_vec();
+        want.sort_unstable();
+        assert_eq!(reg_name, want);
     }
 }
