@@ -490,10 +490,20 @@ impl Client {
     /// Panics unless the server closes the connection (EOF or a reset)
     /// within `CLOSE_WAIT` without sending anything more.
     pub fn expect_closed(&mut self) {
+        self.expect_closed_for("");
+    }
+
+    /// `expect_closed`, naming `what` in the message.
+    pub fn expect_closed_for(&mut self, what: &str) {
         let (got, end) = self.read_until_end(CLOSE_WAIT);
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!("{what}: ")
+        };
         assert!(
             got.is_empty() && end.closed(),
-            "expected the connection closed: {end}, got {} bytes: {}",
+            "{what}expected the connection closed: {end}, got {} bytes: {}",
             got.len(),
             show(&got)
         );
