@@ -106,8 +106,14 @@ fn desync_guardian_cases_through_the_proxy() {
         s.write_all(&raw).unwrap();
         // Heads only: no body follows, so end the request stream here.
         let _ = s.shutdown(Shutdown::Write);
-        let mut resp = Vec::new();
-        let _ = s.read_to_end(&mut resp);
+        // Every case ends in a close: the client has finished sending.
+        let (resp, end) = stream_until_end(&s, Duration::from_secs(10));
+        if !end.closed() {
+            problems.push(format!(
+                "{id} ({tier}): connection {end} after the client finished; got {}",
+                show(&resp)
+            ));
+        }
         let status = std::str::from_utf8(resp.get(9..12).unwrap_or_default())
             .ok()
             .and_then(|t| t.parse().ok());
