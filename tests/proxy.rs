@@ -652,10 +652,13 @@ fn upgrade_opens_a_tunnel_only_after_the_101() {
         }
         w.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         w.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\n").unwrap();
-        // Echo, byte for byte, until the client closes.
+        // Echo, byte for byte, until the client's close comes through (a
+        // read timeout is not one: closing then would end the tunnel for
+        // the load balancer).
         let mut buf = [0u8; 1024];
         loop {
             match r.read(&mut buf) {
+                Err(e) if is_timeout(&e) => {}
                 Ok(0) | Err(_) => return,
                 Ok(n) => w.write_all(&buf[..n]).unwrap(),
             }
