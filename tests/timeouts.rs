@@ -109,4 +109,13 @@ fn a_stalled_request_body_closes_the_connection() {
         "{:?}",
         String::from_utf8_lossy(&rest)
     );
+    // The stall was the client's: the backend is not charged with it.
+    let m = get(lb.port, "/metrics").text();
+    assert!(
+        m.contains(&format!(
+            "lb_backend_failures_total{{backend=\"{}\"}} 0",
+            be.addr()
+        )),
+        "{m}"
+    );
 }

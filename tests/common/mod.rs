@@ -428,6 +428,7 @@ impl Client {
     }
 
     /// Reads one response; `head_request` when it answers a HEAD.
+    #[track_caller]
     pub fn read_response(&mut self, head_request: bool) -> Message {
         let (raw_head, start, headers) = self.read_head();
         let status: u16 = start[1].parse().unwrap();
@@ -454,6 +455,7 @@ impl Client {
 
     /// Reads one response head, panicking with what was seen when the
     /// connection closes, resets or stays silent instead.
+    #[track_caller]
     pub fn read_head(&mut self) -> Head {
         match try_read_head(&mut self.r) {
             Ok(Some(h)) => h,
@@ -489,11 +491,13 @@ impl Client {
 
     /// Panics unless the server closes the connection (EOF or a reset)
     /// within `CLOSE_WAIT` without sending anything more.
+    #[track_caller]
     pub fn expect_closed(&mut self) {
         self.expect_closed_for("");
     }
 
     /// `expect_closed`, naming `what` in the message.
+    #[track_caller]
     pub fn expect_closed_for(&mut self, what: &str) {
         let (got, end) = self.read_until_end(CLOSE_WAIT);
         let what = if what.is_empty() {
@@ -511,6 +515,7 @@ impl Client {
 
     /// Everything until the server closes (EOF) or resets the connection;
     /// panics with what was read if it is still open after `IO_TIMEOUT`.
+    #[track_caller]
     pub fn read_to_close(&mut self) -> Vec<u8> {
         let (got, end) = self.read_until_end(IO_TIMEOUT);
         assert!(
