@@ -135,11 +135,17 @@ fn run_corpus(add_host: bool) {
             l.push(Vec::new());
             l.len() - 1
         };
-        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Reads until the load balancer closes (or 30 s pass): giving up
+        // sooner would close the connection for it, and the client side
+        // would then see a close that the load balancer never made.
+        s.set_read_timeout(Some(Duration::from_millis(500)))
+            .unwrap();
+        let until = Instant::now() + Duration::from_secs(30);
         let mut answered = false;
         let mut buf = [0u8; 4096];
         loop {
             match s.read(&mut buf) {
+                Err(e) if is_timeout(&e) && Instant::now() < until => {}
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
                     let mut l = sink.lock().unwrap();
@@ -174,8 +180,14 @@ fn run_corpus(add_host: bool) {
         s.write_all(&raw).unwrap();
         // Heads only: no body follows, so end the request stream here.
         let _ = s.shutdown(Shutdown::Write);
-        let mut resp = Vec::new();
-        let _ = s.read_to_end(&mut resp);
+        // Every case ends in a close: the client has finished sending.
+        let (resp, end) = stream_until_end(&s, Duration::from_secs(10));
+        if !end.closed() {
+            problems.push(format!(
+                "{id} ({tier}): connection {end} after the client finished; got {}",
+                show(&resp)
+            ));
+        }
         let status = std::str::from_utf8(resp.get(9..12).unwrap_or_default())
             .ok()
             .and_then(|t| t.parse().ok());

@@ -169,20 +169,46 @@ impl Message {
     }
 }
 
-/// Reads one head (through the empty line). None on a clean EOF first.
 /// A head as read: raw bytes, start-line words, header fields.
 pub type Head = (Vec<u8>, Vec<String>, Vec<(String, String)>);
 
-pub fn read_head(r: &mut impl BufRead) -> Option<Head> {
+/// Why reading a head stopped short.
+#[derive(Debug)]
+pub struct HeadError {
+    /// The error from the read (UnexpectedEof for a close mid-head).
+    pub error: std::io::Error,
+    /// The bytes of the head read before it.
+    pub partial: Vec<u8>,
+}
+
+/// Reads one head (through the empty line). `Ok(None)` on EOF before the
+/// first byte; an error (with the bytes read so far) on EOF mid-head, a
+/// reset, or a read timeout.
+pub fn try_read_head(r: &mut impl BufRead) -> Result<Option<Head>, HeadError> {
     let mut raw = Vec::new();
     let mut lines = Vec::new();
     loop {
         let mut line = Vec::new();
-        let n = r.read_until(b'\n', &mut line).ok()?;
-        if n == 0 {
-            return None;
-        }
+        let n = match r.read_until(b'\n', &mut line) {
+            Ok(n) => n,
+            Err(error) => {
+                raw.extend_from_slice(&line);
+                return Err(HeadError {
+                    error,
+                    partial: raw,
+                });
+            }
+        };
         raw.extend_from_slice(&line);
+        if n == 0 || !line.ends_with(b"\n") {
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            return Err(HeadError {
+                error: std::io::ErrorKind::UnexpectedEof.into(),
+                partial: raw,
+            });
+        }
         assert!(
             line.ends_with(b"\r\n"),
             "line without CRLF: {:?}",
@@ -204,7 +230,15 @@ pub fn read_head(r: &mut impl BufRead) -> Option<Head> {
             (n.to_string(), v.trim().to_string())
         })
         .collect();
-    Some((raw, start, headers))
+    Ok(Some((raw, start, headers)))
+}
+
+/// Reads one head, for a backend: `None` when the peer closed, reset, or
+/// went silent past the read timeout (a backend simply gives up on it).
+/// Never use it to decide that a connection was closed: see `try_read_head`
+/// and `Client::read_head`.
+pub fn read_head(r: &mut impl BufRead) -> Option<Head> {
+    try_read_head(r).ok().flatten()
 }
 
 /// Reads a body framed by Content-Length or chunked; `until_close` when neither.
@@ -253,9 +287,122 @@ pub fn read_body(
         r.read_exact(&mut body).unwrap();
         return (body, false);
     }
+    // Close-delimited: a read timeout is not the end of the body.
     let mut body = Vec::new();
-    r.read_to_end(&mut body).unwrap();
+    if let Err(e) = r.read_to_end(&mut body) {
+        panic!(
+            "close-delimited body: {e} ({:?}) after {} bytes{}: {:?}",
+            e.kind(),
+            body.len(),
+            if is_timeout(&e) {
+                "; the peer kept the connection open"
+            } else {
+                ""
+            },
+            String::from_utf8_lossy(&body[..body.len().min(200)])
+        );
+    }
     (body, false)
+}
+
+/// How long `is_closed` and `expect_closed` wait for a close.
+pub const CLOSE_WAIT: Duration = Duration::from_secs(5);
+
+/// How a read-until-close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The peer closed: a read returned 0.
+    Eof,
+    /// The peer reset (or aborted) the connection.
+    Reset(std::io::ErrorKind),
+    /// Nothing more came within the limit: the connection is still open.
+    StillOpen { waited: Duration },
+    /// Some other read error: the state of the connection is unknown.
+    Failed(std::io::ErrorKind),
+}
+
+impl End {
+    /// True only for a real close: EOF or a reset.
+    pub fn closed(self) -> bool {
+        matches!(self, End::Eof | End::Reset(_))
+    }
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Eof => write!(f, "closed (EOF)"),
+            End::Reset(k) => write!(f, "closed by a reset ({k:?})"),
+            End::StillOpen { waited } => {
+                write!(f, "still open after {waited:.1?} (read timed out)")
+            }
+            End::Failed(k) => write!(f, "read failed ({k:?})"),
+        }
+    }
+}
+
+/// A read timeout (SO_RCVTIMEO gives EAGAIN, seen as WouldBlock).
+pub fn is_timeout(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+    )
+}
+
+/// A connection the peer tore down.
+pub fn is_reset(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::ConnectionReset
+            | std::io::ErrorKind::ConnectionAborted
+            | std::io::ErrorKind::BrokenPipe
+    )
+}
+
+/// Reads from `r` (which reads `sock`, perhaps through a buffer) until the
+/// peer closes or resets, or `limit` passes: returns every byte read and how
+/// it ended. Leaves `sock`'s read timeout at `IO_TIMEOUT`.
+pub fn read_until_end(r: &mut impl Read, sock: &TcpStream, limit: Duration) -> (Vec<u8>, End) {
+    let started = Instant::now();
+    let deadline = started + limit;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 16 * 1024];
+    let end = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break End::StillOpen {
+                waited: started.elapsed(),
+            };
+        }
+        sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .unwrap();
+        match r.read(&mut buf) {
+            Ok(0) => break End::Eof,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if is_reset(&e) => break End::Reset(e.kind()),
+            Err(e) if is_timeout(&e) => {
+                break End::StillOpen {
+                    waited: started.elapsed(),
+                }
+            }
+            Err(e) => break End::Failed(e.kind()),
+        }
+    };
+    let _ = sock.set_read_timeout(Some(IO_TIMEOUT));
+    (got, end)
+}
+
+/// `read_until_end` on a bare stream.
+pub fn stream_until_end(s: &TcpStream, limit: Duration) -> (Vec<u8>, End) {
+    read_until_end(&mut &*s, s, limit)
+}
+
+/// Up to 300 bytes of `b`, for a message.
+pub fn show(b: &[u8]) -> String {
+    let cut = b.len().min(300);
+    let more = if b.len() > cut { "..." } else { "" };
+    format!("{:?}{more}", String::from_utf8_lossy(&b[..cut]))
 }
 
 /// A client connection to the load balancer.
@@ -281,8 +428,9 @@ impl Client {
     }
 
     /// Reads one response; `head_request` when it answers a HEAD.
+    #[track_caller]
     pub fn read_response(&mut self, head_request: bool) -> Message {
-        let (raw_head, start, headers) = read_head(&mut self.r).expect("response head");
+        let (raw_head, start, headers) = self.read_head();
         let status: u16 = start[1].parse().unwrap();
         let bodiless = head_request || status < 200 || status == 204 || status == 304;
         let (body, chunked) = read_body(&mut self.r, &headers, bodiless);
@@ -305,20 +453,78 @@ impl Client {
         self.roundtrip(format!("GET {path} HTTP/1.1\r\nHost: test\r\n\r\n").as_bytes())
     }
 
-    /// True if the server has closed the connection (EOF within the timeout).
-    pub fn is_closed(&mut self) -> bool {
-        self.w
-            .set_read_timeout(Some(Duration::from_secs(5)))
-            .unwrap();
-        let mut b = [0u8; 1];
-        matches!(self.r.read(&mut b), Ok(0) | Err(_))
+    /// Reads one response head, panicking with what was seen when the
+    /// connection closes, resets or stays silent instead.
+    #[track_caller]
+    pub fn read_head(&mut self) -> Head {
+        match try_read_head(&mut self.r) {
+            Ok(Some(h)) => h,
+            Ok(None) => panic!("connection closed (EOF) before a response head"),
+            Err(HeadError { error, partial }) => panic!(
+                "no complete response head: {error} ({:?}){}; got {} bytes: {}",
+                error.kind(),
+                if is_timeout(&error) {
+                    " after the read timeout, connection still open"
+                } else {
+                    ""
+                },
+                partial.len(),
+                show(&partial)
+            ),
+        }
     }
 
-    /// Everything until the server closes.
+    /// Reads until the server closes or resets the connection, or `limit`
+    /// passes; every byte read (buffered ones first) and how it ended.
+    pub fn read_until_end(&mut self, limit: Duration) -> (Vec<u8>, End) {
+        let sock = self.w.try_clone().unwrap();
+        read_until_end(&mut self.r, &sock, limit)
+    }
+
+    /// True only if the server closes the connection (EOF or a reset)
+    /// within `CLOSE_WAIT` without sending anything more. False when the
+    /// read times out (the connection is still open) or bytes arrive.
+    pub fn is_closed(&mut self) -> bool {
+        let (got, end) = self.read_until_end(CLOSE_WAIT);
+        got.is_empty() && end.closed()
+    }
+
+    /// Panics unless the server closes the connection (EOF or a reset)
+    /// within `CLOSE_WAIT` without sending anything more.
+    #[track_caller]
+    pub fn expect_closed(&mut self) {
+        self.expect_closed_for("");
+    }
+
+    /// `expect_closed`, naming `what` in the message.
+    #[track_caller]
+    pub fn expect_closed_for(&mut self, what: &str) {
+        let (got, end) = self.read_until_end(CLOSE_WAIT);
+        let what = if what.is_empty() {
+            String::new()
+        } else {
+            format!("{what}: ")
+        };
+        assert!(
+            got.is_empty() && end.closed(),
+            "{what}expected the connection closed: {end}, got {} bytes: {}",
+            got.len(),
+            show(&got)
+        );
+    }
+
+    /// Everything until the server closes (EOF) or resets the connection;
+    /// panics with what was read if it is still open after `IO_TIMEOUT`.
+    #[track_caller]
     pub fn read_to_close(&mut self) -> Vec<u8> {
-        let mut v = Vec::new();
-        let _ = self.r.read_to_end(&mut v);
-        v
+        let (got, end) = self.read_until_end(IO_TIMEOUT);
+        assert!(
+            end.closed(),
+            "expected the server to close: {end}; read so far {} bytes: {}",
+            got.len(),
+            show(&got)
+        );
+        got
     }
 }
 
