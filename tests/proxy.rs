@@ -841,3 +841,89 @@ fn trace_dumps_bytes_to_and_from_backends_as_hexdump() {
         lb.log_text()
     );
 }
+
+#[test]
+fn a_response_whose_first_body_bytes_are_bad_becomes_a_whole_502() {
+    // Head and a bad chunk size in one write: nothing has gone to the client
+    // yet, so it gets a 502 it can read, not a silent close.
+    let be = Backend::raw(|s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while let Some((_, start, _)) = read_head(&mut r) {
+            let resp: &[u8] = if start.get(1).is_some_and(|t| t == "/late") {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n"
+            } else {
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n0\r\n\r\n"
+            };
+            let _ = w.write_all(resp);
+            if start.get(1).is_some_and(|t| t == "/late") {
+                std::thread::sleep(Duration::from_millis(300));
+                let _ = w.write_all(b"zz\r\nbad\r\n");
+            }
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    let r = c.get("/early");
+    assert_eq!(r.status(), 502, "{}", String::from_utf8_lossy(&r.raw_head));
+    assert!(r.text().contains("invalid response"), "{}", r.text());
+    c.expect_closed_for("client connection after the 502");
+    // Once part of the response is out, all that is left is to cut it short.
+    let mut c = lb.conn();
+    c.send(b"GET /late HTTP/1.1\r\nHost: t\r\n\r\n");
+    let all = String::from_utf8_lossy(&c.read_to_close()).into_owned();
+    assert!(all.starts_with("HTTP/1.1 200 OK\r\n"), "{all:?}");
+    assert!(
+        all.contains("first") && !all.contains("0\r\n\r\n"),
+        "{all:?}"
+    );
+}
+
+#[test]
+fn a_large_close_delimited_body_is_rechunked_intact_for_a_slow_reader() {
+    // 4 MiB without framing; the client starts reading 0.5 s late, so the
+    // proxy's writes to it go short and the re-chunking must resume exactly.
+    const LEN: usize = 4 * 1024 * 1024;
+    let body = pattern(LEN, 7);
+    let sent = body.clone();
+    let be = Backend::raw(move |s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        if read_head(&mut r).is_some() {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            for piece in sent.chunks(100_000) {
+                if w.write_all(piece).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    c.send(b"GET /big HTTP/1.1\r\nHost: t\r\n\r\n");
+    std::thread::sleep(Duration::from_millis(500));
+    let r = c.read_response(false);
+    assert_eq!(r.status(), 200);
+    assert!(r.chunked, "re-framed as chunked");
+    assert_eq!(r.body.len(), LEN);
+    assert!(r.body == body, "body bytes differ");
+    // Still usable afterwards: the re-chunked body ended with its last chunk.
+    assert_eq!(lb.conn().get("/again").status(), 200);
+}
+
+#[test]
+fn an_absolute_form_target_goes_upstream_in_origin_form_with_its_host() {
+    let be = Backend::spawn(|_| ok("seen"));
+    let lb = Lb::start(&["-b", &be.addr()]);
+    let mut c = lb.conn();
+    let r =
+        c.roundtrip(b"GET http://example.com:8080/x?y=1 HTTP/1.1\r\nHost: other.example\r\n\r\n");
+    assert_eq!(r.status(), 200);
+    let got = be.received();
+    let m = got.last().unwrap();
+    assert_eq!(m.target(), "/x?y=1");
+    assert_eq!(m.header_all("host"), ["example.com:8080"]);
+    let r = c.roundtrip(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+    assert_eq!(r.status(), 200);
+    assert_eq!(be.received().last().unwrap().target(), "/");
+}

@@ -6,6 +6,7 @@
 //! lines (framing, `Connection`, forwarding headers) are written by it.
 #![forbid(unsafe_code)]
 
+use super::target::AbsoluteForm;
 use super::{BodyMode, ConnectionOpts, HeaderRef, RequestHead, ResponseHead};
 use crate::buf::Buf;
 use crate::config::{ForwardedHeaders, HeaderMode};
@@ -19,10 +20,14 @@ pub struct RequestOut<'a> {
     /// The client's address as text.
     pub peer: &'a [u8],
     pub fwd: &'a ForwardedHeaders,
+    /// An absolute-form target: sent on in origin-form, with `Host` set to
+    /// its authority (RFC 9112 section 3.2.2: the received Host is ignored).
+    pub absolute: Option<AbsoluteForm>,
 }
 
-/// Writes the upstream request head: the request line as received, the
-/// end-to-end headers verbatim, one framing header, the forwarding headers.
+/// Writes the upstream request head: the request line as received (an
+/// absolute-form target in origin-form), the end-to-end headers verbatim, one
+/// framing header, the forwarding headers.
 pub fn compose_request(
     buf: &[u8],
     head: &RequestHead,
@@ -31,7 +36,19 @@ pub fn compose_request(
     out: &mut Buf,
 ) -> bool {
     let line_end = hdrs.first().map_or(head.len - 2, |h| h.line.start as usize);
-    let mut ok = out.push(&buf[head.start..line_end]);
+    let mut ok = match o.absolute {
+        None => out.push(&buf[head.start..line_end]),
+        Some(a) => {
+            let path = a.path.of(buf);
+            out.push(&buf[head.start..head.target.start as usize])
+                && (path.first() == Some(&b'/') || out.push(b"/"))
+                && out.push(path)
+                && out.push(&buf[head.target.end as usize..line_end])
+                && out.push(b"Host: ")
+                && out.push(a.authority.of(buf))
+                && out.push(b"\r\n")
+        }
+    };
     let fwd = [
         (&b"x-forwarded-for"[..], o.fwd.x_forwarded_for),
         (&b"x-forwarded-proto"[..], o.fwd.x_forwarded_proto),
@@ -41,6 +58,8 @@ pub fn compose_request(
         let name = h.name.of(buf);
         let keep = if o.upgrade && name.eq_ignore_ascii_case(b"upgrade") {
             true
+        } else if o.absolute.is_some() && name.eq_ignore_ascii_case(b"host") {
+            false
         } else if o.conn.is_hop_by_hop(buf, name) {
             false
         } else {
@@ -229,6 +248,7 @@ mod tests {
             upgrade: meta.upgrade,
             peer,
             fwd,
+            absolute: meta.absolute,
         };
         let mut out = crate::buf::BufPool::default().take();
         assert!(compose_request(
@@ -271,6 +291,36 @@ mod tests {
             out,
             "GET /a?b HTTP/1.1\r\nHost: x\r\nX-Custom:  spaced \r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn absolute_form_goes_on_in_origin_form_with_its_authority_as_host() {
+        let fwd = ForwardedHeaders {
+            x_forwarded_for: HeaderMode::Off,
+            x_forwarded_proto: HeaderMode::Off,
+            forwarded: HeaderMode::Off,
+        };
+        let cases = [
+            (
+                "GET http://example.com/x?y HTTP/1.1\r\nHost: evil\r\nA: b\r\n\r\n",
+                "GET /x?y HTTP/1.1\r\nHost: example.com\r\nA: b\r\n\r\n",
+            ),
+            (
+                "GET HTTP://example.com:8080 HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+                "GET / HTTP/1.1\r\nHost: example.com:8080\r\n\r\n",
+            ),
+            (
+                "OPTIONS http://a?q HTTP/1.1\r\nHost: a\r\n\r\n",
+                "OPTIONS /?q HTTP/1.1\r\nHost: a\r\n\r\n",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                request(input.as_bytes(), &fwd, b"1.2.3.4"),
+                want,
+                "{input:?}"
+            );
+        }
     }
 
     #[test]
@@ -363,6 +413,7 @@ mod tests {
             upgrade: false,
             peer: b"1.2.3.4",
             fwd: &fwd,
+            absolute: None,
         };
         let mut out = crate::buf::BufPool::default().take();
         let filler = vec![b'.'; crate::buf::BUF_SIZE - 40];

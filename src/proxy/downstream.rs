@@ -119,7 +119,8 @@ impl Worker {
             rbuf.consume(head.len);
             return self.local_error(ci, 405, "CONNECT is not supported");
         }
-        if target == b"/metrics" && (method == b"GET" || meta.is_head) {
+        let path = meta.absolute.map_or(target, |a| a.path.of(buf));
+        if path == b"/metrics" && (method == b"GET" || meta.is_head) {
             if meta.body != BodyMode::None {
                 c.keep_alive = false;
             }
@@ -163,6 +164,7 @@ impl Worker {
             upgrade: meta.upgrade,
             peer: &c.peer[..c.peer_len as usize],
             fwd: &shared.config.forwarded,
+            absolute: meta.absolute,
         };
         if !compose_request(buf, &head, &hdrs[..head.header_count], &o, &mut out) {
             bufs.give(out);

@@ -333,7 +333,16 @@ impl Worker {
                 c.req.body_sent += k as u64;
                 c.req.body.forwarded(k);
                 if !c.resp.head_done {
-                    c.deadline = *now + shared.config.timeouts.upstream_response.as_millis() as u64;
+                    // While the client still owes body bytes, the clock is
+                    // the client's (body progress); once all is sent, the
+                    // backend's (response time).
+                    let t = &shared.config.timeouts;
+                    let wait = if c.req.body.is_complete() {
+                        t.upstream_response
+                    } else {
+                        t.body_progress
+                    };
+                    c.deadline = *now + wait.as_millis() as u64;
                 }
                 true
             }

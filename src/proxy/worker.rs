@@ -403,8 +403,19 @@ impl Worker {
                 let connected =
                     c.up.and_then(|ui| self.ups.get(ui))
                         .is_some_and(|u| u.connected);
+                let client_owes_body =
+                    !c.req.body.is_complete() && c.rbuf.as_ref().map_or(true, |b| b.is_empty());
                 if !connected {
                     self.upstream_failed(ci, UpstreamFailure::ConnectTimeout);
+                } else if !c.resp.head_done && client_owes_body {
+                    // The client stopped sending its body: its fault, not the
+                    // backend's. The half-sent request makes the backend
+                    // connection unusable.
+                    log!(Info, "proxy", "{}: request body stalled (408)", c.peer());
+                    if let Some(ui) = c.up.take() {
+                        self.close_upstream(ui);
+                    }
+                    self.local_error(ci, 408, "request body not received in time");
                 } else if !c.resp.head_done {
                     let b = c.backend;
                     log!(
