@@ -881,9 +881,10 @@ fn a_response_whose_first_body_bytes_are_bad_becomes_a_whole_502() {
 
 #[test]
 fn a_large_close_delimited_body_is_rechunked_intact_for_a_slow_reader() {
-    // 4 MiB without framing; the client starts reading 0.5 s late, so the
+    // 16 MiB without framing (more than loopback socket buffers absorb); the
+    // client starts reading 0.5 s late, so the
     // proxy's writes to it go short and the re-chunking must resume exactly.
-    const LEN: usize = 4 * 1024 * 1024;
+    const LEN: usize = 16 * 1024 * 1024;
     let body = pattern(LEN, 7);
     let sent = body.clone();
     let be = Backend::raw(move |s| {
