@@ -4,6 +4,7 @@
 //! Built on the project's own event loop and parser, single-threaded, with
 //! keep-alive and pipelining, so they are not the bottleneck of a benchmark.
 //! Request bodies (Content-Length or chunked) are read and discarded.
+#![forbid(unsafe_code)]
 
 use crate::buf::{Buf, BufPool};
 use crate::config::MAX_HEADER_LINES;

@@ -32,7 +32,7 @@ use std::cell::UnsafeCell;
 use std::io;
 use std::mem::{offset_of, size_of};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 /// "LBREGION" in ASCII.
@@ -307,13 +307,15 @@ impl Region {
 
 #[cfg(target_os = "linux")]
 fn memfd(size: usize) -> io::Result<Option<OwnedFd>> {
+    use crate::sys::syscall;
+    use std::os::fd::FromRawFd;
     let name = b"load_balancer-region\0";
     // SAFETY: name is NUL-terminated.
-    let raw = crate::syscall!(memfd_create(name.as_ptr().cast(), libc::MFD_CLOEXEC))?;
+    let raw = syscall!(memfd_create(name.as_ptr().cast(), libc::MFD_CLOEXEC))?;
     // SAFETY: memfd_create returned a new fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: fd is a valid memfd.
-    crate::syscall!(ftruncate(raw, size as libc::off_t))?;
+    syscall!(ftruncate(raw, size as libc::off_t))?;
     Ok(Some(fd))
 }
 

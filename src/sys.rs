@@ -3,6 +3,7 @@
 //! Every call goes through [`syscall!`], which turns `-1` into `io::Error`
 //! (mio's `src/sys/unix/mod.rs` habit). File descriptors leave this module as
 //! [`OwnedFd`], so closing is never forgotten and never done twice.
+#![allow(unsafe_code)]
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
@@ -10,7 +11,6 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Calls a libc function and maps a `-1` return to the thread's `errno`.
 /// Every call site documents why its arguments are valid (`// SAFETY:`).
-#[macro_export]
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
         // SAFETY: the caller's arguments are checked at each call site below;
@@ -24,6 +24,8 @@ macro_rules! syscall {
         }
     }};
 }
+/// Crate-private, as mio keeps its own: the unsafe rooms use it, nothing else.
+pub(crate) use syscall;
 
 /// `read(2)` into `buf`. `Ok(0)` is end of stream.
 pub fn read(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
@@ -39,6 +41,7 @@ pub fn writev(fd: BorrowedFd<'_>, bufs: &[io::IoSlice<'_>]) -> io::Result<usize>
     let cnt = bufs.len().min(libc::c_int::MAX as usize) as libc::c_int;
     // MSG_NOSIGNAL is not available to writev; SIGPIPE is ignored process-wide
     // by `ignore_sigpipe` instead.
+    // SAFETY: IoSlice is ABI-compatible with iovec; cnt slices are valid.
     let n = syscall!(writev(fd.as_raw_fd(), iov, cnt))?;
     Ok(n as usize)
 }
@@ -76,6 +79,7 @@ fn nonblock_cloexec(fd: RawFd) -> io::Result<RawFd> {
 
 fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: plain integer arguments; the new fd is wrapped at once below.
     let fd = syscall!(socket(
         family,
         libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
@@ -226,6 +230,7 @@ pub fn listen(addr: SocketAddr, backlog: i32) -> io::Result<OwnedFd> {
         (&raw.storage as *const libc::sockaddr_storage).cast(),
         raw.len
     ))?;
+    // SAFETY: fd is a live, bound socket.
     syscall!(listen(fd.as_raw_fd(), backlog))?;
     Ok(fd)
 }
@@ -247,6 +252,7 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
 pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<IpAddr>)> {
     let mut raw = RawAddr::empty();
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: raw.storage and raw.len are valid for the kernel to write.
     let fd = syscall!(accept4(
         listener.as_raw_fd(),
         (&mut raw.storage as *mut libc::sockaddr_storage).cast(),
@@ -319,6 +325,7 @@ pub fn peer_closed_or_dirty(fd: BorrowedFd<'_>) -> bool {
 /// Half-closes the write side (used after an error response, so the client
 /// reads it before the connection goes).
 pub fn shutdown_write(fd: BorrowedFd<'_>) {
+    // SAFETY: fd is live (borrowed); shutdown only changes socket state.
     let _ = syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_WR));
 }
 
@@ -398,6 +405,7 @@ pub fn pipe() -> io::Result<Pipe> {
         libc::F_SETPIPE_SZ,
         PIPE_SIZE as libc::c_int
     ));
+    // SAFETY: w is a live pipe fd; F_GETPIPE_SZ takes no argument.
     let cap = syscall!(fcntl(w.as_raw_fd(), libc::F_GETPIPE_SZ))? as usize;
     Ok(Pipe { r, w, cap })
 }
@@ -674,6 +682,7 @@ pub fn describe_exit(status: libc::c_int) -> String {
 
 /// Sends `sig` to `pid` (errors ignored: it may have just exited).
 pub fn kill(pid: libc::pid_t, sig: libc::c_int) {
+    // SAFETY: integer arguments; the pid is one of our own children.
     let _ = syscall!(kill(pid, sig));
 }
 
@@ -731,5 +740,6 @@ pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
 /// Stops a listening socket for every process that shares it: queued and new
 /// connections are refused (Linux `shutdown(SHUT_RD)` on a listener).
 pub fn stop_listening(fd: BorrowedFd<'_>) {
+    // SAFETY: fd is a live (borrowed) listening socket.
     let _ = syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RD));
 }

@@ -1,6 +1,8 @@
 //! No allocation on the per-request path after warm-up: a worker runs
 //! in-process under a counting global allocator that counts only the
 //! worker's own thread, and 10,000 requests go through it.
+// A counting global allocator is an `unsafe impl GlobalAlloc`.
+#![allow(unsafe_code)]
 
 use lb::config::{BackendSpec, Config};
 use lb::proxy::worker::Worker;

@@ -93,16 +93,6 @@ fn scrape(port: u16) -> String {
     m.text()
 }
 
-fn signal(pid: u32, sig: i32) {
-    // kill(1): the signal goes to a process this test started.
-    let ok = Command::new("kill")
-        .args([&format!("-{sig}"), &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill -{sig} {pid}");
-}
-
 #[test]
 fn mp_and_sp_serve_and_alternate_exactly_between_two_backends() {
     let (a, b) = (Backend::named("A"), Backend::named("B"));

@@ -1,7 +1,8 @@
 //! Linux epoll, edge-triggered.
+#![allow(unsafe_code)]
 
 use super::Event;
-use crate::syscall;
+use crate::sys::syscall;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -49,6 +50,7 @@ impl Events {
 
 impl Poller {
     pub fn new() -> io::Result<Poller> {
+        // SAFETY: a flag argument only; the new fd is wrapped at once.
         let fd = syscall!(epoll_create1(libc::EPOLL_CLOEXEC))?;
         // SAFETY: fd was just returned by epoll_create1 and is owned by nobody else.
         let epfd = unsafe { OwnedFd::from_raw_fd(fd) };

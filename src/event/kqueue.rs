@@ -3,9 +3,10 @@
 //! kqueue reports read and write readiness as two separate events (one per
 //! filter) where epoll sends one with both bits; the worker ORs readiness
 //! into the connection's state, so two events mean the same as one.
+#![allow(unsafe_code)]
 
 use super::Event;
-use crate::syscall;
+use crate::sys::syscall;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
@@ -85,11 +86,13 @@ impl Events {
 
 impl Poller {
     pub fn new() -> io::Result<Poller> {
+        // SAFETY: no arguments; the new fd is wrapped at once.
         let fd = syscall!(kqueue())?;
         // SAFETY: fd was just returned by kqueue and is owned by nobody else.
         let kq = unsafe { OwnedFd::from_raw_fd(fd) };
         // epoll's EPOLL_CLOEXEC (a kqueue is never inherited across fork,
         // but it is across exec).
+        // SAFETY: kq is a live fd; FD_CLOEXEC is an integer flag.
         syscall!(fcntl(kq.as_raw_fd(), libc::F_SETFD, libc::FD_CLOEXEC))?;
         Ok(Poller { kq })
     }

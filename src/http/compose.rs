@@ -58,9 +58,9 @@ pub fn compose_request(
         let name = h.name.of(buf);
         let keep = if o.upgrade && name.eq_ignore_ascii_case(b"upgrade") {
             true
-        } else if o.absolute.is_some() && name.eq_ignore_ascii_case(b"host") {
-            false
-        } else if o.conn.is_hop_by_hop(buf, name) {
+        } else if o.conn.is_hop_by_hop(buf, name)
+            || (o.absolute.is_some() && name.eq_ignore_ascii_case(b"host"))
+        {
             false
         } else {
             // A forwarding header the proxy sets itself is written below.

@@ -723,3 +723,14 @@ pub fn unhex(s: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
         .collect()
 }
+
+/// Sends signal number `sig` to `pid` (a process this test started), with
+/// kill(1), so tests need no unsafe code.
+pub fn signal(pid: u32, sig: i32) {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()
+        .expect("run kill(1)")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}

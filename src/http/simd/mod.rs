@@ -9,6 +9,7 @@
 //! header loop instead of being called through a dispatch per field.
 //!
 //! Building with `--features scalar` forces the scalar path everywhere.
+#![allow(unsafe_code)]
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
