@@ -36,9 +36,9 @@ fn sigterm_finishes_requests_in_flight_then_exits() {
         assert!(Instant::now() < deadline, "/slow never reached the backend");
         std::thread::sleep(Duration::from_millis(5));
     }
-    signal(lb.pid(), 15); // SIGTERM
-                          // The idle connection is closed by the drain, while the process is
-                          // still running (the request in flight holds it), not by its exit.
+    // SIGTERM. The idle connection is closed by the drain, while the process
+    // is still running (the request in flight holds it), not by its exit.
+    signal(lb.pid(), 15);
     idle.expect_closed_for("an idle keep-alive connection after SIGTERM");
     assert_eq!(
         lb.try_wait(),
