@@ -433,6 +433,8 @@ impl Builder {
 
     fn finish(mut self) -> Result<Command, CliError> {
         let from_flags = self.backends.len();
+        self.cfg.flag_backends = from_flags;
+        self.cfg.strategy_given = self.strategy.is_some();
         let mut strategy = self.strategy;
         if let Some(path) = &self.config_path {
             let fc = file::load(path).map_err(CliError::Config)?;

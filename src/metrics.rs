@@ -160,6 +160,23 @@ impl View<'_> {
                 m.requests.load(Relaxed)
             );
         }
+        let _ = write!(o, "# HELP lb_config_reloads_total Configuration reloads, by result.\n# TYPE lb_config_reloads_total counter\n");
+        let _ = writeln!(
+            o,
+            "lb_config_reloads_total{{result=\"success\"}} {}",
+            p.reloads_ok.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "lb_config_reloads_total{{result=\"failure\"}} {}",
+            p.reloads_failed.load(Relaxed)
+        );
+        counter(
+            &mut o,
+            "lb_upgrades_total",
+            "Binary upgrades (SIGUSR2) this process took over from.",
+            p.upgrades.load(Relaxed),
+        );
         gauge(
             &mut o,
             "lb_config_generation",
@@ -226,7 +243,11 @@ mod tests {
         let (r, _fd) = crate::shm::Region::create().unwrap();
         let a = BackendEntry::new("a", "127.0.0.1:1".parse().unwrap(), 1, false, 0);
         let b = BackendEntry::new("b", "127.0.0.1:2".parse().unwrap(), 1, false, 1);
-        let generation = r.publish(&[a, b]);
+        let st = crate::shm::Settings::new(
+            crate::config::Strategy::RoundRobin,
+            &crate::config::HealthSettings::default(),
+        );
+        let generation = r.publish(&[a, b], &st);
         r.health.reset(2);
         r.process.workers_configured.store(2, Relaxed);
         r.process.workers_live.store(2, Relaxed);

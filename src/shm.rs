@@ -15,9 +15,10 @@
 //! | 0 | 64 | [`Header`]: magic, layout version, region size |
 //! | 64 | 64 | [`Control`]: `active_index`, `backend_count`, `generation`, `seq`, `rr_counter` |
 //! | 128 | 64 | [`Process`]: live workers, restarts, start time |
-//! | 192 | 1088 | [`HealthState`]: bitmap (1 = healthy) and consecutive counters |
-//! | 1280 | 2 × 17984 | two [`BackendArray`]s of 64 [`BackendEntry`] (280 bytes each) |
-//! | 37248 | 64 × 1152 | one [`Metrics`] slot per worker, cache-line aligned |
+//! | 192 | 256 | [`Settings`]: strategy, health thresholds, probe settings |
+//! | 448 | 1088 | [`HealthState`]: bitmap (1 = healthy) and consecutive counters |
+//! | 1536 | 2 × 17984 | two [`BackendArray`]s of 64 [`BackendEntry`] (280 bytes each) |
+//! | 37504 | 64 × 1152 | one [`Metrics`] slot per worker, cache-line aligned |
 //!
 //! Who writes what: the supervisor (one thread, one process) writes the
 //! backend arrays, `Control` and `Process`; each worker writes only its own
@@ -25,7 +26,7 @@
 //! result (workers, later the prober) with single atomic operations.
 #![allow(unsafe_code)]
 
-use crate::config::MAX_BACKENDS;
+use crate::config::{HealthSettings, Strategy, MAX_BACKENDS};
 use crate::health::HealthState;
 use crate::metrics::Metrics;
 use std::cell::UnsafeCell;
@@ -78,8 +79,74 @@ pub struct Process {
     pub worker_restarts: AtomicU64,
     /// `CLOCK_MONOTONIC` ms when the region was created (uptime).
     pub started_ms: AtomicU64,
+    /// Configuration reloads applied, and refused (the old set kept).
+    pub reloads_ok: AtomicU64,
+    pub reloads_failed: AtomicU64,
+    /// Binary upgrades this region has been handed over through.
+    pub upgrades: AtomicU64,
 }
 const _: () = assert!(size_of::<Process>() == 64);
+
+/// Longest `health_path` the region holds.
+pub const HEALTH_PATH_BYTES: usize = 220;
+
+/// What a configuration change may change besides the backends, published
+/// with them under the same seqlock: workers follow the strategy and
+/// thresholds, the prober the probe settings.
+#[repr(C, align(64))]
+#[derive(Clone, Copy)]
+pub struct Settings {
+    /// `Strategy` as 0 round robin, 1 weighted, 2 random.
+    pub strategy: u32,
+    pub unhealthy_threshold: u32,
+    pub healthy_threshold: u32,
+    pub health_path_len: u32,
+    pub probe_interval_ms: u64,
+    pub probe_timeout_ms: u64,
+    pub health_path: [u8; HEALTH_PATH_BYTES],
+}
+const _: () = assert!(size_of::<Settings>() == 256);
+
+impl Settings {
+    pub fn new(strategy: Strategy, h: &HealthSettings) -> Settings {
+        let mut s = Settings {
+            strategy: match strategy {
+                Strategy::RoundRobin => 0,
+                Strategy::WeightedRoundRobin => 1,
+                Strategy::Random => 2,
+            },
+            unhealthy_threshold: h.unhealthy_threshold,
+            healthy_threshold: h.healthy_threshold,
+            health_path_len: 0,
+            probe_interval_ms: h.probe_interval_ms,
+            probe_timeout_ms: h.probe_timeout_ms,
+            health_path: [0; HEALTH_PATH_BYTES],
+        };
+        let n = h.health_path.len().min(HEALTH_PATH_BYTES);
+        s.health_path[..n].copy_from_slice(&h.health_path.as_bytes()[..n]);
+        s.health_path_len = n as u32;
+        s
+    }
+
+    pub fn strategy(&self) -> Strategy {
+        match self.strategy {
+            1 => Strategy::WeightedRoundRobin,
+            2 => Strategy::Random,
+            _ => Strategy::RoundRobin,
+        }
+    }
+
+    pub fn health(&self) -> HealthSettings {
+        let n = (self.health_path_len as usize).min(HEALTH_PATH_BYTES);
+        HealthSettings {
+            unhealthy_threshold: self.unhealthy_threshold,
+            healthy_threshold: self.healthy_threshold,
+            probe_interval_ms: self.probe_interval_ms,
+            probe_timeout_ms: self.probe_timeout_ms,
+            health_path: String::from_utf8_lossy(&self.health_path[..n]).into_owned(),
+        }
+    }
+}
 
 /// One backend as the workers see it. Inline, fixed-size, pointer-free.
 #[repr(C)]
@@ -164,18 +231,20 @@ pub struct Region {
     pub header: Header,
     pub control: Control,
     pub process: Process,
+    settings: UnsafeCell<Settings>,
     pub health: HealthState,
     arrays: [BackendArray; 2],
     pub workers: [Metrics; MAX_WORKERS],
 }
 const _: () = assert!(offset_of!(Region, control) == 64);
 const _: () = assert!(offset_of!(Region, process) == 128);
-const _: () = assert!(offset_of!(Region, health) == 192);
+const _: () = assert!(offset_of!(Region, settings) == 192);
+const _: () = assert!(offset_of!(Region, health) == 448);
 const _: () = assert!(size_of::<HealthState>() == 1088);
-const _: () = assert!(offset_of!(Region, arrays) == 1280);
-const _: () = assert!(offset_of!(Region, workers) == 1280 + 2 * 17984);
+const _: () = assert!(offset_of!(Region, arrays) == 1536);
+const _: () = assert!(offset_of!(Region, workers) == 1536 + 2 * 17984);
 const _: () = assert!(size_of::<Metrics>() == 1152);
-const _: () = assert!(size_of::<Region>() == 37248 + MAX_WORKERS * 1152);
+const _: () = assert!(size_of::<Region>() == 37504 + MAX_WORKERS * 1152);
 
 // SAFETY: every field is an atomic except the backend arrays, which are
 // behind UnsafeCell and written only by the single publisher under the
@@ -226,10 +295,45 @@ impl Region {
         Ok((region, fd))
     }
 
+    /// Maps the region a predecessor created (binary upgrade), refusing one
+    /// of another size, magic or layout version.
+    pub fn adopt(fd: OwnedFd) -> Result<(&'static Region, OwnedFd), String> {
+        use std::os::fd::AsRawFd;
+        let size = size_of::<Region>();
+        let len = std::fs::File::from(fd.try_clone().map_err(|e| e.to_string())?)
+            .metadata()
+            .map_err(|e| e.to_string())?
+            .len();
+        if len != size as u64 {
+            return Err(format!("shared region is {len} bytes, this build's is {size}"));
+        }
+        // SAFETY: a new shared mapping of the predecessor's memfd, `size`
+        // bytes as checked; no existing memory is touched.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                size,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd.as_raw_fd(),
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error().to_string());
+        }
+        // SAFETY: page-aligned, `size` bytes, initialised by a process of a
+        // build whose header is checked next (same magic, version and size:
+        // the same layout); never unmapped.
+        let region: &'static Region = unsafe { &*p.cast::<Region>() };
+        region.check()?;
+        Ok((region, fd))
+    }
+
     /// Replaces the live backend set (the supervisor only; one publisher at a
     /// time). Writes the inactive array, flips `active_index`, bumps
     /// `generation`. Returns the new generation.
-    pub fn publish(&self, entries: &[BackendEntry]) -> u64 {
+    pub fn publish(&self, entries: &[BackendEntry], settings: &Settings) -> u64 {
         let n = entries.len().min(MAX_BACKENDS);
         let c = &self.control;
         let next = 1 - c.active_index.load(Ordering::Relaxed) as usize;
@@ -245,6 +349,7 @@ impl Region {
                 std::ptr::write_volatile(dst.add(i), *e);
             }
             std::ptr::write_volatile(arr.count.get(), n as u32);
+            std::ptr::write_volatile(self.settings.get(), *settings);
         }
         c.active_index.store(next as u32, Ordering::Relaxed);
         c.backend_count.store(n as u32, Ordering::Relaxed);
@@ -259,8 +364,9 @@ impl Region {
         self.control.generation.load(Ordering::Acquire)
     }
 
-    /// Copies the live backend set into `out`; returns its generation.
-    pub fn read_backends(&self, out: &mut Vec<BackendEntry>) -> u64 {
+    /// Copies the live backend set into `out`; returns its generation and
+    /// settings.
+    pub fn read_backends(&self, out: &mut Vec<BackendEntry>) -> (u64, Settings) {
         let c = &self.control;
         loop {
             let s1 = c.seq.load(Ordering::Acquire);
@@ -280,9 +386,11 @@ impl Region {
                     out.push(std::ptr::read_volatile(src.add(i)));
                 }
             }
+            // SAFETY: as above, plain-old-data under the same seqlock.
+            let settings = unsafe { std::ptr::read_volatile(self.settings.get()) };
             fence(Ordering::Acquire);
             if c.seq.load(Ordering::Relaxed) == s1 {
-                return g;
+                return (g, settings);
             }
         }
     }
@@ -334,15 +442,19 @@ mod tests {
         r.check().unwrap();
         let a = BackendEntry::new("a.example", "127.0.0.1:1".parse().unwrap(), 5, false, 0);
         let b = BackendEntry::new("::1", "[::1]:2".parse().unwrap(), 1, true, 1);
-        assert_eq!(r.publish(&[a]), 1);
+        let st = Settings::new(Strategy::Random, &HealthSettings::default());
+        assert_eq!(r.publish(&[a], &st), 1);
         let mut out = Vec::new();
-        assert_eq!(r.read_backends(&mut out), 1);
+        let (g, got) = r.read_backends(&mut out);
+        assert_eq!(g, 1);
+        assert_eq!(got.strategy(), Strategy::Random);
+        assert_eq!(got.health(), HealthSettings::default());
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].host(), "a.example");
         assert_eq!(out[0].addr(), "127.0.0.1:1".parse().unwrap());
-        assert_eq!(r.publish(&[a, b]), 2);
+        assert_eq!(r.publish(&[a, b], &st), 2);
         assert_eq!(r.control.active_index.load(Ordering::Relaxed), 0);
-        assert_eq!(r.read_backends(&mut out), 2);
+        assert_eq!(r.read_backends(&mut out).0, 2);
         assert_eq!(out.len(), 2);
         assert_eq!(out[1].host(), "::1");
         assert_eq!(out[1].addr(), "[::1]:2".parse().unwrap());
@@ -370,11 +482,12 @@ mod tests {
                     .collect()
             })
             .collect();
-        r.publish(&sets[0]);
+        let st = Settings::new(Strategy::RoundRobin, &HealthSettings::default());
+        r.publish(&sets[0], &st);
         std::thread::scope(|s| {
             s.spawn(|| {
                 for k in 0..20_000 {
-                    r.publish(&sets[k % 4]);
+                    r.publish(&sets[k % 4], &st);
                 }
             });
             let mut out = Vec::new();

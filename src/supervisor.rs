@@ -1,11 +1,14 @@
-//! Starting and running the load balancer: bind the listening socket, create
-//! the shared region, run the workers (forked processes in mp mode, threads
-//! in sp mode), restart the ones that die, act on signals, and map failures to
-//! exit codes (2: bad configuration, 1: could not start).
+//! Starting and running the load balancer: bind (or inherit) the listening
+//! socket, create (or adopt) the shared region, run the workers (forked
+//! processes in mp mode, threads in sp mode) and the prober, restart what
+//! dies, act on signals, and map failures to exit codes (2: bad
+//! configuration, 1: could not start).
 //!
 //! The supervisor never touches a client connection: it holds the listening
 //! socket (so a worker's death loses no queued connection) and the region,
-//! and it is the only writer of the region's backend arrays.
+//! and it is the only writer of the region's backend arrays (start-up and
+//! reloads). Signals: TERM/INT/QUIT drain and exit, HUP reloads `-c`, USR2
+//! upgrades the binary, USR1 is logged (no log file to reopen).
 #![forbid(unsafe_code)]
 
 use crate::config::{Config, Mode};
@@ -13,8 +16,10 @@ use crate::log;
 use crate::proxy::backends::resolve_all;
 use crate::proxy::worker::Worker;
 use crate::proxy::Shared;
-use crate::shm::{Region, MAX_WORKERS};
+use crate::reload::{publish_change, Reloader};
+use crate::shm::{Region, Settings, MAX_WORKERS};
 use crate::sys::{self, Signal};
+use crate::upgrade::{self, Inherited, Outcome, Pending, SelfExe};
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -78,6 +83,14 @@ pub fn run(cfg: Config) -> i32 {
         eprintln!("load_balancer: cannot install signal handlers: {e}");
         return 1;
     }
+    let exe = SelfExe::record();
+    let inherited = match Inherited::from_env() {
+        Ok(i) => i,
+        Err(e) => {
+            eprintln!("load_balancer: upgrade: bad inherited descriptor: {e}");
+            return 1;
+        }
+    };
     let addr = match listen_addr(&cfg) {
         Ok(a) => a,
         Err(e) => {
@@ -92,29 +105,57 @@ pub fn run(cfg: Config) -> i32 {
             return 2;
         }
     };
-    let listener = match sys::listen(addr, 4096) {
-        Ok(l) => l,
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-            eprintln!(
-                "load_balancer: cannot listen on {addr}: address in use (is another load balancer running?)"
-            );
-            return 1;
-        }
-        Err(e) => {
-            eprintln!("load_balancer: cannot listen on {addr}: {e}");
-            return 1;
-        }
+    let listener = match inherited.listener {
+        Some(l) => match sys::local_addr(l.as_fd()) {
+            Ok(a) if a.port() == addr.port() => l,
+            other => {
+                eprintln!(
+                    "load_balancer: upgrade: the inherited socket is {other:?}, this configuration listens on {addr}"
+                );
+                return 1;
+            }
+        },
+        None => match sys::listen(addr, 4096) {
+            Ok(l) => l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                eprintln!(
+                    "load_balancer: cannot listen on {addr}: address in use (is another load balancer running?)"
+                );
+                return 1;
+            }
+            Err(e) => {
+                eprintln!("load_balancer: cannot listen on {addr}: {e}");
+                return 1;
+            }
+        },
     };
     sys::set_defer_accept(listener.as_fd(), 1);
-    let region = match Region::create() {
-        Ok((r, _memfd)) => r,
+    let adopted = inherited.region.and_then(|fd| match Region::adopt(fd) {
+        Ok(r) => Some(r),
         Err(e) => {
-            eprintln!("load_balancer: cannot create the shared region: {e}");
-            return 1;
+            log!(Warn, "main", "upgrade: cannot adopt the shared region ({e}); counters start at zero");
+            None
         }
+    });
+    let upgraded = adopted.is_some();
+    let (region, memfd) = match adopted {
+        Some((r, fd)) => (r, Some(fd)),
+        None => match Region::create() {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("load_balancer: cannot create the shared region: {e}");
+                return 1;
+            }
+        },
     };
-    region.publish(&entries);
-    region.health.reset(entries.len());
+    if upgraded {
+        region.process.upgrades.fetch_add(1, Relaxed);
+        region.process.workers_live.store(0, Relaxed);
+        publish_change(region, entries.clone(), cfg.strategy, &cfg.health);
+    } else {
+        region.publish(&entries, &Settings::new(cfg.strategy, &cfg.health));
+        region.health.reset(entries.len());
+    }
     let workers = worker_count(&cfg);
     region
         .process
@@ -128,18 +169,23 @@ pub fn run(cfg: Config) -> i32 {
         Mode::Mp => "mp",
         Mode::Sp => "sp",
     };
-    crate::log!(
+    log!(
         Info,
         "main",
-        "listening on {addr}, mode {mode}, {workers} workers, backends: {}, strategy: {}",
+        "{} on {addr}, pid {}, mode {mode}, {workers} workers, backends: {}, strategy: {}",
+        if upgraded { "upgraded: serving" } else { "listening" },
+        sys::getpid(),
         names.join(", "),
         cfg.strategy
     );
     let sup = Supervisor {
         cfg,
         region,
+        memfd,
         listener,
         workers,
+        exe,
+        ready: std::sync::Mutex::new(inherited.ready),
     };
     match sup.cfg.mode {
         Mode::Mp => sup.run_processes(),
@@ -150,11 +196,16 @@ pub fn run(cfg: Config) -> i32 {
 struct Supervisor {
     cfg: Config,
     region: &'static Region,
+    /// The region's memfd, handed to a successor binary.
+    memfd: Option<OwnedFd>,
     listener: OwnedFd,
     workers: usize,
+    exe: SelfExe,
+    /// Started by a predecessor: where to say "ready" once serving.
+    ready: std::sync::Mutex<Option<OwnedFd>>,
 }
 
-/// One worker slot: the process or thread running in it, and its restarts.
+/// One worker slot: the process running in it, and its restarts.
 #[derive(Default)]
 struct Slot {
     pid: Option<libc::pid_t>,
@@ -165,6 +216,28 @@ struct Slot {
     respawn_at: Option<u64>,
 }
 
+/// What the supervisor's loop does besides watching workers: reloads,
+/// upgrades, and deciding when to drain.
+struct Control {
+    reloader: Option<Reloader>,
+    pending: Option<Pending>,
+    /// A successor is serving: this process only drains, and must not stop
+    /// the listening socket the successor now uses.
+    handed_over: bool,
+    draining: bool,
+}
+
+impl Control {
+    fn new(cfg: &Config) -> Control {
+        Control {
+            reloader: Reloader::new(cfg),
+            pending: None,
+            handed_over: false,
+            draining: false,
+        }
+    }
+}
+
 impl Supervisor {
     /// Runs one worker loop in the calling thread or process, in slot `i`.
     fn run_worker(&self, i: usize) -> i32 {
@@ -172,11 +245,7 @@ impl Supervisor {
         let listener = match sys::dup(self.listener.as_fd()) {
             Ok(l) => l,
             Err(e) => {
-                log!(
-                    Err,
-                    "main",
-                    "worker {i}: cannot duplicate the listener: {e}"
-                );
+                log!(Err, "main", "worker {i}: cannot duplicate the listener: {e}");
                 return 1;
             }
         };
@@ -191,25 +260,121 @@ impl Supervisor {
         }
     }
 
-    /// Signals that the supervisor answers itself (the workers' loops act on
-    /// shutdown on their own).
-    fn handle_other_signals(&self) {
-        if sys::take_signal(Signal::Reload) {
-            log!(
-                Info,
-                "main",
-                "SIGHUP: configuration reload is not available yet; nothing changed"
-            );
+    /// Once the workers run: tells a predecessor (binary upgrade) to drain.
+    fn report_ready(&self) {
+        if let Some(fd) = self.ready.lock().ok().and_then(|mut r| r.take()) {
+            upgrade::report_ready(fd);
         }
+    }
+
+    /// Everything but the workers, once per turn of the loop. True when the
+    /// workers should start draining (shutdown, or a successor took over).
+    fn tick(&self, ctl: &mut Control) -> bool {
+        self.reload_if_due(ctl);
         if sys::take_signal(Signal::Reopen) {
-            log!(Info, "main", "SIGUSR1: no log files to reopen");
+            log!(Info, "main", "SIGUSR1: no log files to reopen; nothing changed");
         }
         if sys::take_signal(Signal::Upgrade) {
-            log!(
-                Info,
+            self.start_upgrade(ctl);
+        }
+        if let Some(outcome) = ctl.pending.as_ref().and_then(Pending::poll) {
+            let pid = ctl.pending.take().map_or(0, |p| p.pid);
+            match outcome {
+                Outcome::Ready => {
+                    log!(
+                        Info,
+                        "main",
+                        "upgrade: new process pid {pid} is serving; this one (pid {}) stops accepting and drains",
+                        sys::getpid()
+                    );
+                    ctl.handed_over = true;
+                }
+                Outcome::Failed(why) => {
+                    log!(Err, "main", "upgrade failed: new process pid {pid}: {why}; still serving");
+                    sys::kill(pid, libc::SIGKILL);
+                }
+            }
+        }
+        let stop = ctl.handed_over || sys::shutdown_requested();
+        if stop && !ctl.draining {
+            ctl.draining = true;
+            if !ctl.handed_over {
+                log!(Info, "main", "shutting down: draining {} workers", self.workers);
+                // Refuse queued and new connections for every process sharing
+                // the socket. Not after a hand-over: the successor uses it.
+                sys::stop_listening(self.listener.as_fd());
+            }
+            return true;
+        }
+        false
+    }
+
+    fn reload_if_due(&self, ctl: &mut Control) {
+        let hup = sys::take_signal(Signal::Reload);
+        let Some(r) = ctl.reloader.as_mut() else {
+            if hup {
+                log!(Info, "reload", "SIGHUP: no configuration file (-c) to reload; nothing changed");
+            }
+            return;
+        };
+        if !(r.changed() || hup) || ctl.draining {
+            return;
+        }
+        let p = &self.region.process;
+        match r.reload(self.region) {
+            Ok(a) => {
+                p.reloads_ok.fetch_add(1, Relaxed);
+                log!(
+                    Info,
+                    "reload",
+                    "{}: generation {}: backends {} (added: {}; removed: {}), strategy {}",
+                    r.path().display(),
+                    a.generation,
+                    a.backends.join(", "),
+                    list(&a.added),
+                    list(&a.removed),
+                    a.strategy
+                );
+            }
+            Err(e) => {
+                p.reloads_failed.fetch_add(1, Relaxed);
+                log!(
+                    Err,
+                    "reload",
+                    "{e}; keeping generation {}",
+                    self.region.generation()
+                );
+            }
+        }
+    }
+
+    fn start_upgrade(&self, ctl: &mut Control) {
+        if ctl.pending.is_some() || ctl.handed_over {
+            log!(Warn, "main", "SIGUSR2: an upgrade is already in progress; ignored");
+            return;
+        }
+        if ctl.draining {
+            log!(Warn, "main", "SIGUSR2: shutting down; ignored");
+            return;
+        }
+        let region_fd = self.memfd.as_ref().map(|f| f.as_fd());
+        match upgrade::start(&self.exe, self.listener.as_fd(), region_fd) {
+            Ok(p) => {
+                log!(
+                    Info,
+                    "main",
+                    "SIGUSR2: upgrade: started {} as pid {}; waiting for it to be ready",
+                    self.exe.path.display(),
+                    p.pid
+                );
+                ctl.pending = Some(p);
+            }
+            Err(e) => log!(
+                Err,
                 "main",
-                "SIGUSR2: binary upgrade is not available yet; nothing changed"
-            );
+                "upgrade failed: cannot start {}: {e}; still serving",
+                self.exe.path.display()
+            ),
         }
     }
 
@@ -220,28 +385,38 @@ impl Supervisor {
         let master = sys::getpid();
         let mut slots: Vec<Slot> = (0..self.workers).map(|_| Slot::default()).collect();
         for (i, slot) in slots.iter_mut().enumerate() {
-            self.spawn_process(i, master, slot);
+            self.spawn_process(Role::Worker(i), master, slot);
         }
-        let mut shutdown_deadline: Option<u64> = None;
+        let mut prober = Slot::default();
+        self.spawn_process(Role::Prober, master, &mut prober);
+        self.report_ready();
+        let mut ctl = Control::new(&self.cfg);
+        let mut deadline: Option<u64> = None;
         loop {
             sys::wait_for_signal(100);
             let now = sys::now_ms();
             let _ = sys::take_signal(Signal::Child);
             while let Some((pid, status)) = sys::reap_child() {
-                let Some(i) = slots.iter().position(|s| s.pid == Some(pid)) else {
+                let how = sys::describe_exit(status);
+                if prober.pid == Some(pid) {
+                    prober.pid = None;
+                    if deadline.is_none() {
+                        log!(Err, "main", "prober (pid {pid}) died: {how}; restarting");
+                        prober.respawn_at = Some(now + 1000);
+                    }
                     continue;
+                }
+                let Some(i) = slots.iter().position(|s| s.pid == Some(pid)) else {
+                    continue; // a successor that failed: its pipe tells
                 };
                 let slot = &mut slots[i];
                 slot.pid = None;
-                self.region.process.workers_live.fetch_sub(1, Relaxed);
-                self.region.workers[i].reset_gauges();
-                if shutdown_deadline.is_some() {
-                    log!(
-                        Info,
-                        "main",
-                        "worker {i} (pid {pid}) finished: {}",
-                        sys::describe_exit(status)
-                    );
+                if !ctl.handed_over {
+                    self.region.process.workers_live.fetch_sub(1, Relaxed);
+                    self.region.workers[i].reset_gauges();
+                }
+                if deadline.is_some() {
+                    log!(Info, "main", "worker {i} (pid {pid}) finished: {how}");
                     continue;
                 }
                 let lived = now.saturating_sub(slot.started_ms);
@@ -252,50 +427,30 @@ impl Supervisor {
                 };
                 let delay = backoff_ms(slot.quick_deaths);
                 slot.respawn_at = Some(now + delay);
-                log!(
-                    Err,
-                    "main",
-                    "worker {i} (pid {pid}) died: {}; restarting{}",
-                    sys::describe_exit(status),
-                    if delay > 0 {
-                        format!(
-                            " in {delay} ms (it died {} times in a row at start)",
-                            slot.quick_deaths
-                        )
-                    } else {
-                        String::new()
-                    }
-                );
+                let backoff = if delay > 0 {
+                    format!(" in {delay} ms (it died {} times in a row at start)", slot.quick_deaths)
+                } else {
+                    String::new()
+                };
+                log!(Err, "main", "worker {i} (pid {pid}) died: {how}; restarting{backoff}");
             }
-            if shutdown_deadline.is_none() && sys::shutdown_requested() {
-                log!(
-                    Info,
-                    "main",
-                    "shutting down: draining {} workers",
-                    self.workers
-                );
-                sys::stop_listening(self.listener.as_fd());
-                for s in &slots {
+            if self.tick(&mut ctl) {
+                for s in slots.iter().chain([&prober]) {
                     if let Some(pid) = s.pid {
                         sys::kill(pid, libc::SIGTERM);
                     }
                 }
-                shutdown_deadline = Some(now + SHUTDOWN_GRACE_MS);
+                deadline = Some(now + SHUTDOWN_GRACE_MS);
             }
-            self.handle_other_signals();
-            if let Some(deadline) = shutdown_deadline {
-                if slots.iter().all(|s| s.pid.is_none()) {
+            if let Some(d) = deadline {
+                if slots.iter().chain([&prober]).all(|s| s.pid.is_none()) {
                     log!(Info, "main", "all workers finished; exiting");
                     return 0;
                 }
-                if now >= deadline {
-                    for s in &slots {
+                if now >= d {
+                    for s in slots.iter().chain([&prober]) {
                         if let Some(pid) = s.pid {
-                            log!(
-                                Err,
-                                "main",
-                                "worker pid {pid} did not finish in time; killing it"
-                            );
+                            log!(Err, "main", "pid {pid} did not finish in time; killing it");
                             sys::kill(pid, libc::SIGKILL);
                         }
                     }
@@ -306,36 +461,44 @@ impl Supervisor {
             for (i, slot) in slots.iter_mut().enumerate() {
                 if slot.respawn_at.is_some_and(|t| now >= t) {
                     self.region.process.worker_restarts.fetch_add(1, Relaxed);
-                    self.spawn_process(i, master, slot);
+                    self.spawn_process(Role::Worker(i), master, slot);
                 }
+            }
+            if prober.respawn_at.is_some_and(|t| now >= t) {
+                self.spawn_process(Role::Prober, master, &mut prober);
             }
         }
     }
 
-    fn spawn_process(&self, i: usize, master: libc::pid_t, slot: &mut Slot) {
+    fn spawn_process(&self, role: Role, master: libc::pid_t, slot: &mut Slot) {
         slot.respawn_at = None;
         match sys::fork() {
             Ok(0) => {
-                // The worker process. It never returns into the master's code.
+                // The child. It never returns into the master's code.
                 let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    sys::set_process_name(&format!("lb: worker {i}"));
+                    sys::set_process_name(&match role {
+                        Role::Worker(i) => format!("lb: worker {i}"),
+                        Role::Prober => "lb: prober".to_string(),
+                    });
                     if !sys::die_with_parent(libc::SIGTERM, master) {
                         return 0;
                     }
                     if let Err(e) = sys::renew_wake_pipe() {
-                        log!(Err, "main", "worker {i}: wake pipe: {e}");
+                        log!(Err, "main", "{role:?}: wake pipe: {e}");
                         return 1;
                     }
                     // Flags inherited from the master are the master's business.
-                    for s in [
-                        Signal::Reload,
-                        Signal::Reopen,
-                        Signal::Upgrade,
-                        Signal::Child,
-                    ] {
+                    for s in [Signal::Reload, Signal::Reopen, Signal::Upgrade, Signal::Child] {
                         let _ = sys::take_signal(s);
                     }
-                    self.run_worker(i)
+                    drop(self.ready.lock().ok().and_then(|mut r| r.take()));
+                    match role {
+                        Role::Worker(i) => self.run_worker(i),
+                        Role::Prober => {
+                            crate::probe::run(self.region, sys::shutdown_requested);
+                            0
+                        }
+                    }
                 }))
                 .unwrap_or(101);
                 sys::exit_now(code);
@@ -343,11 +506,13 @@ impl Supervisor {
             Ok(pid) => {
                 slot.pid = Some(pid);
                 slot.started_ms = sys::now_ms();
-                self.region.process.workers_live.fetch_add(1, Relaxed);
-                log!(Debug, "main", "worker {i} started, pid {pid}");
+                if let Role::Worker(i) = role {
+                    self.region.process.workers_live.fetch_add(1, Relaxed);
+                    log!(Debug, "main", "worker {i} started, pid {pid}");
+                }
             }
             Err(e) => {
-                log!(Err, "main", "worker {i}: fork failed: {e}; retrying");
+                log!(Err, "main", "{role:?}: fork failed: {e}; retrying");
                 slot.respawn_at = Some(sys::now_ms() + MAX_BACKOFF_MS / 10);
             }
         }
@@ -372,28 +537,35 @@ impl Supervisor {
                 }
             }
         }
-        let mut stopping = false;
+        let s = Arc::clone(&sup);
+        let prober = std::thread::Builder::new()
+            .name("lb-prober".into())
+            .spawn(move || crate::probe::run(s.region, sys::shutdown_requested));
+        if let Err(e) = &prober {
+            log!(Err, "main", "cannot start the prober thread: {e}; no active health checks");
+        }
+        sup.report_ready();
+        let mut ctl = Control::new(&sup.cfg);
         let mut code = 0;
         loop {
             sys::wait_for_signal(100);
-            if !stopping && sys::shutdown_requested() {
-                stopping = true;
-                log!(
-                    Info,
-                    "main",
-                    "shutting down: draining {} workers",
-                    sup.workers
-                );
-                sys::stop_listening(sup.listener.as_fd());
+            // A successor that failed is our child: reap it.
+            while sys::reap_child().is_some() {}
+            if sup.tick(&mut ctl) && ctl.handed_over {
+                // The threads drain on the process-wide shutdown flag.
+                sys::raise_flag(Signal::Shutdown);
             }
-            sup.handle_other_signals();
             if handles.iter().all(|h| h.is_finished()) {
                 for h in handles {
                     if h.join().unwrap_or(1) != 0 {
                         code = 1;
                     }
                 }
-                if stopping {
+                if let Ok(p) = prober {
+                    sys::raise_flag(Signal::Shutdown);
+                    let _ = p.join();
+                }
+                if ctl.draining {
                     log!(Info, "main", "all workers finished; exiting");
                 }
                 return code;
@@ -425,14 +597,25 @@ impl Supervisor {
                 0
             };
             let delay = backoff_ms(quick_deaths);
-            log!(
-                Err,
-                "main",
-                "worker {i} panicked: {why}; restarting in {delay} ms"
-            );
+            log!(Err, "main", "worker {i} panicked: {why}; restarting in {delay} ms");
             region.process.worker_restarts.fetch_add(1, Relaxed);
             std::thread::sleep(Duration::from_millis(delay));
         }
+    }
+}
+
+/// What a forked child of the master runs.
+#[derive(Clone, Copy, Debug)]
+enum Role {
+    Worker(usize),
+    Prober,
+}
+
+fn list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".to_string()
+    } else {
+        names.join(", ")
     }
 }
 

@@ -7,7 +7,7 @@
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 /// Calls a libc function and maps a `-1` return to the thread's `errno`.
 /// Every call site documents why its arguments are valid (`// SAFETY:`).
@@ -737,9 +737,144 @@ pub fn dup(fd: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     fd.try_clone_to_owned()
 }
 
+/// Sets or clears close-on-exec: cleared on the fds a successor binary
+/// inherits (listener, region, ready pipe) just around its spawn.
+pub fn set_cloexec(fd: BorrowedFd<'_>, on: bool) -> io::Result<()> {
+    let flag = if on { libc::FD_CLOEXEC } else { 0 };
+    // SAFETY: fd is live (borrowed); F_SETFD takes an integer flag.
+    syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFD, flag))?;
+    Ok(())
+}
+
+/// Takes ownership of an fd inherited across `exec`, named by the
+/// environment variable `var` (binary upgrade). `None` if unset; an error if
+/// the number is not an open descriptor. The fd becomes close-on-exec again.
+pub fn inherited_fd(var: &str) -> io::Result<Option<OwnedFd>> {
+    let Some(v) = std::env::var_os(var) else {
+        return Ok(None);
+    };
+    let n: RawFd = v
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|&n| n > 2)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("{var}={v:?}")))?;
+    // SAFETY: F_GETFD only asks whether n is an open descriptor.
+    syscall!(fcntl(n, libc::F_GETFD))?;
+    // SAFETY: n is open, was handed to this process by its predecessor for
+    // it alone, and nothing else in this process owns it.
+    let fd = unsafe { OwnedFd::from_raw_fd(n) };
+    set_cloexec(fd.as_fd(), true)?;
+    // Children (workers, a later successor) must not see it again.
+    std::env::remove_var(var);
+    Ok(Some(fd))
+}
+
+/// A close-on-exec pipe whose read end is non-blocking: (read, write).
+pub fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe writes.
+    syscall!(pipe(fds.as_mut_ptr()))?;
+    // SAFETY: pipe just returned these two descriptors; nobody else owns them.
+    let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    set_cloexec(r.as_fd(), true)?;
+    set_cloexec(w.as_fd(), true)?;
+    // SAFETY: r is a live pipe fd; O_NONBLOCK is an integer flag.
+    syscall!(fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK))?;
+    Ok((r, w))
+}
+
 /// Stops a listening socket for every process that shares it: queued and new
 /// connections are refused (Linux `shutdown(SHUT_RD)` on a listener).
 pub fn stop_listening(fd: BorrowedFd<'_>) {
     // SAFETY: fd is a live (borrowed) listening socket.
     let _ = syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RD));
+}
+
+/// `poll(2)` over `fds`; the number of fds with events.
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: fds is a valid, writable array of fds.len() pollfd.
+    let n = syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms))?;
+    Ok(n as usize)
+}
+
+// ---- file watching ---------------------------------------------------------
+
+/// inotify on a file's directory, reporting changes to that one name.
+#[cfg(target_os = "linux")]
+pub struct Inotify {
+    fd: OwnedFd,
+    name: std::ffi::OsString,
+}
+
+#[cfg(target_os = "linux")]
+impl Inotify {
+    /// Watches `path` by its directory: writes closed (`IN_CLOSE_WRITE`) and
+    /// renames onto it (`IN_MOVED_TO`).
+    pub fn watch_file(path: &std::path::Path) -> io::Result<Inotify> {
+        use std::os::unix::ffi::OsStrExt;
+        let name = path
+            .file_name()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?
+            .to_os_string();
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => std::path::Path::new("."),
+        };
+        let mut cdir = dir.as_os_str().as_bytes().to_vec();
+        cdir.push(0);
+        // SAFETY: flag arguments only; the new fd is wrapped at once.
+        let raw = syscall!(inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC))?;
+        // SAFETY: inotify_init1 returned a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        // SAFETY: cdir is NUL-terminated; fd is a live inotify instance.
+        syscall!(inotify_add_watch(
+            fd.as_raw_fd(),
+            cdir.as_ptr().cast(),
+            libc::IN_CLOSE_WRITE | libc::IN_MOVED_TO
+        ))?;
+        Ok(Inotify { fd, name })
+    }
+
+    /// Drains pending events; true if one named the watched file.
+    pub fn file_changed(&mut self) -> bool {
+        use std::os::unix::ffi::OsStrExt;
+        let want = self.name.as_bytes();
+        let mut hit = false;
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: buf is writable for its length; fd is non-blocking.
+            let n = match syscall!(read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())) {
+                Ok(n) if n > 0 => n as usize,
+                _ => return hit,
+            };
+            let head = std::mem::size_of::<libc::inotify_event>();
+            let mut off = 0;
+            while off + head <= n {
+                // The kernel writes whole events; fields read by offset, since
+                // the buffer's alignment is only that of u8.
+                let len = u32::from_ne_bytes(buf[off + 12..off + 16].try_into().unwrap()) as usize;
+                let name_end = (off + head + len).min(n);
+                let name = &buf[off + head..name_end];
+                let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+                hit |= name == want;
+                off = name_end;
+            }
+        }
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+pub struct Inotify;
+
+#[cfg(not(target_os = "linux"))]
+impl Inotify {
+    /// Not on this system: the caller falls back to checking the file's
+    /// modification time.
+    pub fn watch_file(_path: &std::path::Path) -> io::Result<Inotify> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub fn file_changed(&mut self) -> bool {
+        false
+    }
 }

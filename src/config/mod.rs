@@ -220,7 +220,12 @@ pub struct Config {
     pub host: String,
     pub port: u16,
     pub backends: Vec<BackendSpec>,
+    /// How many of `backends` came from `-b` flags (they come first, and a
+    /// reload of the `-c` file keeps them).
+    pub flag_backends: usize,
     pub strategy: Strategy,
+    /// `-s` was given: it wins over the file's `"strategy"`, on reload too.
+    pub strategy_given: bool,
     pub config_path: Option<PathBuf>,
     pub log_level: LogLevel,
     pub insecure_tls: bool,
@@ -242,7 +247,9 @@ impl Default for Config {
             host: "0.0.0.0".to_string(),
             port: 8080,
             backends: Vec::new(),
+            flag_backends: 0,
             strategy: Strategy::RoundRobin,
+            strategy_given: false,
             config_path: None,
             log_level: LogLevel::Info,
             insecure_tls: false,

@@ -8,7 +8,7 @@
 //! change rewrites.
 #![forbid(unsafe_code)]
 
-use crate::config::{BackendSpec, MAX_BACKENDS};
+use crate::config::{BackendSpec, HealthSettings, Strategy, MAX_BACKENDS};
 use crate::shm::{BackendEntry, Region};
 use crate::sys::RawAddr;
 use std::net::{SocketAddr, ToSocketAddrs};
@@ -50,6 +50,44 @@ pub fn resolve_all(specs: &[BackendSpec]) -> Result<Vec<BackendEntry>, String> {
         .collect()
 }
 
+/// Gives each entry of a new set its stable id: the id it had in `old` if
+/// the same `host:port` was there (so it keeps its health state, counters
+/// and pooled connections), else the lowest id free in both sets. Returns the
+/// ids taken into use and the ids given up.
+pub fn assign_ids(new: &mut [BackendEntry], old: &[BackendEntry]) -> (Vec<u32>, Vec<u32>) {
+    let same = |a: &BackendEntry, b: &BackendEntry| a.host() == b.host() && a.port == b.port;
+    let mut used = 0u64;
+    for e in new.iter_mut() {
+        if let Some(o) = old.iter().find(|o| same(o, e) && used & (1 << o.id) == 0) {
+            e.id = o.id;
+            used |= 1 << o.id;
+        } else {
+            e.id = u32::MAX;
+        }
+    }
+    let old_ids = old.iter().fold(0u64, |m, o| m | 1 << o.id);
+    let mut added = Vec::new();
+    for e in new.iter_mut().filter(|e| e.id == u32::MAX) {
+        let free = (!(used | old_ids)).trailing_zeros();
+        // More than 64 ids in use at once cannot happen: 64 backends at most
+        // per set, and ids of `old` not kept are free again once given up.
+        let id = if free < 64 {
+            free
+        } else {
+            (!used).trailing_zeros()
+        };
+        e.id = id;
+        used |= 1 << id;
+        added.push(id);
+    }
+    let removed = old
+        .iter()
+        .map(|o| o.id)
+        .filter(|&id| used & (1 << id) == 0 || added.contains(&id))
+        .collect();
+    (added, removed)
+}
+
 /// One backend of the live set.
 pub struct Backend {
     /// Stable identity: slot of its health state, counters and pool.
@@ -64,6 +102,8 @@ pub struct Backend {
 /// A worker's copy of the live backend set.
 pub struct BackendSet {
     generation: u64,
+    strategy: Strategy,
+    health: HealthSettings,
     list: Vec<Backend>,
     weights: Vec<u16>,
     /// Position in `list` of each id, if the id is live.
@@ -75,6 +115,8 @@ impl BackendSet {
     pub fn load(region: &Region) -> BackendSet {
         let mut set = BackendSet {
             generation: u64::MAX,
+            strategy: Strategy::RoundRobin,
+            health: HealthSettings::default(),
             list: Vec::new(),
             weights: Vec::new(),
             by_id: [None; MAX_BACKENDS],
@@ -92,7 +134,10 @@ impl BackendSet {
             return false;
         }
         let mut entries = std::mem::take(&mut self.scratch);
-        self.generation = region.read_backends(&mut entries);
+        let (generation, settings) = region.read_backends(&mut entries);
+        self.generation = generation;
+        self.strategy = settings.strategy();
+        self.health = settings.health();
         self.list.clear();
         self.by_id = [None; MAX_BACKENDS];
         for (i, e) in entries.iter().enumerate() {
@@ -113,6 +158,17 @@ impl BackendSet {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The strategy of the live configuration.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// The health thresholds of the live configuration.
+    #[inline]
+    pub fn health_settings(&self) -> &HealthSettings {
+        &self.health
     }
 
     #[inline]
@@ -177,17 +233,61 @@ mod tests {
                 tls: false,
             },
         ];
-        r.publish(&resolve_all(&specs).unwrap());
+        let st = crate::shm::Settings::new(Strategy::Random, &HealthSettings::default());
+        r.publish(&resolve_all(&specs).unwrap(), &st);
         let mut set = BackendSet::load(r);
         assert_eq!(set.len(), 2);
         assert_eq!(set.weights(), &[3, 1]);
         assert_eq!(set.get(1).unwrap().name, "localhost:2");
+        assert_eq!(set.strategy(), Strategy::Random);
         assert!(!set.refresh(r), "same generation: nothing to copy");
-        r.publish(&resolve_all(&specs[1..]).unwrap());
+        r.publish(&resolve_all(&specs[1..]).unwrap(), &st);
         assert!(set.refresh(r));
         assert_eq!(set.len(), 1);
         // ids follow the order of the list they were resolved from
         assert_eq!(set.at(0).id, 0);
         assert_eq!(set.name(5), "#5");
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    fn entry(host: &str, port: u16) -> BackendEntry {
+        BackendEntry::new(host, ([127, 0, 0, 1], port).into(), 1, false, 0)
+    }
+
+    #[test]
+    fn a_backend_keeps_its_id_across_a_change_and_new_ones_take_free_ids() {
+        let mut old = vec![entry("a", 1), entry("b", 2), entry("c", 3)];
+        let (added, removed) = assign_ids(&mut old, &[]);
+        assert_eq!(added, [0, 1, 2]);
+        assert!(removed.is_empty());
+        // b removed, d added, c and a reordered.
+        let mut new = vec![entry("c", 3), entry("d", 4), entry("a", 1)];
+        let (added, removed) = assign_ids(&mut new, &old);
+        let ids: Vec<u32> = new.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [2, 3, 0], "c and a keep theirs; d takes a free id");
+        assert_eq!(added, [3]);
+        assert_eq!(removed, [1]);
+        // Same host, other port: another backend.
+        let mut other = vec![entry("a", 9)];
+        let (added, removed) = assign_ids(&mut other, &new);
+        assert_eq!(added, [1]);
+        assert_eq!(removed, [2, 3, 0]);
+    }
+
+    #[test]
+    fn sixty_four_new_backends_replace_sixty_four_old_ones() {
+        let mut old: Vec<BackendEntry> = (0..64).map(|i| entry("old", 1000 + i)).collect();
+        assign_ids(&mut old, &[]);
+        let mut new: Vec<BackendEntry> = (0..64).map(|i| entry("new", 2000 + i)).collect();
+        let (added, removed) = assign_ids(&mut new, &old);
+        assert_eq!(added.len(), 64);
+        assert_eq!(removed.len(), 64);
+        let mut ids: Vec<u32> = new.iter().map(|e| e.id).collect();
+        ids.sort();
+        assert_eq!(ids, (0..64).collect::<Vec<u32>>(), "every id once");
     }
 }

@@ -23,9 +23,9 @@ pub struct Balancer {
 }
 
 /// Positions in `set` (bit i = `set.at(i)`) a request may go to: not in
-/// `tried` (bit = backend id), and eligible (healthy, or due a trial) if any
-/// such backend is left; otherwise any untried one, so a fully-down pool
-/// still gets a chance.
+/// `tried` (bit = backend id) and eligible (healthy, or with probing off due
+/// a trial). Empty when every backend is down: the caller answers 503 at once
+/// rather than send traffic to backends known to be down.
 pub fn candidates(
     set: &BackendSet,
     tried: u64,
@@ -33,21 +33,13 @@ pub fn candidates(
     settings: &HealthSettings,
     now_ms: u64,
 ) -> u64 {
-    let (mut eligible, mut untried) = (0u64, 0u64);
+    let mut ok = 0u64;
     for (i, b) in set.iter().enumerate() {
-        if tried & (1 << b.id) != 0 {
-            continue;
-        }
-        untried |= 1 << i;
-        if health.eligible(b.id, now_ms, settings) {
-            eligible |= 1 << i;
+        if tried & (1 << b.id) == 0 && health.eligible(b.id, now_ms, settings) {
+            ok |= 1 << i;
         }
     }
-    if eligible != 0 {
-        eligible
-    } else {
-        untried
-    }
+    ok
 }
 
 impl Balancer {
@@ -169,7 +161,7 @@ mod tests {
     }
 
     #[test]
-    fn candidates_skip_tried_and_unhealthy_unless_nothing_else() {
+    fn candidates_skip_tried_and_unhealthy() {
         let (r, _fd) = crate::shm::Region::create().unwrap();
         let spec = |port| crate::config::BackendSpec {
             host: "127.0.0.1".into(),
@@ -177,7 +169,11 @@ mod tests {
             weight: 1,
             tls: false,
         };
-        r.publish(&super::super::backends::resolve_all(&[spec(1), spec(2)]).unwrap());
+        let st = crate::shm::Settings::new(Strategy::RoundRobin, &HealthSettings::default());
+        r.publish(
+            &super::super::backends::resolve_all(&[spec(1), spec(2)]).unwrap(),
+            &st,
+        );
         let set = BackendSet::load(r);
         let s = HealthSettings::default();
         let h = HealthState::new(2);

@@ -19,6 +19,9 @@ use std::sync::atomic::Ordering::Relaxed;
 /// so the client sees the response rather than a reset.
 const LINGER_MS: u64 = 2_000;
 const LINGER_BYTES: u64 = 1 << 20;
+/// While draining (shutdown, upgrade): how long an idle kept-alive
+/// connection is left open for a last request before it is closed.
+pub(super) const DRAIN_IDLE_MS: u64 = 1_000;
 
 impl Worker {
     pub(super) fn step_head(&mut self, ci: u32) -> bool {
@@ -127,7 +130,7 @@ impl Worker {
             rbuf.consume(head.len);
             let region = shared.region;
             let mut live = Vec::new();
-            let generation = region.read_backends(&mut live);
+            let (generation, _) = region.read_backends(&mut live);
             let body = View {
                 slots: &region.workers,
                 backends: &live,
@@ -185,19 +188,28 @@ impl Worker {
         self.bufs.release_if_empty(&mut c.wbuf);
         c.up = None;
         c.tried = 0;
-        if !c.keep_alive || self.draining.is_some() {
+        // While draining, a connection is closed only after a response that
+        // said `Connection: close` (one composed before the drain began did
+        // not: the client may already be sending its next request, which
+        // gets the close), or once idle for the drain's grace period.
+        let close = !c.keep_alive && (c.said_close || self.draining.is_none());
+        if close {
             return self.start_drain(ci);
         }
         c.phase = Phase::Head;
         c.resp = Resp::default();
         c.req = Req::default();
         let t = &self.shared.config.timeouts;
+        let idle_ms = match self.draining {
+            Some(_) => DRAIN_IDLE_MS,
+            None => t.client_idle.as_millis() as u64,
+        };
         if c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
             c.req.started = true;
             c.deadline = self.now + t.client_header.as_millis() as u64;
         } else {
             self.bufs.release(&mut c.rbuf);
-            c.deadline = self.now + t.client_idle.as_millis() as u64;
+            c.deadline = self.now + idle_ms;
         }
     }
 
@@ -217,6 +229,7 @@ impl Worker {
         let c = self.sessions.get_mut(ci).expect("client");
         self.bufs.release(&mut c.reqhead);
         c.local.clear();
+        c.said_close = !c.keep_alive;
         let conn = if c.keep_alive {
             ""
         } else {

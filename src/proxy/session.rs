@@ -105,6 +105,8 @@ pub(super) struct Session {
     pub(super) tried: u64,
     /// The client connection stays open after the current exchange.
     pub(super) keep_alive: bool,
+    /// The response in flight told the client `Connection: close`.
+    pub(super) said_close: bool,
     pub(super) deadline: u64,
     pub(super) drained: u64,
     /// Splice pipe of a large body in flight, and the bytes in it.

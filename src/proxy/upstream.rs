@@ -40,6 +40,9 @@ pub(super) struct Upstream {
     pub(super) idle_since: u64,
     /// Taken from the pool (a failure may just mean the backend closed it).
     pub(super) reused: bool,
+    /// `Worker::id_epoch` of its backend id when connected: the connection
+    /// is pooled again only while the id still names the same backend.
+    pub(super) epoch: u64,
 }
 
 /// Why an exchange with a backend failed.
@@ -68,6 +71,8 @@ impl std::fmt::Display for UpstreamFailure {
 
 impl Worker {
     pub(super) fn connect(&mut self, ci: u32) {
+        // Down backends due a trial whose trial another worker took.
+        let mut skip = 0u64;
         loop {
             let c = self.sessions.get_mut(ci).expect("client");
             let sh = &self.shared;
@@ -75,13 +80,22 @@ impl Worker {
                 return self.local_error(ci, 502, "no backend could be reached");
             }
             let set = &self.backends;
-            let ok = candidates(set, c.tried, sh.health, &sh.config.health, self.now);
+            let settings = set.health_settings();
+            let ok = candidates(set, c.tried, sh.health, settings, self.now) & !skip;
             let rr = &sh.region.control.rr_counter;
             let Some(pos) = self.balancer.pick(set.weights(), ok, rr) else {
-                return self.local_error(ci, 502, "no backend could be reached");
+                return if c.req.attempts == 0 {
+                    self.local_error(ci, 503, "no healthy backend")
+                } else {
+                    self.local_error(ci, 502, "no backend could be reached")
+                };
             };
             let backend = set.at(pos);
             let b = backend.id;
+            if !sh.health.is_healthy(b) && !sh.health.claim_trial(b, self.now) {
+                skip |= 1 << pos;
+                continue;
+            }
             c.tried |= 1 << b;
             c.req.attempts += 1;
             c.backend = b;
@@ -116,6 +130,7 @@ impl Worker {
                         client: Some(ci),
                         idle_since: 0,
                         reused: false,
+                        epoch: self.id_epoch[b],
                     });
                     let u = self.ups.get_mut(ui).expect("just inserted");
                     u.gen = gen;
@@ -152,7 +167,10 @@ impl Worker {
     pub(super) fn backend_failed(&self, b: usize) {
         let sh = &self.shared;
         sh.metrics.backend_failures[b].fetch_add(1, Relaxed);
-        if sh.health.record_failure(b, self.now, &sh.config.health) {
+        if sh
+            .health
+            .record_failure(b, self.now, self.backends.health_settings())
+        {
             log!(
                 Warn,
                 "health",
@@ -529,6 +547,7 @@ impl Worker {
             // the rest of it cannot be told apart from a next request.
             c.keep_alive = false;
         }
+        c.said_close = !c.keep_alive;
         let w = c.wbuf.get_or_insert_with(|| bufs.take());
         let framing = Framing::Message {
             chunked: rechunk || meta.body == BodyMode::Chunked,
@@ -561,7 +580,7 @@ impl Worker {
         shared.metrics.response(head.status);
         let b = c.backend;
         c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
-        if shared.health.record_success(b, &shared.config.health) {
+        if shared.health.record_success(b, self.backends.health_settings()) {
             log!(
                 Info,
                 "health",
@@ -771,6 +790,7 @@ impl Worker {
             let b = c.backend;
             let u = self.ups.get_mut(ui).expect("upstream");
             if clean
+                && u.epoch == self.id_epoch[b]
                 && u.rbuf.as_ref().map_or(true, |r| r.is_empty())
                 && self.pools[b].len() < MAX_IDLE_CONNS
             {

@@ -11,6 +11,7 @@
 #![forbid(unsafe_code)]
 
 use super::backends::BackendSet;
+use super::downstream::DRAIN_IDLE_MS;
 use super::balance::Balancer;
 use super::session::{Phase, Req, Resp, Session};
 use super::upstream::{Upstream, UpstreamFailure};
@@ -65,6 +66,9 @@ pub struct Worker {
     pub(super) balancer: Balancer,
     /// The live backend set, copied from the region when its generation moves.
     pub(super) backends: BackendSet,
+    /// Per backend id: the generation in which the id last changed hands
+    /// (removed, or given to another backend). Keys the pools.
+    pub(super) id_epoch: [u64; MAX_BACKENDS],
     pub(super) now: u64,
     pub(super) next_sweep: u64,
     /// Empty splice pipes, for large bodies.
@@ -110,6 +114,7 @@ impl Worker {
             hdrs: vec![HeaderRef::default(); MAX_HEADER_LINES].into_boxed_slice(),
             balancer: Balancer::new(strategy, seed),
             backends,
+            id_epoch: [0; MAX_BACKENDS],
             now: sys::now_ms(),
             next_sweep: 0,
             pipes: Vec::new(),
@@ -193,7 +198,9 @@ impl Worker {
             let c = self.sessions.get_mut(ci).expect("listed client");
             c.keep_alive = false;
             if c.phase == Phase::Head && c.rbuf.as_ref().map_or(true, |b| b.is_empty()) {
-                self.close_client(ci);
+                // Idle: it may be sending a request this very moment, which
+                // then gets a `Connection: close` answer; closed if it stays idle.
+                c.deadline = c.deadline.min(self.now + DRAIN_IDLE_MS);
             }
         }
         self.scratch = idx;
@@ -289,6 +296,7 @@ impl Worker {
             resp: Resp::default(),
             tried: 0,
             keep_alive: true,
+            said_close: false,
             deadline: self.now + self.shared.config.timeouts.client_idle.as_millis() as u64,
             drained: 0,
             pipe: None,
@@ -333,12 +341,19 @@ impl Worker {
     /// Picks up a change of the live backend set (one atomic load when there
     /// is none): idle connections to backends no longer in it are closed.
     pub(super) fn refresh_backends(&mut self) {
-        if !self.backends.refresh(self.shared.region) {
+        let region = self.shared.region;
+        if region.generation() == self.backends.generation() {
             return;
         }
-        self.balancer.reset(self.shared.config.strategy);
-        for id in 0..MAX_BACKENDS {
-            if self.backends.get(id).is_none() {
+        let before: Vec<(usize, String)> =
+            self.backends.iter().map(|b| (b.id, b.name.clone())).collect();
+        self.backends.refresh(region);
+        self.balancer.reset(self.backends.strategy());
+        for (id, name) in before {
+            // Gone, or the id now names another backend: its idle
+            // connections lead somewhere no request may go.
+            if self.backends.get(id).is_none_or(|b| b.name != name) {
+                self.id_epoch[id] = self.backends.generation();
                 while let Some(ui) = self.pools[id].pop() {
                     if let Some(mut u) = self.ups.remove(ui) {
                         self.bufs.release(&mut u.rbuf);
@@ -359,6 +374,8 @@ impl Worker {
     }
 
     pub(super) fn sweep(&mut self) {
+        // A worker with no requests still drops connections to removed backends.
+        self.refresh_backends();
         let paused = self.listener.as_ref().filter(|_| !self.listener_registered);
         if paused.is_some_and(|l| self.poller.add_listener(l.as_fd(), LISTENER).is_ok()) {
             self.listener_registered = true;

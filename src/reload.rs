@@ -1,0 +1,263 @@
+//! Configuration reload: the supervisor watches the `-c` file and, when it
+//! changes (or on SIGHUP), parses, validates and resolves the whole file off
+//! the request path, then publishes the new backend set to the region:
+//! inactive array written, `generation` bumped, `active_index` flipped.
+//! Workers pick the new set up on their next request, without locks.
+//!
+//! What a reload changes: the backends (from the file; `-b` backends are
+//! kept, first), their weights, the strategy (unless `-s` was given), and the
+//! health settings. A backend present before and after (same `host:port`)
+//! keeps its id, hence its health state, counters and pooled connections.
+//! Other keys (`timeouts`, `forwarded`, `max_body_bytes`) are read at start;
+//! a change to them is logged as needing a restart or a binary upgrade.
+//!
+//! A file that fails to parse or validate changes nothing: the error is
+//! logged with file, line and column and counted as a failed reload.
+#![forbid(unsafe_code)]
+
+use crate::config::file::{self, FileConfig};
+use crate::config::{BackendSpec, Config, HealthSettings, Strategy, MAX_BACKENDS};
+use crate::proxy::backends::{assign_ids, resolve_all};
+use crate::shm::{BackendEntry, Region, Settings};
+use crate::sys;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+
+/// What the supervisor needs to rebuild the configuration from the file.
+pub struct Reloader {
+    path: PathBuf,
+    flag_backends: Vec<BackendSpec>,
+    strategy_flag: Option<Strategy>,
+    /// Keys only a restart applies, as they were at start.
+    fixed: FixedKeys,
+    watch: Watch,
+}
+
+#[derive(PartialEq, Eq)]
+struct FixedKeys {
+    timeouts: crate::config::Timeouts,
+    forwarded: crate::config::ForwardedHeaders,
+    max_body_bytes: u64,
+}
+
+/// What changed, for the log line.
+pub struct Applied {
+    pub generation: u64,
+    pub backends: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub strategy: Strategy,
+}
+
+impl Reloader {
+    /// `None` without `-c`: there is nothing to reload.
+    pub fn new(cfg: &Config) -> Option<Reloader> {
+        let path = cfg.config_path.clone()?;
+        let watch = Watch::new(&path);
+        Some(Reloader {
+            path,
+            flag_backends: cfg.backends[..cfg.flag_backends].to_vec(),
+            strategy_flag: cfg.strategy_given.then_some(cfg.strategy),
+            fixed: FixedKeys {
+                timeouts: cfg.timeouts,
+                forwarded: cfg.forwarded.clone(),
+                max_body_bytes: cfg.max_body_bytes,
+            },
+            watch,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the file changed since the last call (never blocks).
+    pub fn changed(&mut self) -> bool {
+        self.watch.changed()
+    }
+
+    /// Reads and checks the file, resolves its backends, and publishes the
+    /// result; on any error nothing in the region changes.
+    pub fn reload(&self, region: &Region) -> Result<Applied, String> {
+        let fc = file::load(&self.path).map_err(|e| e.to_string())?;
+        let (specs, strategy, health) = self.combine(fc)?;
+        let entries = resolve_all(&specs)?;
+        Ok(publish_change(region, entries, strategy, &health))
+    }
+
+    fn combine(
+        &self,
+        fc: FileConfig,
+    ) -> Result<(Vec<BackendSpec>, Strategy, HealthSettings), String> {
+        let fixed = FixedKeys {
+            timeouts: fc.timeouts,
+            forwarded: fc.forwarded.clone(),
+            max_body_bytes: fc.max_body_bytes,
+        };
+        if fixed != self.fixed {
+            crate::log!(
+                Warn,
+                "reload",
+                "{}: timeouts, forwarded and max_body_bytes apply at start only: restart or upgrade (SIGUSR2) to change them",
+                self.path.display()
+            );
+        }
+        let mut specs = self.flag_backends.clone();
+        specs.extend(fc.backends);
+        if specs.is_empty() {
+            return Err(format!("{}: no backends", self.path.display()));
+        }
+        if specs.len() > MAX_BACKENDS {
+            return Err(format!(
+                "{}: {} backends with those of -b, at most {MAX_BACKENDS}",
+                self.path.display(),
+                specs.len()
+            ));
+        }
+        if let Some(b) = specs.iter().find(|b| b.tls) {
+            return Err(format!(
+                "{}: backend {b}: TLS to backends is not supported yet",
+                self.path.display()
+            ));
+        }
+        let strategy = self
+            .strategy_flag
+            .or(fc.strategy)
+            .unwrap_or(Strategy::RoundRobin);
+        Ok((specs, strategy, fc.health))
+    }
+}
+
+/// Replaces the live set in the region. Ids of backends that stay are kept;
+/// ids taken into use start healthy with zero counters (in every worker's
+/// slot), ids given up are marked down.
+pub fn publish_change(
+    region: &Region,
+    mut entries: Vec<BackendEntry>,
+    strategy: Strategy,
+    health: &HealthSettings,
+) -> Applied {
+    let mut old = Vec::new();
+    region.read_backends(&mut old);
+    let (added, removed) = assign_ids(&mut entries, &old);
+    let name = |e: &BackendEntry| format!("{}:{}", e.host(), e.port);
+    let removed_names = old
+        .iter()
+        .filter(|o| removed.contains(&o.id))
+        .map(name)
+        .collect();
+    for &id in &removed {
+        region.health.reset_one(id as usize, false);
+    }
+    for &id in &added {
+        let id = id as usize;
+        region.health.reset_one(id, true);
+        for w in &region.workers {
+            w.backend_requests[id].store(0, Relaxed);
+            w.backend_failures[id].store(0, Relaxed);
+        }
+    }
+    let added_names = entries
+        .iter()
+        .filter(|e| added.contains(&e.id))
+        .map(name)
+        .collect();
+    let generation = region.publish(&entries, &Settings::new(strategy, health));
+    Applied {
+        generation,
+        backends: entries.iter().map(name).collect(),
+        added: added_names,
+        removed: removed_names,
+        strategy,
+    }
+}
+
+/// Watches one file. Linux: inotify on its directory, matching the name, so
+/// both an in-place write (`IN_CLOSE_WRITE`) and a rename over it
+/// (`IN_MOVED_TO`, what editors and `mv` do) are seen. Elsewhere (and if
+/// inotify fails): its size, mtime and inode, compared on every call.
+struct Watch {
+    inotify: Option<sys::Inotify>,
+    stamp: Option<(u64, i64, i64, u64)>,
+    path: PathBuf,
+}
+
+impl Watch {
+    fn new(path: &Path) -> Watch {
+        let inotify = sys::Inotify::watch_file(path)
+            .map_err(|e| {
+                crate::log!(
+                    Warn,
+                    "reload",
+                    "{}: cannot watch with inotify ({e}); checking its modification time instead",
+                    path.display()
+                )
+            })
+            .ok();
+        Watch {
+            inotify,
+            stamp: stamp(path),
+            path: path.to_path_buf(),
+        }
+    }
+
+    fn changed(&mut self) -> bool {
+        if let Some(i) = self.inotify.as_mut() {
+            return i.file_changed();
+        }
+        let now = stamp(&self.path);
+        if now != self.stamp {
+            self.stamp = now;
+            return true;
+        }
+        false
+    }
+}
+
+fn stamp(path: &Path) -> Option<(u64, i64, i64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(path).ok()?;
+    Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(port: u16) -> BackendSpec {
+        BackendSpec {
+            host: "127.0.0.1".into(),
+            port,
+            weight: 1,
+            tls: false,
+        }
+    }
+
+    #[test]
+    fn a_change_keeps_ids_and_state_of_backends_that_stay() {
+        let (r, _fd) = Region::create().unwrap();
+        let h = HealthSettings::default();
+        publish_change(r, resolve_all(&[spec(1), spec(2)]).unwrap(), Strategy::RoundRobin, &h);
+        r.workers[0].backend_requests[1].store(7, Relaxed);
+        // Left over from a backend that had id 2 long ago.
+        r.workers[1].backend_requests[2].store(9, Relaxed);
+        let applied = publish_change(
+            r,
+            resolve_all(&[spec(2), spec(3)]).unwrap(),
+            Strategy::Random,
+            &h,
+        );
+        assert_eq!(applied.generation, 2);
+        assert_eq!(applied.added, ["127.0.0.1:3"]);
+        assert_eq!(applied.removed, ["127.0.0.1:1"]);
+        let mut live = Vec::new();
+        let (_, settings) = r.read_backends(&mut live);
+        assert_eq!(settings.strategy(), Strategy::Random);
+        let ids: Vec<u32> = live.iter().map(|e| e.id).collect();
+        assert_eq!(ids, [1, 2], "port 2 keeps id 1; port 3 takes an id free in both sets");
+        assert_eq!(r.workers[0].backend_requests[1].load(Relaxed), 7, "kept");
+        assert_eq!(r.workers[1].backend_requests[2].load(Relaxed), 0, "new backend starts at 0");
+        assert!(!r.health.is_healthy(0), "the removed backend's id is down");
+        assert!(r.health.is_healthy(1) && r.health.is_healthy(2));
+    }
+}
