@@ -14,9 +14,9 @@
 
 use crate::config::{HealthSettings, MAX_BACKENDS, MAX_HEADER_LINES};
 use crate::http::{parse_response, HeaderRef, Status};
+use crate::log;
 use crate::shm::{BackendEntry, Region};
 use crate::sys::{self, RawAddr};
-use crate::log;
 use std::io::{self, IoSlice};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 
@@ -38,7 +38,8 @@ pub fn run(region: &Region, stop: impl Fn() -> bool) {
         if gen != seen_gen {
             // New backends are probed at once; the others keep their turn.
             for e in &entries {
-                let same = |k: &BackendEntry| k.id == e.id && k.port == e.port && k.host() == e.host();
+                let same =
+                    |k: &BackendEntry| k.id == e.id && k.port == e.port && k.host() == e.host();
                 if !known.iter().any(same) {
                     next_at[e.id as usize] = 0;
                 }
@@ -69,13 +70,21 @@ pub fn run(region: &Region, stop: impl Fn() -> bool) {
                 match result {
                     Ok(status) => {
                         if region.health.record_probe_success(id, &health) {
-                            log!(Info, "health", "backend {name} is healthy again (probe: {status})");
+                            log!(
+                                Info,
+                                "health",
+                                "backend {name} is healthy again (probe: {status})"
+                            );
                         }
                     }
                     Err(why) => {
                         let was_up = region.health.is_healthy(id);
                         if region.health.record_failure(id, done, &health) {
-                            log!(Warn, "health", "backend {name} marked unhealthy: probe: {why}");
+                            log!(
+                                Warn,
+                                "health",
+                                "backend {name} marked unhealthy: probe: {why}"
+                            );
                         } else if was_up {
                             // Still counting towards the threshold: again at once.
                             next_at[id] = done;
@@ -194,7 +203,10 @@ fn probe_all(
 
 /// One step of one probe after its socket became ready.
 fn advance(p: &mut Probe, hdrs: &mut [HeaderRef]) {
-    let fd = p.fd.as_ref().expect("a probe in progress has a socket").as_fd();
+    let fd =
+        p.fd.as_ref()
+            .expect("a probe in progress has a socket")
+            .as_fd();
     loop {
         match p.step {
             Step::Connecting => match sys::take_error(fd) {
@@ -294,9 +306,26 @@ mod tests {
         let mut hdrs = vec![HeaderRef::default(); MAX_HEADER_LINES];
         let r = probe_all(&[&ok, &bad, &garbage, &hung, &refused], &hs, &mut hdrs);
         assert_eq!(r[0], Ok(204));
-        assert_eq!(r[1], Err("status 503".to_string()), "not found by substring");
-        assert!(r[2].as_ref().is_err_and(|e| e.starts_with("invalid response")), "{:?}", r[2]);
-        assert!(r[3].as_ref().is_err_and(|e| e.contains("within 300 ms")), "{:?}", r[3]);
-        assert!(r[4].as_ref().is_err_and(|e| e.starts_with("connect")), "{:?}", r[4]);
+        assert_eq!(
+            r[1],
+            Err("status 503".to_string()),
+            "not found by substring"
+        );
+        assert!(
+            r[2].as_ref()
+                .is_err_and(|e| e.starts_with("invalid response")),
+            "{:?}",
+            r[2]
+        );
+        assert!(
+            r[3].as_ref().is_err_and(|e| e.contains("within 300 ms")),
+            "{:?}",
+            r[3]
+        );
+        assert!(
+            r[4].as_ref().is_err_and(|e| e.starts_with("connect")),
+            "{:?}",
+            r[4]
+        );
     }
 }

@@ -60,7 +60,7 @@ impl Reloader {
             strategy_flag: cfg.strategy_given.then_some(cfg.strategy),
             fixed: FixedKeys {
                 timeouts: cfg.timeouts,
-                forwarded: cfg.forwarded.clone(),
+                forwarded: cfg.forwarded,
                 max_body_bytes: cfg.max_body_bytes,
             },
             watch,
@@ -91,7 +91,7 @@ impl Reloader {
     ) -> Result<(Vec<BackendSpec>, Strategy, HealthSettings), String> {
         let fixed = FixedKeys {
             timeouts: fc.timeouts,
-            forwarded: fc.forwarded.clone(),
+            forwarded: fc.forwarded,
             max_body_bytes: fc.max_body_bytes,
         };
         if fixed != self.fixed {
@@ -237,7 +237,12 @@ mod tests {
     fn a_change_keeps_ids_and_state_of_backends_that_stay() {
         let (r, _fd) = Region::create().unwrap();
         let h = HealthSettings::default();
-        publish_change(r, resolve_all(&[spec(1), spec(2)]).unwrap(), Strategy::RoundRobin, &h);
+        publish_change(
+            r,
+            resolve_all(&[spec(1), spec(2)]).unwrap(),
+            Strategy::RoundRobin,
+            &h,
+        );
         r.workers[0].backend_requests[1].store(7, Relaxed);
         // Left over from a backend that had id 2 long ago.
         r.workers[1].backend_requests[2].store(9, Relaxed);
@@ -254,9 +259,17 @@ mod tests {
         let (_, settings) = r.read_backends(&mut live);
         assert_eq!(settings.strategy(), Strategy::Random);
         let ids: Vec<u32> = live.iter().map(|e| e.id).collect();
-        assert_eq!(ids, [1, 2], "port 2 keeps id 1; port 3 takes an id free in both sets");
+        assert_eq!(
+            ids,
+            [1, 2],
+            "port 2 keeps id 1; port 3 takes an id free in both sets"
+        );
         assert_eq!(r.workers[0].backend_requests[1].load(Relaxed), 7, "kept");
-        assert_eq!(r.workers[1].backend_requests[2].load(Relaxed), 0, "new backend starts at 0");
+        assert_eq!(
+            r.workers[1].backend_requests[2].load(Relaxed),
+            0,
+            "new backend starts at 0"
+        );
         assert!(!r.health.is_healthy(0), "the removed backend's id is down");
         assert!(r.health.is_healthy(1) && r.health.is_healthy(2));
     }

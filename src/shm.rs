@@ -305,7 +305,9 @@ impl Region {
             .map_err(|e| e.to_string())?
             .len();
         if len != size as u64 {
-            return Err(format!("shared region is {len} bytes, this build's is {size}"));
+            return Err(format!(
+                "shared region is {len} bytes, this build's is {size}"
+            ));
         }
         // SAFETY: a new shared mapping of the predecessor's memfd, `size`
         // bytes as checked; no existing memory is touched.

@@ -133,7 +133,11 @@ pub fn run(cfg: Config) -> i32 {
     let adopted = inherited.region.and_then(|fd| match Region::adopt(fd) {
         Ok(r) => Some(r),
         Err(e) => {
-            log!(Warn, "main", "upgrade: cannot adopt the shared region ({e}); counters start at zero");
+            log!(
+                Warn,
+                "main",
+                "upgrade: cannot adopt the shared region ({e}); counters start at zero"
+            );
             None
         }
     });
@@ -173,7 +177,11 @@ pub fn run(cfg: Config) -> i32 {
         Info,
         "main",
         "{} on {addr}, pid {}, mode {mode}, {workers} workers, backends: {}, strategy: {}",
-        if upgraded { "upgraded: serving" } else { "listening" },
+        if upgraded {
+            "upgraded: serving"
+        } else {
+            "listening"
+        },
         sys::getpid(),
         names.join(", "),
         cfg.strategy
@@ -245,7 +253,11 @@ impl Supervisor {
         let listener = match sys::dup(self.listener.as_fd()) {
             Ok(l) => l,
             Err(e) => {
-                log!(Err, "main", "worker {i}: cannot duplicate the listener: {e}");
+                log!(
+                    Err,
+                    "main",
+                    "worker {i}: cannot duplicate the listener: {e}"
+                );
                 return 1;
             }
         };
@@ -272,7 +284,11 @@ impl Supervisor {
     fn tick(&self, ctl: &mut Control) -> bool {
         self.reload_if_due(ctl);
         if sys::take_signal(Signal::Reopen) {
-            log!(Info, "main", "SIGUSR1: no log files to reopen; nothing changed");
+            log!(
+                Info,
+                "main",
+                "SIGUSR1: no log files to reopen; nothing changed"
+            );
         }
         if sys::take_signal(Signal::Upgrade) {
             self.start_upgrade(ctl);
@@ -290,7 +306,11 @@ impl Supervisor {
                     ctl.handed_over = true;
                 }
                 Outcome::Failed(why) => {
-                    log!(Err, "main", "upgrade failed: new process pid {pid}: {why}; still serving");
+                    log!(
+                        Err,
+                        "main",
+                        "upgrade failed: new process pid {pid}: {why}; still serving"
+                    );
                     sys::kill(pid, libc::SIGKILL);
                 }
             }
@@ -299,7 +319,12 @@ impl Supervisor {
         if stop && !ctl.draining {
             ctl.draining = true;
             if !ctl.handed_over {
-                log!(Info, "main", "shutting down: draining {} workers", self.workers);
+                log!(
+                    Info,
+                    "main",
+                    "shutting down: draining {} workers",
+                    self.workers
+                );
                 // Refuse queued and new connections for every process sharing
                 // the socket. Not after a hand-over: the successor uses it.
                 sys::stop_listening(self.listener.as_fd());
@@ -313,7 +338,11 @@ impl Supervisor {
         let hup = sys::take_signal(Signal::Reload);
         let Some(r) = ctl.reloader.as_mut() else {
             if hup {
-                log!(Info, "reload", "SIGHUP: no configuration file (-c) to reload; nothing changed");
+                log!(
+                    Info,
+                    "reload",
+                    "SIGHUP: no configuration file (-c) to reload; nothing changed"
+                );
             }
             return;
         };
@@ -350,7 +379,11 @@ impl Supervisor {
 
     fn start_upgrade(&self, ctl: &mut Control) {
         if ctl.pending.is_some() || ctl.handed_over {
-            log!(Warn, "main", "SIGUSR2: an upgrade is already in progress; ignored");
+            log!(
+                Warn,
+                "main",
+                "SIGUSR2: an upgrade is already in progress; ignored"
+            );
             return;
         }
         if ctl.draining {
@@ -428,11 +461,18 @@ impl Supervisor {
                 let delay = backoff_ms(slot.quick_deaths);
                 slot.respawn_at = Some(now + delay);
                 let backoff = if delay > 0 {
-                    format!(" in {delay} ms (it died {} times in a row at start)", slot.quick_deaths)
+                    format!(
+                        " in {delay} ms (it died {} times in a row at start)",
+                        slot.quick_deaths
+                    )
                 } else {
                     String::new()
                 };
-                log!(Err, "main", "worker {i} (pid {pid}) died: {how}; restarting{backoff}");
+                log!(
+                    Err,
+                    "main",
+                    "worker {i} (pid {pid}) died: {how}; restarting{backoff}"
+                );
             }
             if self.tick(&mut ctl) {
                 for s in slots.iter().chain([&prober]) {
@@ -488,7 +528,12 @@ impl Supervisor {
                         return 1;
                     }
                     // Flags inherited from the master are the master's business.
-                    for s in [Signal::Reload, Signal::Reopen, Signal::Upgrade, Signal::Child] {
+                    for s in [
+                        Signal::Reload,
+                        Signal::Reopen,
+                        Signal::Upgrade,
+                        Signal::Child,
+                    ] {
                         let _ = sys::take_signal(s);
                     }
                     drop(self.ready.lock().ok().and_then(|mut r| r.take()));
@@ -542,7 +587,11 @@ impl Supervisor {
             .name("lb-prober".into())
             .spawn(move || crate::probe::run(s.region, sys::shutdown_requested));
         if let Err(e) = &prober {
-            log!(Err, "main", "cannot start the prober thread: {e}; no active health checks");
+            log!(
+                Err,
+                "main",
+                "cannot start the prober thread: {e}; no active health checks"
+            );
         }
         sup.report_ready();
         let mut ctl = Control::new(&sup.cfg);
@@ -597,7 +646,11 @@ impl Supervisor {
                 0
             };
             let delay = backoff_ms(quick_deaths);
-            log!(Err, "main", "worker {i} panicked: {why}; restarting in {delay} ms");
+            log!(
+                Err,
+                "main",
+                "worker {i} panicked: {why}; restarting in {delay} ms"
+            );
             region.process.worker_restarts.fetch_add(1, Relaxed);
             std::thread::sleep(Duration::from_millis(delay));
         }

@@ -793,7 +793,11 @@ pub fn stop_listening(fd: BorrowedFd<'_>) {
 /// `poll(2)` over `fds`; the number of fds with events.
 pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
     // SAFETY: fds is a valid, writable array of fds.len() pollfd.
-    let n = syscall!(poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms))?;
+    let n = syscall!(poll(
+        fds.as_mut_ptr(),
+        fds.len() as libc::nfds_t,
+        timeout_ms
+    ))?;
     Ok(n as usize)
 }
 
@@ -843,7 +847,11 @@ impl Inotify {
         let mut buf = [0u8; 4096];
         loop {
             // SAFETY: buf is writable for its length; fd is non-blocking.
-            let n = match syscall!(read(self.fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len())) {
+            let n = match syscall!(read(
+                self.fd.as_raw_fd(),
+                buf.as_mut_ptr().cast(),
+                buf.len()
+            )) {
                 Ok(n) if n > 0 => n as usize,
                 _ => return hit,
             };

@@ -134,11 +134,8 @@ impl Pending {
         match sys::read(self.ready.as_fd(), &mut b) {
             Ok(1) => Some(Outcome::Ready),
             Ok(_) => Some(Outcome::Failed("it exited before it was ready".into())),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                (sys::now_ms() >= self.deadline).then(|| {
-                    Outcome::Failed(format!("not ready within {READY_TIMEOUT_MS} ms"))
-                })
-            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => (sys::now_ms() >= self.deadline)
+                .then(|| Outcome::Failed(format!("not ready within {READY_TIMEOUT_MS} ms"))),
             Err(e) => Some(Outcome::Failed(format!("ready pipe: {e}"))),
         }
     }

@@ -10,88 +10,9 @@ mod common;
 use common::*;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::os::fd::AsFd;
 use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
-
-/// A demo backend (the project's own event loop) on a kernel-chosen port,
-/// answering `Hello from NAME`; runs until the test process ends.
-fn demo_backend(name: &'static str) -> String {
-    let l = lb::sys::listen("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
-    let port = lb::sys::local_addr(l.as_fd()).unwrap().port();
-    thread::spawn(move || lb::demo::serve(name, l));
-    format!("127.0.0.1:{port}")
-}
-
-/// Pids whose parent is `pid`, with their `comm`.
-fn children(pid: u32) -> Vec<(u32, String)> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            continue;
-        };
-        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
-        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
-            continue;
-        };
-        let mut f = rest.split_whitespace();
-        let state = f.next().unwrap_or("");
-        let ppid: u32 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
-        if ppid == pid && state != "Z" {
-            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
-            out.push((p, comm.trim().to_string()));
-        }
-    }
-    out.sort();
-    out
-}
-
-/// The master's `n` worker processes, once they are all there (the port
-/// accepts as soon as the master has bound it, before the forks).
-fn workers_of(master: u32, n: usize) -> Vec<(u32, String)> {
-    let mut kids = Vec::new();
-    let found = eventually(Duration::from_secs(10), || {
-        kids = children(master);
-        kids.len() == n
-    });
-    assert!(found, "master {master}: workers {kids:?}, expected {n}");
-    kids
-}
-
-fn comm(pid: u32) -> String {
-    std::fs::read_to_string(format!("/proc/{pid}/comm"))
-        .unwrap_or_default()
-        .trim()
-        .to_string()
-}
-
-/// Waits (bounded) until `f` holds; false if it never did.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    f()
-}
-
-/// The value of an unlabelled (or fully labelled) series in a scrape.
-fn metric(text: &str, series: &str) -> Option<u64> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-fn scrape(port: u16) -> String {
-    let m = get(port, "/metrics");
-    assert_eq!(m.status(), 200);
-    m.text()
-}
 
 #[test]
 fn mp_and_sp_serve_and_alternate_exactly_between_two_backends() {
@@ -261,45 +182,6 @@ fn sighup_and_sigusr1_are_logged_and_cut_no_download() {
         assert_eq!(lb.try_wait(), None, "{mode}: still running");
         assert!(get(lb.port, "/").status() == 200);
     }
-}
-
-/// Runs wrk against `port` for `secs` seconds with 50 connections; returns
-/// (requests completed, failed requests: socket errors plus non-2xx/3xx).
-fn wrk(port: u16, secs: u32) -> std::process::Child {
-    Command::new("wrk")
-        .args([
-            "-t2",
-            "-c50",
-            &format!("-d{secs}s"),
-            &format!("http://127.0.0.1:{port}/"),
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("wrk is needed for the fault tests under load (apt-get install wrk)")
-}
-
-fn wrk_result(child: std::process::Child) -> (u64, u64, String) {
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let done = text
-        .lines()
-        .find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok())
-        .unwrap_or_else(|| panic!("wrk output: {text}"));
-    let mut failed = 0;
-    for l in text.lines() {
-        let l = l.trim();
-        if let Some(rest) = l.strip_prefix("Socket errors:") {
-            failed += rest
-                .split(',')
-                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
-                .sum::<u64>();
-        }
-        if let Some(n) = l.strip_prefix("Non-2xx or 3xx responses:") {
-            failed += n.trim().parse::<u64>().unwrap();
-        }
-    }
-    (done, failed, text)
 }
 
 #[test]

@@ -80,6 +80,7 @@ impl Worker {
 
     pub(super) fn start_request(&mut self, ci: u32, head: RequestHead) {
         self.refresh_backends();
+        let draining = self.draining.is_some();
         let Worker {
             sessions,
             hdrs,
@@ -96,7 +97,8 @@ impl Worker {
             Ok(m) => m,
             Err(e) => return self.reject(ci, e),
         };
-        c.keep_alive = meta.conn.persistent(head.minor);
+        // Draining (shutdown, upgrade): this response says `Connection: close`.
+        c.keep_alive = meta.conn.persistent(head.minor) && !draining;
         if meta.body != BodyMode::None && (method_is(buf, &head, b"GET") || meta.is_head) {
             // A body on GET or HEAD has no defined meaning; some servers
             // ignore it and would read it as the next request. Forward it

@@ -580,7 +580,10 @@ impl Worker {
         shared.metrics.response(head.status);
         let b = c.backend;
         c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
-        if shared.health.record_success(b, self.backends.health_settings()) {
+        if shared
+            .health
+            .record_success(b, self.backends.health_settings())
+        {
             log!(
                 Info,
                 "health",

@@ -11,8 +11,8 @@
 #![forbid(unsafe_code)]
 
 use super::backends::BackendSet;
-use super::downstream::DRAIN_IDLE_MS;
 use super::balance::Balancer;
+use super::downstream::DRAIN_IDLE_MS;
 use super::session::{Phase, Req, Resp, Session};
 use super::upstream::{Upstream, UpstreamFailure};
 use super::Shared;
@@ -345,14 +345,17 @@ impl Worker {
         if region.generation() == self.backends.generation() {
             return;
         }
-        let before: Vec<(usize, String)> =
-            self.backends.iter().map(|b| (b.id, b.name.clone())).collect();
+        let before: Vec<(usize, String)> = self
+            .backends
+            .iter()
+            .map(|b| (b.id, b.name.clone()))
+            .collect();
         self.backends.refresh(region);
         self.balancer.reset(self.backends.strategy());
         for (id, name) in before {
             // Gone, or the id now names another backend: its idle
             // connections lead somewhere no request may go.
-            if self.backends.get(id).is_none_or(|b| b.name != name) {
+            if !self.backends.get(id).is_some_and(|b| b.name == name) {
                 self.id_epoch[id] = self.backends.generation();
                 while let Some(ui) = self.pools[id].pop() {
                     if let Some(mut u) = self.ups.remove(ui) {

@@ -34,9 +34,14 @@ pub struct Lb {
 impl Lb {
     /// Starts `load_balancer -h 127.0.0.1 -p PORT ARGS...` and waits until it accepts.
     pub fn start(args: &[&str]) -> Lb {
+        Lb::start_bin(LB, args)
+    }
+
+    /// The same, from the binary at `bin` (an upgrade test's copy).
+    pub fn start_bin(bin: &str, args: &[&str]) -> Lb {
         for _attempt in 0..5 {
             let port = free_port();
-            let mut child = Command::new(LB)
+            let mut child = Command::new(bin)
                 .args(["-h", "127.0.0.1", "-p", &port.to_string()])
                 .args(args)
                 .stdout(Stdio::null())
@@ -733,4 +738,126 @@ pub fn signal(pid: u32, sig: i32) {
         .expect("run kill(1)")
         .success();
     assert!(ok, "kill -{sig} {pid}");
+}
+
+// ---- multi-process helpers: workers, metrics, load ------------------------
+
+/// A demo backend (the project's own event loop) on a kernel-chosen port,
+/// answering `Hello from NAME`; runs until the test process ends.
+pub fn demo_backend(name: &'static str) -> String {
+    let l = lb::sys::listen("127.0.0.1:0".parse().unwrap(), 1024).unwrap();
+    let port = lb::sys::local_addr(std::os::fd::AsFd::as_fd(&l))
+        .unwrap()
+        .port();
+    thread::spawn(move || lb::demo::serve(name, l));
+    format!("127.0.0.1:{port}")
+}
+
+/// Pids whose parent is `pid`, with their `comm`.
+pub fn children(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
+            continue;
+        };
+        // "pid (comm) state ppid ...": comm may hold spaces, so split after ')'.
+        let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+            continue;
+        };
+        let mut f = rest.split_whitespace();
+        let state = f.next().unwrap_or("");
+        let ppid: u32 = f.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        if ppid == pid && state != "Z" {
+            let comm = std::fs::read_to_string(format!("/proc/{p}/comm")).unwrap_or_default();
+            out.push((p, comm.trim().to_string()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The master's `n` worker processes, once they are all there (the port
+/// accepts as soon as the master has bound it, before the forks).
+pub fn workers_of(master: u32, n: usize) -> Vec<(u32, String)> {
+    let mut kids = Vec::new();
+    let found = eventually(Duration::from_secs(10), || {
+        kids = children(master);
+        kids.len() == n
+    });
+    assert!(found, "master {master}: workers {kids:?}, expected {n}");
+    kids
+}
+
+pub fn comm(pid: u32) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Waits (bounded) until `f` holds; false if it never did.
+pub fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}
+
+/// The value of an unlabelled (or fully labelled) series in a scrape.
+pub fn metric(text: &str, series: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+}
+
+pub fn scrape(port: u16) -> String {
+    let m = get(port, "/metrics");
+    assert_eq!(m.status(), 200);
+    m.text()
+}
+
+/// Starts wrk against `port` for `secs` seconds with 50 connections.
+pub fn wrk(port: u16, secs: u32) -> std::process::Child {
+    Command::new("wrk")
+        .args([
+            "-t2",
+            "-c50",
+            &format!("-d{secs}s"),
+            &format!("http://127.0.0.1:{port}/"),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("wrk is needed for the fault tests under load (apt-get install wrk)")
+}
+
+/// Waits for wrk: (requests completed, failed requests: socket errors plus
+/// non-2xx/3xx responses, wrk's whole output).
+pub fn wrk_result(child: std::process::Child) -> (u64, u64, String) {
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let done = text
+        .lines()
+        .find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok())
+        .unwrap_or_else(|| panic!("wrk output: {text}"));
+    let mut failed = 0;
+    for l in text.lines() {
+        let l = l.trim();
+        if let Some(rest) = l.strip_prefix("Socket errors:") {
+            failed += rest
+                .split(',')
+                .filter_map(|p| p.split_whitespace().last()?.parse::<u64>().ok())
+                .sum::<u64>();
+        }
+        if let Some(n) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            failed += n.trim().parse::<u64>().unwrap();
+        }
+    }
+    (done, failed, text)
 }
