@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Benchmark this load balancer against nginx and HAProxy on loopback (run: make bench).
 #
-# Starts backend1, backend2, load_balancer (one worker), nginx (one worker,
-# keepalive upstream pool) and HAProxy (one thread, http-reuse always) on
-# 127.0.0.1 and measures, for each proxy:
-#   1. memory per idle keep-alive client connection (8,000 of them, VmRSS);
+# Starts backend1, backend2, load_balancer (one worker: -m mp -w 1, a master
+# and one worker process), nginx (one worker, keepalive upstream pool) and
+# HAProxy (one thread, http-reuse always) on 127.0.0.1 and measures, for each
+# proxy:
+#   1. memory per idle keep-alive client connection (8,000 of them, VmRSS of
+#      the worker process);
 #   2. throughput and latency with wrk at each concurrency (50 and 500
 #      connections), alternating runs across the proxies, medians of the runs:
-#      requests/s, p50/p99/max latency, proxy CPU time per request, ratios
-#      against nginx;
-#   3. syscalls per request (strace -c on the proxy during a separate wrk run,
-#      never used for the throughput figures);
+#      requests/s, p50/p99/max latency, proxy CPU time per request (all the
+#      proxy's processes: master and workers), ratios against nginx;
+#   3. syscalls per request (strace -c on the proxy's worker during a separate
+#      wrk run, never used for the throughput figures);
 #   4. a 1 GiB response streamed through the proxy versus directly from the
 #      origin (a second nginx serving a sparse file): MB/s, peak proxy RSS.
 # Prints all tables and writes bench/results.md and bench/results.svg; raw
@@ -237,11 +239,12 @@ run_wrk() {
     ((rc == 0)) || die "wrk against $name failed (exit $rc): $(tail -n 5 "$log")"
 }
 
-# nginx_start NAME CONF PORT: test the config, start nginx in the
-# foreground (logs in $TMP/NAME*.log), wait until PORT answers, check for exactly one worker; sets
-# NGINX_MASTER and NGINX_WORKER.
+# nginx_start NAME CONF PORT [N]: test the config, start nginx in the
+# foreground (logs in $TMP/NAME*.log), wait until PORT answers, check for
+# exactly N workers (default 1); sets NGINX_MASTER, NGINX_WORKERS (their pids,
+# space-separated) and NGINX_WORKER (the first).
 nginx_start() {
-    local name=$1 conf=$2 port=$3 workers
+    local name=$1 conf=$2 port=$3 want=${4:-1} workers
     nginx -t -q -e "$TMP/$name-error.log" -c "$conf" -p "$TMP" >"$TMP/$name.log" 2>&1 || {
         echo "bench: $name (nginx) rejected its config:" >&2
         cat "$TMP/$name.log" "$TMP/$name-error.log" >&2 2>/dev/null
@@ -252,10 +255,37 @@ nginx_start() {
     NGINX_MASTER=$!
     PIDS+=("$NGINX_MASTER")
     wait_ready "$name" "$NGINX_MASTER" "$port" "$TMP/$name-error.log"
-    workers=$(pgrep -P "$NGINX_MASTER" || true)
-    [[ $(wc -w <<<"$workers") == 1 ]] || die "expected one $name worker under master $NGINX_MASTER, found: '${workers//$'\n'/ }'"
-    NGINX_WORKER=$workers
-    WORKERS+=("$NGINX_WORKER")
+    workers=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ' || true)
+    [[ $(wc -w <<<"$workers") == "$want" ]] || die "expected $want $name worker(s) under master $NGINX_MASTER, found: '$workers'"
+    NGINX_WORKERS=${workers% }
+    NGINX_WORKER=${NGINX_WORKERS%% *}
+    # shellcheck disable=SC2206  # pids: split on spaces
+    WORKERS+=($NGINX_WORKERS)
+}
+
+# lb_start NAME LOG PORT MODE N BACKEND...: start the load balancer with
+# -m MODE -w N (always explicit: the default is one worker per CPU), wait
+# until PORT answers and, in mp mode, until the master has its N worker
+# processes; sets LB_STARTED (the pid we started: the master in mp mode, the
+# only process in sp mode) and LB_STARTED_WORKER (mp: the first worker
+# process; sp: the process itself, whose threads are the workers).
+lb_start() {
+    local name=$1 log=$2 port=$3 mode=$4 n=$5 b args=() kids i
+    shift 5
+    for b in "$@"; do args+=(-b "$b"); done
+    "$BIN/load_balancer" -m "$mode" -w "$n" -p "$port" -h 127.0.0.1 "${args[@]}" -l warn >"$log" 2>&1 &
+    LB_STARTED=$!
+    PIDS+=("$LB_STARTED")
+    wait_ready "$name" "$LB_STARTED" "$port" "$log"
+    LB_STARTED_WORKER=$LB_STARTED
+    [[ $mode == mp ]] || return 0
+    for i in $(seq 50); do
+        kids=$(pgrep -P "$LB_STARTED" | tr '\n' ' ' || true)
+        [[ $(wc -w <<<"$kids") == "$n" ]] && break
+        sleep 0.1
+    done
+    [[ $(wc -w <<<"$kids") == "$n" ]] || die "expected $n $name worker process(es) under master $LB_STARTED, found: '$kids'"
+    LB_STARTED_WORKER=${kids%% *}
 }
 
 # ---- 3. helper scripts -----------------------------------------------------
@@ -442,18 +472,15 @@ http {
 EOF
 nginx_start origin "$TMP/origin.conf" "$ORIGIN_PORT"
 
-"$BIN/load_balancer" -p "$LB_PORT" -h 127.0.0.1 \
-    -b "127.0.0.1:$P1" -b "127.0.0.1:$P2" -l warn >"$TMP/load_balancer.log" 2>&1 &
-LB_PID=$!
-PIDS+=("$LB_PID")
-wait_ready load_balancer "$LB_PID" "$LB_PORT" "$TMP/load_balancer.log"
+# One worker: -m mp -w 1 is a master and one worker process (the default
+# would be one worker per CPU).
+lb_start load_balancer "$TMP/load_balancer.log" "$LB_PORT" mp 1 "127.0.0.1:$P1" "127.0.0.1:$P2"
+LB_PID=$LB_STARTED
+LB_WORKER=$LB_STARTED_WORKER
 
 # A second load balancer instance for the large response only.
-"$BIN/load_balancer" -p "$LB_BODY_PORT" -h 127.0.0.1 \
-    -b "127.0.0.1:$ORIGIN_PORT" -l warn >"$TMP/load_balancer-body.log" 2>&1 &
-LB_BODY_PID=$!
-PIDS+=("$LB_BODY_PID")
-wait_ready "load_balancer (large-response instance)" "$LB_BODY_PID" "$LB_BODY_PORT" "$TMP/load_balancer-body.log"
+lb_start "load_balancer (large-response instance)" "$TMP/load_balancer-body.log" "$LB_BODY_PORT" mp 1 "127.0.0.1:$ORIGIN_PORT"
+LB_BODY_WORKER=$LB_STARTED_WORKER
 
 NGX_CONF=$TMP/nginx.conf
 cat >"$NGX_CONF" <<EOF
@@ -557,8 +584,13 @@ declare -A URL=([lb]=http://127.0.0.1:$LB_PORT/ [nginx]=http://127.0.0.1:$NGX_PO
 declare -A BODY_URL=([direct]=http://127.0.0.1:$ORIGIN_PORT/big.bin [lb]=http://127.0.0.1:$LB_BODY_PORT/big.bin
                      [nginx]=http://127.0.0.1:$NGX_BODY_PORT/big.bin [haproxy]=http://127.0.0.1:$HAP_BODY_PORT/big.bin)
 declare -A PORT=([lb]=$LB_PORT [nginx]=$NGX_PORT [haproxy]=$HAP_PORT)
-declare -A CPU_PID=([lb]=$LB_PID [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
-declare -A BODY_PID=([direct]=- [lb]=$LB_BODY_PID [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
+# CPU_ROOT: CPU time is that of this process and its children (all their
+# threads): the load balancer's master and worker, nginx's master and worker,
+# HAProxy's one process. WORKER_PID: the one process whose RSS (idle test) and
+# syscalls (strace) are measured: the worker that holds the connections.
+declare -A CPU_ROOT=([lb]=$LB_PID [nginx]=$NGX_PID [haproxy]=${HAP_PID:-})
+declare -A WORKER_PID=([lb]=$LB_WORKER [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
+declare -A BODY_PID=([direct]=- [lb]=$LB_BODY_WORKER [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
 
 # Sanity: every proxy really reaches the backends and the origin.
 for proxy in "${PROXIES[@]}"; do
@@ -580,6 +612,23 @@ cpu_ticks() {
     rest=${stat##*) }          # drop "pid (comm) "; comm may contain spaces
     read -r -a f <<<"$rest"    # f[0] is field 3, so field 14 is f[11]
     echo $((f[11] + f[12]))
+}
+
+# tree_cpu ROOT: sets TREE_TICKS to utime+stime of ROOT and of each of its
+# live child processes (a load balancer or nginx master and its workers), all
+# threads, and TREE_PIDS to those pids. A child's time reaches its parent's
+# cutime only once it is reaped, so live children are read one by one; the
+# caller compares TREE_PIDS before and after a run, since a worker that died
+# and was replaced during it would take its CPU time with it.
+tree_cpu() {
+    local pid t
+    TREE_PIDS="$1 $(pgrep -P "$1" | sort -n | tr '\n' ' ' || true)"
+    TREE_PIDS=${TREE_PIDS% }
+    TREE_TICKS=0
+    for pid in $TREE_PIDS; do
+        t=$(cpu_ticks "$pid")
+        TREE_TICKS=$((TREE_TICKS + t))
+    done
 }
 
 alive() { kill -0 "$2" 2>/dev/null || die "$1 (pid $2) died"; }
@@ -604,8 +653,8 @@ else
     for proxy in "${PROXIES[@]}"; do
         log=$OUT/idle-${NAME[$proxy]}.txt
         run_bg "idle-connection test against ${NAME[$proxy]}" "$log" \
-            python3 "$TMP/idle.py" "${PORT[$proxy]}" "${CPU_PID[$proxy]}" "$IDLE_CONNS" || continue
-        alive "${NAME[$proxy]}" "${CPU_PID[$proxy]}"
+            python3 "$TMP/idle.py" "${PORT[$proxy]}" "${WORKER_PID[$proxy]}" "$IDLE_CONNS" || continue
+        alive "${NAME[$proxy]}" "${WORKER_PID[$proxy]}"
         printf '%s\t%s\n' "${NAME[$proxy]}" "$(tail -n 1 "$log")" >>"$IDLE_TSV"
         tail -n 1 "$IDLE_TSV" | awk -F'\t' '{printf "  %-13s RSS %7d KiB -> %7d KiB: %6.0f bytes per connection (%d opened in %.1f s)\n", $1, $2, $3, ($3-$2)*1024/$4, $4, $6}'
     done
@@ -628,17 +677,18 @@ for conns in "${CONNS_ARR[@]}"; do
     for run in $(seq "$RUNS"); do
         for proxy in "${PROXIES[@]}"; do
             name=${NAME[$proxy]}
-            cpid=${CPU_PID[$proxy]}
             log=$OUT/$name-c$conns-run$run.txt
-            before=$(cpu_ticks "$cpid")
+            tree_cpu "${CPU_ROOT[$proxy]}"
+            before=$TREE_TICKS before_pids=$TREE_PIDS
             run_wrk "$name" "$log" -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${URL[$proxy]}"
-            after=$(cpu_ticks "$cpid")
+            tree_cpu "${CPU_ROOT[$proxy]}"
+            after=$TREE_TICKS
+            # The same processes before and after, or the CPU figure is wrong.
+            [[ $TREE_PIDS == "$before_pids" ]] || die "$name: its processes changed during the run (pids $before_pids, then $TREE_PIDS): a worker died?"
             python3 "$TMP/parse_wrk.py" "$log" "$name" "$conns" "$run" "$((after - before))" "$CLK_TCK" >>"$RUNS_TSV" \
                 || die "could not parse wrk output $log"
             [[ $(tail -n 1 "$RUNS_TSV" | cut -f1) == "$name" ]] || die "no result parsed from $log"
             tail -n 1 "$RUNS_TSV" | awk -F'\t' '{printf "  %-13s c%-4s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  max %8.2f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $12, $10, $11}'
-            # The worker must still be the same process, or CPU numbers are wrong.
-            alive "$name" "$cpid"
         done
     done
 done
@@ -649,7 +699,7 @@ if ((HAVE_STRACE)); then
     echo "== syscalls per request: strace -c -f -p PID during wrk -t1 -c$STRACE_CONNS -d$STRACE_DURATION (separate runs)"
     for proxy in "${PROXIES[@]}"; do
         name=${NAME[$proxy]}
-        pid=${CPU_PID[$proxy]}
+        pid=${WORKER_PID[$proxy]}
         sfile=$OUT/strace-$name.txt
         strace -c -f -p "$pid" -o "$sfile" 2>"$OUT/strace-$name.log" &
         STRACE_PID=$!
