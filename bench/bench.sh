@@ -97,7 +97,9 @@ done
 read -r -a CONNS_ARR <<<"$CONNS_LIST"
 ((${#CONNS_ARR[@]})) || die "BENCH_CONNS_LIST is empty"
 for c in "${CONNS_ARR[@]}"; do
-    [[ $c =~ ^[0-9]+$ ]] && ((c >= 1)) || die "BENCH_CONNS_LIST must hold positive numbers, got '$c'"
+    if ! [[ $c =~ ^[0-9]+$ ]] || ((c < 1)); then
+        die "BENCH_CONNS_LIST must hold positive numbers, got '$c'"
+    fi
 done
 read -r -a WORKERS_ARR <<<"$WORKERS_LIST"
 ((${#WORKERS_ARR[@]})) || die "BENCH_WORKERS_LIST is empty"
