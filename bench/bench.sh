@@ -302,11 +302,12 @@ nginx_start() {
 # lb_start NAME LOG PORT MODE N BACKEND...: start the load balancer with
 # -m MODE -w N (always explicit: the default is one worker per CPU), wait
 # until PORT answers and, in mp mode, until the master has its N worker
-# processes; sets LB_STARTED (the pid we started: the master in mp mode, the
-# only process in sp mode) and LB_STARTED_WORKER (mp: the first worker
-# process; sp: the process itself, whose threads are the workers).
+# processes (named "lb: worker I"; the master also forks "lb: prober");
+# sets LB_STARTED (the pid we started: the master in mp mode, the only
+# process in sp mode) and LB_STARTED_WORKER (mp: "lb: worker 0"; sp: the
+# process itself, whose threads are the workers).
 lb_start() {
-    local name=$1 log=$2 port=$3 mode=$4 n=$5 b args=() kids i
+    local name=$1 log=$2 port=$3 mode=$4 n=$5 b args=() kids="" i
     shift 5
     for b in "$@"; do args+=(-b "$b"); done
     "$BIN/load_balancer" -m "$mode" -w "$n" -p "$port" -h 127.0.0.1 "${args[@]}" -l warn >"$log" 2>&1 &
@@ -316,12 +317,13 @@ lb_start() {
     LB_STARTED_WORKER=$LB_STARTED
     [[ $mode == mp ]] || return 0
     for i in $(seq 50); do
-        kids=$(pgrep -P "$LB_STARTED" | tr '\n' ' ' || true)
+        kids=$(pgrep -P "$LB_STARTED" '^lb: worker ' | tr '\n' ' ' || true)
         [[ $(wc -w <<<"$kids") == "$n" ]] && break
         sleep 0.1
     done
     [[ $(wc -w <<<"$kids") == "$n" ]] || die "expected $n $name worker process(es) under master $LB_STARTED, found: '$kids'"
-    LB_STARTED_WORKER=${kids%% *}
+    LB_STARTED_WORKER=$(pgrep -x -P "$LB_STARTED" 'lb: worker 0' || true)
+    [[ -n $LB_STARTED_WORKER ]] || die "no 'lb: worker 0' process under $name master $LB_STARTED"
 }
 
 # ---- 3. helper scripts -----------------------------------------------------
@@ -652,8 +654,8 @@ declare -A BODY_URL=([direct]=http://127.0.0.1:$ORIGIN_PORT/big.bin [lb]=http://
                      [nginx]=http://127.0.0.1:$NGX_BODY_PORT/big.bin [haproxy]=http://127.0.0.1:$HAP_BODY_PORT/big.bin)
 declare -A PORT=([lb]=$LB_PORT [nginx]=$NGX_PORT [haproxy]=$HAP_PORT)
 # CPU_ROOT: CPU time is that of this process and its children (all their
-# threads): the load balancer's master and worker(s), nginx's master and
-# worker(s), HAProxy's one process. WORKER_PID: the one process whose RSS
+# threads): the load balancer's master, worker(s) and prober, nginx's master
+# and worker(s), HAProxy's one process. WORKER_PID: the one process whose RSS
 # (idle test) and syscalls (strace) are measured: the worker that holds the
 # connections.
 declare -A CPU_ROOT=([lb]=$LB_PID [nginx]=$NGX_PID [haproxy]=${HAP_PID:-})
@@ -766,8 +768,8 @@ cpu_ticks() {
 }
 
 # tree_cpu ROOT: sets TREE_TICKS to utime+stime of ROOT and of each of its
-# live child processes (a load balancer or nginx master and its workers), all
-# threads, and TREE_PIDS to those pids. A child's time reaches its parent's
+# live child processes (a load balancer master's workers and prober, an nginx
+# master's workers), all threads, and TREE_PIDS to those pids. A child's time reaches its parent's
 # cutime only once it is reaped, so live children are read one by one; the
 # caller compares TREE_PIDS before and after a run, since a worker that died
 # and was replaced during it would take its CPU time with it.
