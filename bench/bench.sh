@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
 # Benchmark this load balancer against nginx and HAProxy on loopback (run: make bench).
 #
-# Starts backend1, backend2, load_balancer (one worker), nginx (one worker,
-# keepalive upstream pool) and HAProxy (one thread, http-reuse always) on
-# 127.0.0.1 and measures, for each proxy:
-#   1. memory per idle keep-alive client connection (8,000 of them, VmRSS);
+# Starts backend1, backend2, load_balancer (one worker: -m mp -w 1, a master
+# and one worker process), nginx (one worker, keepalive upstream pool) and
+# HAProxy (one thread, http-reuse always) on 127.0.0.1 and measures, for each
+# proxy:
+#   1. memory per idle keep-alive client connection (8,000 of them, VmRSS of
+#      the worker process);
 #   2. throughput and latency with wrk at each concurrency (50 and 500
 #      connections), alternating runs across the proxies, medians of the runs:
-#      requests/s, p50/p99/max latency, proxy CPU time per request, ratios
-#      against nginx;
-#   3. syscalls per request (strace -c on the proxy during a separate wrk run,
-#      never used for the throughput figures);
+#      requests/s, p50/p99/max latency, proxy CPU time per request (all the
+#      proxy's processes: master and workers), ratios against nginx, and
+#      where the machine's CPU went (proxy, backends, the rest, idle); then
+#      the same again for each other worker count in BENCH_WORKERS_LIST (by
+#      default 2): load_balancer -m mp -w N and -m sp -w N, nginx
+#      worker_processes N, HAProxy nbthread N, started for their runs only,
+#      same backends, same wrk settings. On a 2-core machine wrk, the two
+#      backends and the proxy's workers share the 2 cores, which bounds those
+#      figures; the section says so;
+#   3. syscalls per request (strace -c on the proxy's worker during a separate
+#      wrk run, never used for the throughput figures);
 #   4. a 1 GiB response streamed through the proxy versus directly from the
 #      origin (a second nginx serving a sparse file): MB/s, peak proxy RSS.
 # Prints all tables and writes bench/results.md and bench/results.svg; raw
@@ -20,13 +29,18 @@
 #   BENCH_THREADS=1  BENCH_DURATION=10s  BENCH_RUNS=3
 #   BENCH_CONNS_LIST="50 500"   wrk connection counts (BENCH_CONNS=N alone means just N)
 #   BENCH_WARMUP=1s      unrecorded wrk run per proxy and concurrency before measuring (0 = none)
+#   BENCH_WORKERS_LIST="1 2"  worker counts for the throughput runs (1..64 each;
+#                        1 is the one-worker comparison; idle, strace and the
+#                        large response always use one worker)
 #   BENCH_PORT_BASE=19100  backends BASE+1, BASE+2; file origin BASE+3;
 #                        load_balancer BASE+80, nginx BASE+81, haproxy BASE+82;
-#                        their 1 GiB-test twins BASE+83, BASE+84, BASE+85
+#                        their 1 GiB-test twins BASE+83, BASE+84, BASE+85;
+#                        for the k-th worker count other than 1 (k = 0, 1, ...)
+#                        load_balancer mp, sp, nginx, haproxy at BASE+90+4k .. +93+4k
 #   BENCH_IDLE_CONNS=8000            idle keep-alive connections for the RSS test
 #   BENCH_STRACE_DURATION=3s  BENCH_STRACE_CONNS=50   the strace run (wrk -t1)
 #   BENCH_BODY_SIZE=1G  BENCH_BODY_RUNS=3   large-response test (truncate -s size)
-#   BENCH_SKIP="..."     any of: haproxy idle strace body
+#   BENCH_SKIP="..."     any of: haproxy idle strace body sp (sp: no -m sp row)
 #   BENCH_NO_BUILD=1     skip `cargo build --release`
 #   BENCH_BIN_DIR=DIR    where the binaries are (default target/release)
 # Installs nothing: missing required tools are named with the apt command and
@@ -44,6 +58,7 @@ elif [[ -n ${BENCH_CONNS:-} ]]; then
 else
     CONNS_LIST="50 500"
 fi
+WORKERS_LIST=${BENCH_WORKERS_LIST-"1 2"}
 DURATION=${BENCH_DURATION:-10s}
 RUNS=${BENCH_RUNS:-3}
 WARMUP=${BENCH_WARMUP:-1s}
@@ -68,6 +83,10 @@ HAP_PORT=$((BASE + 82))
 LB_BODY_PORT=$((BASE + 83))
 NGX_BODY_PORT=$((BASE + 84))
 HAP_BODY_PORT=$((BASE + 85))
+# The N-worker proxies (N != 1 in BENCH_WORKERS_LIST), the k-th of those
+# counts (k = 0, 1, ...): load_balancer mp BASE+90+4k, load_balancer sp
+# BASE+91+4k, nginx BASE+92+4k, haproxy BASE+93+4k.
+set_port() { echo $((BASE + 90 + 4 * $1 + $2)); }
 
 die() { echo "bench: $*" >&2; exit 1; }
 skipped() { [[ $SKIP == *" $1 "* ]]; }
@@ -78,14 +97,29 @@ done
 read -r -a CONNS_ARR <<<"$CONNS_LIST"
 ((${#CONNS_ARR[@]})) || die "BENCH_CONNS_LIST is empty"
 for c in "${CONNS_ARR[@]}"; do
-    [[ $c =~ ^[0-9]+$ ]] && ((c >= 1)) || die "BENCH_CONNS_LIST must hold positive numbers, got '$c'"
+    if ! [[ $c =~ ^[0-9]+$ ]] || ((c < 1)); then
+        die "BENCH_CONNS_LIST must hold positive numbers, got '$c'"
+    fi
+done
+read -r -a WORKERS_ARR <<<"$WORKERS_LIST"
+((${#WORKERS_ARR[@]})) || die "BENCH_WORKERS_LIST is empty"
+MULTI=()         # the worker counts other than 1, in order
+for w in "${WORKERS_ARR[@]}"; do
+    if ! [[ $w =~ ^[0-9]+$ ]] || ((w < 1 || w > 64)); then
+        die "BENCH_WORKERS_LIST must hold worker counts 1..64, got '$w'"
+    fi
+    [[ " ${seen_w:-} " != *" $w "* ]] || die "BENCH_WORKERS_LIST has $w twice"
+    seen_w+=" $w"
+    ((w == 1)) || MULTI+=("$w")
 done
 for s in ${BENCH_SKIP:-}; do
-    [[ $s =~ ^(haproxy|idle|strace|body)$ ]] || die "BENCH_SKIP: unknown part '$s' (haproxy idle strace body)"
+    [[ $s =~ ^(haproxy|idle|strace|body|sp)$ ]] || die "BENCH_SKIP: unknown part '$s' (haproxy idle strace body sp)"
 done
 ((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
 ((BODY_RUNS >= 1)) || die "BENCH_BODY_RUNS must be at least 1"
-((BASE >= 1024 && BASE + 85 <= 65535)) || die "BENCH_PORT_BASE must be in 1024..65450"
+MAX_PORT=$((BASE + 85))
+((${#MULTI[@]})) && MAX_PORT=$(set_port $((${#MULTI[@]} - 1)) 3)
+((BASE >= 1024 && MAX_PORT <= 65535)) || die "BENCH_PORT_BASE must be in 1024..$((65535 - MAX_PORT + BASE))"
 
 # ---- 1. tools --------------------------------------------------------------
 missing_pkgs=()
@@ -185,7 +219,11 @@ trap 'exit 143' TERM
 
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-for p in $P1 $P2 $ORIGIN_PORT $LB_PORT $NGX_PORT $HAP_PORT $LB_BODY_PORT $NGX_BODY_PORT $HAP_BODY_PORT; do
+SET_PORTS=()
+for k in "${!MULTI[@]}"; do
+    for i in 0 1 2 3; do SET_PORTS+=("$(set_port "$k" "$i")"); done
+done
+for p in $P1 $P2 $ORIGIN_PORT $LB_PORT $NGX_PORT $HAP_PORT $LB_BODY_PORT $NGX_BODY_PORT $HAP_BODY_PORT "${SET_PORTS[@]}"; do
     if port_busy "$p"; then
         die "port $p on 127.0.0.1 is already in use (set BENCH_PORT_BASE to move the range)"
     fi
@@ -237,11 +275,12 @@ run_wrk() {
     ((rc == 0)) || die "wrk against $name failed (exit $rc): $(tail -n 5 "$log")"
 }
 
-# nginx_start NAME CONF PORT: test the config, start nginx in the
-# foreground (logs in $TMP/NAME*.log), wait until PORT answers, check for exactly one worker; sets
-# NGINX_MASTER and NGINX_WORKER.
+# nginx_start NAME CONF PORT [N]: test the config, start nginx in the
+# foreground (logs in $TMP/NAME*.log), wait until PORT answers, check for
+# exactly N workers (default 1); sets NGINX_MASTER, NGINX_WORKERS (their pids,
+# space-separated) and NGINX_WORKER (the first).
 nginx_start() {
-    local name=$1 conf=$2 port=$3 workers
+    local name=$1 conf=$2 port=$3 want=${4:-1} workers
     nginx -t -q -e "$TMP/$name-error.log" -c "$conf" -p "$TMP" >"$TMP/$name.log" 2>&1 || {
         echo "bench: $name (nginx) rejected its config:" >&2
         cat "$TMP/$name.log" "$TMP/$name-error.log" >&2 2>/dev/null
@@ -252,18 +291,51 @@ nginx_start() {
     NGINX_MASTER=$!
     PIDS+=("$NGINX_MASTER")
     wait_ready "$name" "$NGINX_MASTER" "$port" "$TMP/$name-error.log"
-    workers=$(pgrep -P "$NGINX_MASTER" || true)
-    [[ $(wc -w <<<"$workers") == 1 ]] || die "expected one $name worker under master $NGINX_MASTER, found: '${workers//$'\n'/ }'"
-    NGINX_WORKER=$workers
-    WORKERS+=("$NGINX_WORKER")
+    workers=$(pgrep -P "$NGINX_MASTER" | tr '\n' ' ' || true)
+    [[ $(wc -w <<<"$workers") == "$want" ]] || die "expected $want $name worker(s) under master $NGINX_MASTER, found: '$workers'"
+    NGINX_WORKERS=${workers% }
+    NGINX_WORKER=${NGINX_WORKERS%% *}
+    # shellcheck disable=SC2206  # pids: split on spaces
+    WORKERS+=($NGINX_WORKERS)
+}
+
+# lb_start NAME LOG PORT MODE N BACKEND...: start the load balancer with
+# -m MODE -w N (always explicit: the default is one worker per CPU), wait
+# until PORT answers and, in mp mode, until the master has its N worker
+# processes (named "lb: worker I"; the master also forks "lb: prober");
+# sets LB_STARTED (the pid we started: the master in mp mode, the only
+# process in sp mode) and LB_STARTED_WORKER (mp: "lb: worker 0"; sp: the
+# process itself, whose threads are the workers).
+lb_start() {
+    local name=$1 log=$2 port=$3 mode=$4 n=$5 b args=() kids="" i
+    shift 5
+    for b in "$@"; do args+=(-b "$b"); done
+    "$BIN/load_balancer" -m "$mode" -w "$n" -p "$port" -h 127.0.0.1 "${args[@]}" -l warn >"$log" 2>&1 &
+    LB_STARTED=$!
+    PIDS+=("$LB_STARTED")
+    wait_ready "$name" "$LB_STARTED" "$port" "$log"
+    LB_STARTED_WORKER=$LB_STARTED
+    [[ $mode == mp ]] || return 0
+    for i in $(seq 50); do
+        kids=$(pgrep -P "$LB_STARTED" '^lb: worker ' | tr '\n' ' ' || true)
+        [[ $(wc -w <<<"$kids") == "$n" ]] && break
+        sleep 0.1
+    done
+    [[ $(wc -w <<<"$kids") == "$n" ]] || die "expected $n $name worker process(es) under master $LB_STARTED, found: '$kids'"
+    LB_STARTED_WORKER=$(pgrep -x -P "$LB_STARTED" 'lb: worker 0' || true)
+    [[ -n $LB_STARTED_WORKER ]] || die "no 'lb: worker 0' process under $name master $LB_STARTED"
 }
 
 # ---- 3. helper scripts -----------------------------------------------------
-# parse_wrk.py LOG NAME CONNS RUN CPU-TICKS HZ -> one runs.tsv line
+# parse_wrk.py LOG NAME WORKERS CONNS RUN CPU-TICKS HZ BACKEND-TICKS
+#   "BUSY IDLE STEAL" "BUSY IDLE STEAL" WALL-US -> one runs.tsv line
+# (the two machine_ticks readings before and after the run)
 cat >"$TMP/parse_wrk.py" <<'PY'
 import re, sys
-path, name, conns, run, ticks, hz = sys.argv[1:7]
-ticks, hz = int(ticks), int(hz)
+path, name, workers, conns, run, ticks, hz, bticks, m0, m1, wall_us = sys.argv[1:12]
+ticks, hz, bticks = int(ticks), int(hz), int(bticks)
+busy, idle, steal = (b - a for a, b in zip(map(int, m0.split()), map(int, m1.split())))
+wall = int(wall_us) / 1e6
 text = open(path).read()
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 def ms(v, u): return float(v) * UNIT[u]
@@ -279,7 +351,8 @@ se = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout 
 sock = sum(map(int, se.groups())) if se else 0
 cpu = ticks / hz
 cpu_us = cpu * 1e6 / total if total else float("nan")
-print(f"{name}\t{conns}\t{run}\t{rps:.2f}\t{pct['50']:.4f}\t{pct['99']:.4f}\t{mx:.4f}\t{cpu:.2f}\t{total}\t{non2xx}\t{sock}\t{cpu_us:.3f}")
+print(f"{name}\t{workers}\t{conns}\t{run}\t{rps:.2f}\t{pct['50']:.4f}\t{pct['99']:.4f}\t{mx:.4f}\t{cpu:.2f}\t{total}\t{non2xx}\t{sock}\t{cpu_us:.3f}"
+      f"\t{bticks / hz:.2f}\t{busy / hz:.2f}\t{idle / hz:.2f}\t{steal / hz:.2f}\t{wall:.3f}")
 PY
 
 # idle.py PORT PID N: VmRSS of PID, open N keep-alive connections that each
@@ -403,9 +476,11 @@ PY
 
 # ---- 4. start servers ------------------------------------------------------
 "$BIN/backend1" -p "$P1" >"$TMP/backend1.log" 2>&1 &
-PIDS+=($!); wait_ready backend1 $! "$P1" "$TMP/backend1.log"
+B1_PID=$!
+PIDS+=("$B1_PID"); wait_ready backend1 "$B1_PID" "$P1" "$TMP/backend1.log"
 "$BIN/backend2" -p "$P2" >"$TMP/backend2.log" 2>&1 &
-PIDS+=($!); wait_ready backend2 $! "$P2" "$TMP/backend2.log"
+B2_PID=$!
+PIDS+=("$B2_PID"); wait_ready backend2 "$B2_PID" "$P2" "$TMP/backend2.log"
 
 NGX_USER=""
 # As root nginx would drop its worker to 'nobody', which cannot use the
@@ -418,7 +493,7 @@ mkdir -p "$TMP/www" "$TMP/origin-tmp" "$TMP/nginx-tmp"
 truncate -s "$BODY_SIZE" "$TMP/www/big.bin" || die "BENCH_BODY_SIZE '$BODY_SIZE' is not a size truncate -s accepts"
 BODY_BYTES=$(stat -c %s "$TMP/www/big.bin")
 echo "ok" >"$TMP/www/index.html"
-cat >"$TMP/origin.conf" <<EOF
+cat >"$TMP/origin.conf" <<CONF
 $NGX_USER
 worker_processes 1;
 pid $TMP/origin.pid;
@@ -439,80 +514,91 @@ http {
         root $TMP/www;
     }
 }
-EOF
+CONF
 nginx_start origin "$TMP/origin.conf" "$ORIGIN_PORT"
 
-"$BIN/load_balancer" -p "$LB_PORT" -h 127.0.0.1 \
-    -b "127.0.0.1:$P1" -b "127.0.0.1:$P2" -l warn >"$TMP/load_balancer.log" 2>&1 &
-LB_PID=$!
-PIDS+=("$LB_PID")
-wait_ready load_balancer "$LB_PID" "$LB_PORT" "$TMP/load_balancer.log"
+# One worker: -m mp -w 1 is a master and one worker process (the default
+# would be one worker per CPU).
+lb_start load_balancer "$TMP/load_balancer.log" "$LB_PORT" mp 1 "127.0.0.1:$P1" "127.0.0.1:$P2"
+LB_PID=$LB_STARTED
+LB_WORKER=$LB_STARTED_WORKER
 
 # A second load balancer instance for the large response only.
-"$BIN/load_balancer" -p "$LB_BODY_PORT" -h 127.0.0.1 \
-    -b "127.0.0.1:$ORIGIN_PORT" -l warn >"$TMP/load_balancer-body.log" 2>&1 &
-LB_BODY_PID=$!
-PIDS+=("$LB_BODY_PID")
-wait_ready "load_balancer (large-response instance)" "$LB_BODY_PID" "$LB_BODY_PORT" "$TMP/load_balancer-body.log"
+lb_start "load_balancer (large-response instance)" "$TMP/load_balancer-body.log" "$LB_BODY_PORT" mp 1 "127.0.0.1:$ORIGIN_PORT"
+LB_BODY_WORKER=$LB_STARTED_WORKER
 
-NGX_CONF=$TMP/nginx.conf
-cat >"$NGX_CONF" <<EOF
+# nginx_conf NAME WORKERS PORT [BODY-PORT]: writes $TMP/NAME.conf, the nginx
+# under test with worker_processes WORKERS in front of the backends on PORT
+# and, with BODY-PORT, in front of the origin there (large-response test).
+nginx_conf() {
+    local name=$1 workers=$2 port=$3 body_port=${4:-} body_upstream="" body_server=""
+    if [[ -n $body_port ]]; then
+        body_upstream="
+    upstream origin {
+        server 127.0.0.1:$ORIGIN_PORT;
+        keepalive 8;
+    }"
+        body_server="
+    # Large-response test only (same worker, its own port).
+    server {
+        listen 127.0.0.1:$body_port;
+        location / {
+            proxy_pass http://origin;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+        }
+    }"
+    fi
+    mkdir -p "$TMP/$name-tmp"
+    cat >"$TMP/$name.conf" <<CONF
 $NGX_USER
-worker_processes 1;
+worker_processes $workers;
 worker_rlimit_nofile $NGX_RLIMIT;
-pid $TMP/nginx.pid;
-error_log $TMP/nginx-error.log warn;
+pid $TMP/$name.pid;
+error_log $TMP/$name-error.log warn;
 events {
     worker_connections 20000;
 }
 http {
     access_log off;
-    client_body_temp_path $TMP/nginx-tmp/client_body;
-    proxy_temp_path       $TMP/nginx-tmp/proxy;
-    fastcgi_temp_path     $TMP/nginx-tmp/fastcgi;
-    uwsgi_temp_path       $TMP/nginx-tmp/uwsgi;
-    scgi_temp_path        $TMP/nginx-tmp/scgi;
+    client_body_temp_path $TMP/$name-tmp/client_body;
+    proxy_temp_path       $TMP/$name-tmp/proxy;
+    fastcgi_temp_path     $TMP/$name-tmp/fastcgi;
+    uwsgi_temp_path       $TMP/$name-tmp/uwsgi;
+    scgi_temp_path        $TMP/$name-tmp/scgi;
     upstream backends {
         server 127.0.0.1:$P1;
         server 127.0.0.1:$P2;
         keepalive 128;
-    }
-    upstream origin {
-        server 127.0.0.1:$ORIGIN_PORT;
-        keepalive 8;
-    }
+    }$body_upstream
     server {
-        listen 127.0.0.1:$NGX_PORT;
+        listen 127.0.0.1:$port;
         location / {
             proxy_pass http://backends;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
         }
-    }
-    # Large-response test only (same worker, its own port).
-    server {
-        listen 127.0.0.1:$NGX_BODY_PORT;
-        location / {
-            proxy_pass http://origin;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-        }
-    }
+    }$body_server
 }
-EOF
-nginx_start nginx "$NGX_CONF" "$NGX_PORT"
+CONF
+}
+nginx_conf nginx 1 "$NGX_PORT" "$NGX_BODY_PORT"
+nginx_start nginx "$TMP/nginx.conf" "$NGX_PORT"
 NGX_PID=$NGINX_MASTER
 NGX_WORKER=$NGINX_WORKER
 
-PROXIES=(lb nginx)
-if ((HAVE_HAPROXY)); then
-    HAP_CONF=$TMP/haproxy.cfg
+# haproxy_start NAME NBTHREAD PORT [BODY-PORT]: writes $TMP/NAME.cfg (the
+# same shape as nginx_conf), checks it and starts HAProxy in the foreground
+# (-db: no daemon, no master process: one process, NBTHREAD threads); sets
+# HAPROXY_PID.
+haproxy_start() {
+    local name=$1 threads=$2 port=$3 body_port=${4:-} cfg=$TMP/$1.cfg
     # No `log` line anywhere: HAProxy logs nothing.
-    cat >"$HAP_CONF" <<EOF
+    cat >"$cfg" <<CONF
 global
-    nbthread 1
+    nbthread $threads
     maxconn $HAP_MAXCONN
-    pidfile $TMP/haproxy.pid
+    pidfile $TMP/$name.pid
 
 defaults
     mode http
@@ -526,49 +612,148 @@ defaults
     timeout http-keep-alive 60s
 
 frontend fe
-    bind 127.0.0.1:$HAP_PORT
+    bind 127.0.0.1:$port
     default_backend be
 
 backend be
     balance roundrobin
     server backend1 127.0.0.1:$P1
     server backend2 127.0.0.1:$P2
+CONF
+    [[ -z $body_port ]] || cat >>"$cfg" <<CONF
 
 # Large-response test only (same process, its own port).
 frontend fe_body
-    bind 127.0.0.1:$HAP_BODY_PORT
+    bind 127.0.0.1:$body_port
     default_backend be_body
 
 backend be_body
     server origin 127.0.0.1:$ORIGIN_PORT
-EOF
-    haproxy -c -q -f "$HAP_CONF" >"$TMP/haproxy.log" 2>&1 || {
-        echo "bench: haproxy rejected its config:" >&2; cat "$TMP/haproxy.log" >&2; exit 1; }
-    # -db: foreground, no daemon, no master process: this pid is the one worker.
-    haproxy -f "$HAP_CONF" -db >>"$TMP/haproxy.log" 2>&1 &
-    HAP_PID=$!
-    PIDS+=("$HAP_PID")
-    wait_ready haproxy "$HAP_PID" "$HAP_PORT" "$TMP/haproxy.log"
+CONF
+    haproxy -c -q -f "$cfg" >"$TMP/$name.log" 2>&1 || {
+        echo "bench: $name rejected its config:" >&2; cat "$TMP/$name.log" >&2; exit 1; }
+    haproxy -f "$cfg" -db >>"$TMP/$name.log" 2>&1 &
+    HAPROXY_PID=$!
+    PIDS+=("$HAPROXY_PID")
+    wait_ready "$name" "$HAPROXY_PID" "$port" "$TMP/$name.log"
+}
+
+PROXIES=(lb nginx)
+if ((HAVE_HAPROXY)); then
+    haproxy_start haproxy 1 "$HAP_PORT" "$HAP_BODY_PORT"
+    HAP_PID=$HAPROXY_PID
     PROXIES+=(haproxy)
 fi
 
-declare -A NAME=([lb]=load_balancer [nginx]=nginx [haproxy]=haproxy)
+# Proxies are keyed lb, nginx, haproxy (one worker) and lb@N, lbsp@N,
+# nginx@N, haproxy@N (N workers, started and stopped around their runs);
+# NAME is by the part before the @.
+declare -A NAME=([lb]=load_balancer [lbsp]="load_balancer sp" [nginx]=nginx [haproxy]=haproxy)
 declare -A URL=([lb]=http://127.0.0.1:$LB_PORT/ [nginx]=http://127.0.0.1:$NGX_PORT/ [haproxy]=http://127.0.0.1:$HAP_PORT/)
 declare -A BODY_URL=([direct]=http://127.0.0.1:$ORIGIN_PORT/big.bin [lb]=http://127.0.0.1:$LB_BODY_PORT/big.bin
                      [nginx]=http://127.0.0.1:$NGX_BODY_PORT/big.bin [haproxy]=http://127.0.0.1:$HAP_BODY_PORT/big.bin)
 declare -A PORT=([lb]=$LB_PORT [nginx]=$NGX_PORT [haproxy]=$HAP_PORT)
-declare -A CPU_PID=([lb]=$LB_PID [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
-declare -A BODY_PID=([direct]=- [lb]=$LB_BODY_PID [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
+# CPU_ROOT: CPU time is that of this process and its children (all their
+# threads): the load balancer's master, worker(s) and prober, nginx's master
+# and worker(s), HAProxy's one process. WORKER_PID: the one process whose RSS
+# (idle test) and syscalls (strace) are measured: the worker that holds the
+# connections.
+declare -A CPU_ROOT=([lb]=$LB_PID [nginx]=$NGX_PID [haproxy]=${HAP_PID:-})
+declare -A WORKER_PID=([lb]=$LB_WORKER [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
+declare -A BODY_PID=([direct]=- [lb]=$LB_BODY_WORKER [nginx]=$NGX_WORKER [haproxy]=${HAP_PID:-})
+# What each proxy runs, per worker count (for the report).
+declare -A SETUP=([lb]="\`-m mp -w 1\` (a master and one worker process)" [nginx]="\`worker_processes 1\`" [haproxy]="\`nbthread 1\`")
+
+# check_proxy KEY: the proxy really reaches the backends.
+check_proxy() {
+    local body
+    body=$(curl -s --max-time 2 "${URL[$1]}" || true)
+    [[ $body == *"Hello from backend"* ]] || die "${NAME[${1%@*}]} on ${URL[$1]} answered '$body', expected 'Hello from backend…'"
+}
 
 # Sanity: every proxy really reaches the backends and the origin.
 for proxy in "${PROXIES[@]}"; do
-    body=$(curl -s --max-time 2 "${URL[$proxy]}" || true)
-    [[ $body == *"Hello from backend"* ]] || die "${NAME[$proxy]} on ${URL[$proxy]} answered '$body', expected 'Hello from backend…'"
+    check_proxy "$proxy"
 done
 for t in direct "${PROXIES[@]}"; do
     code=$(curl -s -o /dev/null -I --max-time 2 -w '%{http_code}' "${BODY_URL[$t]}" || true)
     [[ $code == 200 ]] || die "HEAD ${BODY_URL[$t]} answered '$code', expected 200"
 done
+
+# start_set N K: the N-worker proxies on their ports (the K-th set): the load
+# balancer -m mp -w N and (unless BENCH_SKIP has sp) -m sp -w N, nginx
+# worker_processes N, HAProxy nbthread N; sets SET_KEYS (their keys, lb@N ...)
+# and SET_STOP (the pids to stop afterwards).
+start_set() {
+    local n=$1 k=$2 port
+    SET_KEYS=() SET_STOP=()
+    port=$(set_port "$k" 0)
+    lb_start "load_balancer -m mp -w $n" "$TMP/load_balancer-w$n.log" "$port" mp "$n" "127.0.0.1:$P1" "127.0.0.1:$P2"
+    URL[lb@$n]=http://127.0.0.1:$port/ CPU_ROOT[lb@$n]=$LB_STARTED
+    SETUP[lb@$n]="\`-m mp -w $n\` (a master and $n worker processes sharing one listening socket, EPOLLEXCLUSIVE)"
+    SET_KEYS+=("lb@$n") SET_STOP+=("$LB_STARTED")
+    if ! skipped sp; then
+        port=$(set_port "$k" 1)
+        lb_start "load_balancer -m sp -w $n" "$TMP/load_balancer-sp-w$n.log" "$port" sp "$n" "127.0.0.1:$P1" "127.0.0.1:$P2"
+        URL[lbsp@$n]=http://127.0.0.1:$port/ CPU_ROOT[lbsp@$n]=$LB_STARTED
+        SETUP[lbsp@$n]="\`-m sp -w $n\` (one process, $n worker threads)"
+        SET_KEYS+=("lbsp@$n") SET_STOP+=("$LB_STARTED")
+    fi
+    port=$(set_port "$k" 2)
+    nginx_conf "nginx-w$n" "$n" "$port"
+    nginx_start "nginx-w$n" "$TMP/nginx-w$n.conf" "$port" "$n"
+    URL[nginx@$n]=http://127.0.0.1:$port/ CPU_ROOT[nginx@$n]=$NGINX_MASTER
+    SETUP[nginx@$n]="\`worker_processes $n\`"
+    SET_KEYS+=("nginx@$n")
+    # shellcheck disable=SC2206  # pids: split on spaces
+    SET_STOP+=("$NGINX_MASTER" $NGINX_WORKERS)
+    if ((HAVE_HAPROXY)); then
+        port=$(set_port "$k" 3)
+        haproxy_start "haproxy-w$n" "$n" "$port"
+        URL[haproxy@$n]=http://127.0.0.1:$port/ CPU_ROOT[haproxy@$n]=$HAPROXY_PID
+        SETUP[haproxy@$n]="\`nbthread $n\` (one process)"
+        SET_KEYS+=("haproxy@$n") SET_STOP+=("$HAPROXY_PID")
+    fi
+    local key
+    for key in "${SET_KEYS[@]}"; do
+        check_proxy "$key"
+    done
+}
+
+# running PID: the process exists and is not a zombie.
+running() {
+    local stat
+    # read, not $(<...): a failed $(<file) ends the script under set -e.
+    read -r stat 2>/dev/null <"/proc/$1/stat" || return 1
+    stat=${stat##*) }
+    [[ ${stat%% *} != Z ]]
+}
+
+# stop_procs PID...: SIGTERM, up to 5 s to exit, then SIGKILL; forgets them
+# (PIDS, WORKERS) so that cleanup does not signal reused pids.
+stop_procs() {
+    local pid i left keep=()
+    for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for i in $(seq 50); do
+        left=0
+        for pid in "$@"; do running "$pid" && left=1; done
+        ((left)) || break
+        sleep 0.1
+    done
+    for pid in "$@"; do
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    for pid in "${PIDS[@]}"; do
+        [[ " $* " == *" $pid "* ]] && { wait "$pid" 2>/dev/null || true; continue; }
+        keep+=("$pid")
+    done
+    PIDS=("${keep[@]}")
+    keep=()
+    for pid in "${WORKERS[@]}"; do
+        [[ " $* " == *" $pid "* ]] || keep+=("$pid")
+    done
+    WORKERS=("${keep[@]}")
+}
 
 # ---- 5. measure ------------------------------------------------------------
 CLK_TCK=$(getconf CLK_TCK)
@@ -576,10 +761,27 @@ CLK_TCK=$(getconf CLK_TCK)
 # cpu_ticks PID: utime+stime (fields 14, 15) of a process, all its threads.
 cpu_ticks() {
     local stat rest f
-    { stat=$(<"/proc/$1/stat"); } 2>/dev/null || die "process $1 is gone"
+    read -r stat 2>/dev/null <"/proc/$1/stat" || die "process $1 is gone"
     rest=${stat##*) }          # drop "pid (comm) "; comm may contain spaces
     read -r -a f <<<"$rest"    # f[0] is field 3, so field 14 is f[11]
     echo $((f[11] + f[12]))
+}
+
+# tree_cpu ROOT: sets TREE_TICKS to utime+stime of ROOT and of each of its
+# live child processes (a load balancer master's workers and prober, an nginx
+# master's workers), all threads, and TREE_PIDS to those pids. A child's time reaches its parent's
+# cutime only once it is reaped, so live children are read one by one; the
+# caller compares TREE_PIDS before and after a run, since a worker that died
+# and was replaced during it would take its CPU time with it.
+tree_cpu() {
+    local pid t
+    TREE_PIDS="$1 $(pgrep -P "$1" | sort -n | tr '\n' ' ' || true)"
+    TREE_PIDS=${TREE_PIDS% }
+    TREE_TICKS=0
+    for pid in $TREE_PIDS; do
+        t=$(cpu_ticks "$pid")
+        TREE_TICKS=$((TREE_TICKS + t))
+    done
 }
 
 alive() { kill -0 "$2" 2>/dev/null || die "$1 (pid $2) died"; }
@@ -590,7 +792,7 @@ RUNS_TSV=$OUT/runs.tsv
 IDLE_TSV=$OUT/idle.tsv
 STRACE_TSV=$OUT/strace.tsv
 BODY_TSV=$OUT/body.tsv
-printf 'proxy\tconns\trun\treq_s\tp50_ms\tp99_ms\tmax_ms\tcpu_s\trequests\tnon2xx\tsock_err\tcpu_us_req\n' >"$RUNS_TSV"
+printf 'proxy\tworkers\tconns\trun\treq_s\tp50_ms\tp99_ms\tmax_ms\tcpu_s\trequests\tnon2xx\tsock_err\tcpu_us_req\tbackends_cpu_s\tbusy_s\tidle_s\tsteal_s\twall_s\n' >"$RUNS_TSV"
 printf 'proxy\trss_before_kib\trss_after_kib\tconns\tchecked\topen_s\n' >"$IDLE_TSV"
 printf 'proxy\trequests\tsyscalls\tfile\n' >"$STRACE_TSV"
 printf 'target\trun\tbytes\tseconds\trss_before_kib\trss_peak_kib\tcpu_s\n' >"$BODY_TSV"
@@ -604,8 +806,8 @@ else
     for proxy in "${PROXIES[@]}"; do
         log=$OUT/idle-${NAME[$proxy]}.txt
         run_bg "idle-connection test against ${NAME[$proxy]}" "$log" \
-            python3 "$TMP/idle.py" "${PORT[$proxy]}" "${CPU_PID[$proxy]}" "$IDLE_CONNS" || continue
-        alive "${NAME[$proxy]}" "${CPU_PID[$proxy]}"
+            python3 "$TMP/idle.py" "${PORT[$proxy]}" "${WORKER_PID[$proxy]}" "$IDLE_CONNS" || continue
+        alive "${NAME[$proxy]}" "${WORKER_PID[$proxy]}"
         printf '%s\t%s\n' "${NAME[$proxy]}" "$(tail -n 1 "$log")" >>"$IDLE_TSV"
         tail -n 1 "$IDLE_TSV" | awk -F'\t' '{printf "  %-13s RSS %7d KiB -> %7d KiB: %6.0f bytes per connection (%d opened in %.1f s)\n", $1, $2, $3, ($3-$2)*1024/$4, $4, $6}'
     done
@@ -613,34 +815,103 @@ else
     sleep 1
 fi
 
-# 5b. Throughput and latency.
+# 5b. Throughput and latency, for each worker count.
 WARM=1
 [[ $WARMUP == 0 || $WARMUP == 0s ]] && WARM=0
-for conns in "${CONNS_ARR[@]}"; do
-    echo
-    echo "== wrk -t$THREADS -c$conns -d$DURATION --latency, $RUNS run(s) each, alternating: ${PROXIES[*]}"
-    if ((WARM)); then
-        for proxy in "${PROXIES[@]}"; do
-            run_wrk "${NAME[$proxy]} (warm-up)" "$OUT/warmup-${NAME[$proxy]}-c$conns.txt" \
-                -t"$THREADS" -c"$conns" -d"$WARMUP" "${URL[$proxy]}"
-        done
+NCPU=$(nproc)
+
+# machine_ticks: "busy idle steal" ticks of all CPUs since boot (/proc/stat:
+# busy = user nice system irq softirq, idle = idle iowait).
+machine_ticks() {
+    local u n s i w q sq st rest
+    read -r _ u n s i w q sq st rest </proc/stat
+    echo "$((u + n + s + q + sq)) $((i + w)) $st"
+}
+
+# limit_note N: what limits the N-worker figures on this machine.
+limit_note() {
+    local n=$1 busy=$((THREADS + 2 + $1)) cores="$NCPU CPU cores" wrk="$THREADS threads"
+    ((NCPU == 1)) && cores="1 CPU core"
+    ((THREADS == 1)) && wrk="one thread"
+    if ((busy > NCPU)); then
+        echo "What limits these figures: this machine has $cores, and wrk (-t$THREADS, $wrk), backend1 and backend2 (one thread each) and the proxy's $n workers all run on them: $busy threads that each want a core, on $NCPU. The proxy cannot have $n cores to itself; its extra workers only get what wrk and the backends leave, so req/s and latency here show this machine at full load, not how far each proxy scales with workers, and a proxy that spends less CPU per request leaves more to wrk and the backends. CPU µs/req (all the proxy's processes and threads) is the column to compare; the CPU-use table shows where the cores went."
+    else
+        echo "wrk (-t$THREADS, $wrk), backend1 and backend2 (one thread each) and the proxy's $n workers have $cores between them; wrk and the single-threaded backends can use at most one core per thread, so they may limit req/s before the proxy does: the CPU-use table shows where the cores went."
     fi
-    for run in $(seq "$RUNS"); do
-        for proxy in "${PROXIES[@]}"; do
-            name=${NAME[$proxy]}
-            cpid=${CPU_PID[$proxy]}
-            log=$OUT/$name-c$conns-run$run.txt
-            before=$(cpu_ticks "$cpid")
-            run_wrk "$name" "$log" -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${URL[$proxy]}"
-            after=$(cpu_ticks "$cpid")
-            python3 "$TMP/parse_wrk.py" "$log" "$name" "$conns" "$run" "$((after - before))" "$CLK_TCK" >>"$RUNS_TSV" \
-                || die "could not parse wrk output $log"
-            [[ $(tail -n 1 "$RUNS_TSV" | cut -f1) == "$name" ]] || die "no result parsed from $log"
-            tail -n 1 "$RUNS_TSV" | awk -F'\t' '{printf "  %-13s c%-4s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  max %8.2f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n", $1, $2, $3, $4, $5, $6, $7, $8, $12, $10, $11}'
-            # The worker must still be the same process, or CPU numbers are wrong.
-            alive "$name" "$cpid"
+}
+
+# throughput N KEY...: at each concurrency a warm-up per proxy, then RUNS
+# runs alternating across the proxies KEY...; one runs.tsv line per run.
+throughput() {
+    local n=$1 conns run key name tag log before before_pids after b0 b1 m0 m1 t0 t1
+    shift
+    local keys=("$@") names=()
+    for key in "${keys[@]}"; do names+=("${NAME[${key%@*}]// /-}"); done
+    for conns in "${CONNS_ARR[@]}"; do
+        echo
+        echo "== $n worker(s): wrk -t$THREADS -c$conns -d$DURATION --latency, $RUNS run(s) each, alternating: ${names[*]}"
+        ((n == 1)) || echo "   $(limit_note "$n")" | fold -s -w 100 | sed '2,$s/^/   /'
+        if ((WARM)); then
+            for key in "${keys[@]}"; do
+                name=${NAME[${key%@*}]}
+                tag=${name// /-}$( ((n == 1)) || echo "-w$n")
+                run_wrk "$name (warm-up)" "$OUT/warmup-$tag-c$conns.txt" \
+                    -t"$THREADS" -c"$conns" -d"$WARMUP" "${URL[$key]}"
+            done
+        fi
+        for run in $(seq "$RUNS"); do
+            for key in "${keys[@]}"; do
+                name=${NAME[${key%@*}]}
+                tag=${name// /-}$( ((n == 1)) || echo "-w$n")
+                log=$OUT/$tag-c$conns-run$run.txt
+                tree_cpu "${CPU_ROOT[$key]}"
+                before=$TREE_TICKS before_pids=$TREE_PIDS
+                b0=$(($(cpu_ticks "$B1_PID") + $(cpu_ticks "$B2_PID")))
+                m0=$(machine_ticks)
+                t0=${EPOCHREALTIME//[.,]/}
+                run_wrk "$name" "$log" -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${URL[$key]}"
+                t1=${EPOCHREALTIME//[.,]/}
+                m1=$(machine_ticks)
+                b1=$(($(cpu_ticks "$B1_PID") + $(cpu_ticks "$B2_PID")))
+                tree_cpu "${CPU_ROOT[$key]}"
+                after=$TREE_TICKS
+                # The same processes before and after, or the CPU figure is wrong.
+                [[ $TREE_PIDS == "$before_pids" ]] || die "$name: its processes changed during the run (pids $before_pids, then $TREE_PIDS): a worker died?"
+                python3 "$TMP/parse_wrk.py" "$log" "$name" "$n" "$conns" "$run" "$((after - before))" "$CLK_TCK" \
+                    "$((b1 - b0))" "$m0" "$m1" "$((t1 - t0))" >>"$RUNS_TSV" \
+                    || die "could not parse wrk output $log"
+                [[ $(tail -n 1 "$RUNS_TSV" | cut -f1) == "$name" ]] || die "no result parsed from $log"
+                tail -n 1 "$RUNS_TSV" | awk -F'\t' '{w = $18; printf "  %-16s c%-4s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  max %8.2f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n%20s cores busy: proxy %.2f, backends %.2f, other %.2f; idle %.2f, steal %.2f\n", $1, $3, $4, $5, $6, $7, $8, $9, $13, $11, $12, "", $9 / w, $14 / w, ($15 - $9 - $14) / w, $16 / w, $17 / w}'
+            done
         done
     done
+}
+
+SECTIONS_TSV=$OUT/sections.tsv
+printf 'workers\tsetup\tnote\n' >"$SECTIONS_TSV"
+# section N KEY...: one sections.tsv line, what each proxy ran and the note.
+section() {
+    local n=$1 key setup="" note=""
+    shift
+    for key in "$@"; do setup+="${setup:+; }${NAME[${key%@*}]} ${SETUP[$key]}"; done
+    ((n == 1)) || note=$(limit_note "$n")
+    printf '%s\t%s\t%s\n' "$n" "$setup" "$note" >>"$SECTIONS_TSV"
+}
+
+k=0
+for n in "${WORKERS_ARR[@]}"; do
+    if ((n == 1)); then
+        section 1 "${PROXIES[@]}"
+        throughput 1 "${PROXIES[@]}"
+        continue
+    fi
+    echo
+    echo "== starting the $n-worker proxies"
+    start_set "$n" "$k"
+    section "$n" "${SET_KEYS[@]}"
+    throughput "$n" "${SET_KEYS[@]}"
+    stop_procs "${SET_STOP[@]}"
+    k=$((k + 1))
 done
 
 # 5c. Syscalls per request: separate runs under strace, not used above.
@@ -649,7 +920,7 @@ if ((HAVE_STRACE)); then
     echo "== syscalls per request: strace -c -f -p PID during wrk -t1 -c$STRACE_CONNS -d$STRACE_DURATION (separate runs)"
     for proxy in "${PROXIES[@]}"; do
         name=${NAME[$proxy]}
-        pid=${CPU_PID[$proxy]}
+        pid=${WORKER_PID[$proxy]}
         sfile=$OUT/strace-$name.txt
         strace -c -f -p "$pid" -o "$sfile" 2>"$OUT/strace-$name.log" &
         STRACE_PID=$!
@@ -741,40 +1012,66 @@ def fx(a, b):
 
 sections, console = [], []
 
-# Throughput and latency, one table per concurrency.
+# Throughput and latency: a section per worker count, a table per concurrency.
 runs = rows("runs.tsv")
-conns_list = []
+setups = {int(r["workers"]): r for r in rows("sections.tsv")}
+ncpu = os.cpu_count() or 1
+workers_list, conns_list, all_names = [], [], []
 for r in runs:
-    if int(r["conns"]) not in conns_list:
-        conns_list.append(int(r["conns"]))
+    for lst, v in ((workers_list, int(r["workers"])), (conns_list, int(r["conns"])), (all_names, r["proxy"])):
+        if v not in lst:
+            lst.append(v)
+ORDER = ["load_balancer", "load_balancer sp", "nginx", "haproxy"]
+all_names.sort(key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 med = {}
 errors = False
-tput = []
-for c in conns_list:
-    for n in names:
-        rs = [r for r in runs if r["proxy"] == n and int(r["conns"]) == c]
-        if not rs:
-            continue
-        m = {k: statistics.median(float(r[k]) for r in rs)
-             for k in ("req_s", "p50_ms", "p99_ms", "max_ms", "cpu_us_req")}
-        m["errors"] = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
-        m["requests"] = sum(int(r["requests"]) for r in rs)
-        errors |= m["errors"] > 0
-        med[(n, c)] = m
-    t = [f"**{c} connections**", "",
-         "| proxy | req/s | p50 ms | p99 ms | max ms | CPU µs/req | req/s vs nginx | p99 vs nginx | CPU/req vs nginx | errors |",
-         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    ng = med.get(("nginx", c))
-    for n in names:
-        m = med.get((n, c))
-        if not m:
-            continue
-        t.append(f"| {n} | {m['req_s']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['max_ms']:.2f} | "
-                 f"{m['cpu_us_req']:.1f} | {fx(m['req_s'], ng['req_s'])} | {fx(m['p99_ms'], ng['p99_ms'])} | "
-                 f"{fx(m['cpu_us_req'], ng['cpu_us_req'])} | {m['errors']} of {m['requests']} |")
-    tput.append("\n".join(t))
-if tput:
-    sections.append(("Throughput and latency", "![req/s and CPU µs per request](results.svg)\n\n" + "\n\n".join(tput)))
+for w in workers_list:
+    tput = []
+    wnames = [n for n in all_names if any(r["proxy"] == n and int(r["workers"]) == w for r in runs)]
+    cpu_t = [f"CPU use during the measured runs, in cores of this machine's {ncpu} (CPU seconds per second of the run, medians): "
+             "**proxy** is all the proxy's processes and threads, **backends** backend1 + backend2, **other** the rest of the "
+             "busy time (wrk, the kernel's network work not charged to a process, anything else running), **steal** time the "
+             "hypervisor gave to other machines.", "",
+             "| proxy | conns | proxy | backends | other | idle | steal |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for c in conns_list:
+        for n in wnames:
+            rs = [r for r in runs if r["proxy"] == n and int(r["workers"]) == w and int(r["conns"]) == c]
+            if not rs:
+                continue
+            m = {k: statistics.median(float(r[k]) for r in rs)
+                 for k in ("req_s", "p50_ms", "p99_ms", "max_ms", "cpu_us_req")}
+            m["errors"] = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
+            m["requests"] = sum(int(r["requests"]) for r in rs)
+            errors |= m["errors"] > 0
+            med[(w, n, c)] = m
+            cores = {k: statistics.median(float(r[k]) / float(r["wall_s"]) for r in rs)
+                     for k in ("cpu_s", "backends_cpu_s", "busy_s", "idle_s", "steal_s")}
+            cpu_t.append(f"| {n} | {c} | {cores['cpu_s']:.2f} | {cores['backends_cpu_s']:.2f} | "
+                         f"{max(0.0, cores['busy_s'] - cores['cpu_s'] - cores['backends_cpu_s']):.2f} | "
+                         f"{cores['idle_s']:.2f} | {cores['steal_s']:.2f} |")
+        t = [f"**{c} connections**", "",
+             "| proxy | req/s | p50 ms | p99 ms | max ms | CPU µs/req | req/s vs nginx | p99 vs nginx | CPU/req vs nginx | errors |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        ng = med.get((w, "nginx", c))
+        vs = lambda m, k: fx(m[k], ng[k]) if ng else "n/a"
+        for n in wnames:
+            m = med.get((w, n, c))
+            if not m:
+                continue
+            t.append(f"| {n} | {m['req_s']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['max_ms']:.2f} | "
+                     f"{m['cpu_us_req']:.1f} | {vs(m, 'req_s')} | {vs(m, 'p99_ms')} | "
+                     f"{vs(m, 'cpu_us_req')} | {m['errors']} of {m['requests']} |")
+        tput.append("\n".join(t))
+    intro = []
+    if w == workers_list[0]:
+        intro.append("![req/s and CPU µs per request](results.svg)")
+    s = setups.get(w)
+    if s:
+        intro.append(f"Each proxy: {s['setup']}.")
+        if s["note"]:
+            intro.append(s["note"])
+    title = "Throughput and latency: " + ("one worker each" if w == 1 else f"{w} workers each")
+    sections.append((title, "\n\n".join(intro + tput + ["\n".join(cpu_t)])))
 
 # Syscalls per request.
 st = rows("strace.tsv")
@@ -833,8 +1130,9 @@ if body:
                      f"{m['cpu']:.2f} | {m['before']:.0f} | {m['peak']} |")
     sections.append(("Large response", "\n".join(t)))
 
-# SVG: req/s and CPU µs/req per proxy at each concurrency.
-COLORS = {"load_balancer": "#1f77b4", "nginx": "#2ca02c", "haproxy": "#ff7f0e"}
+# SVG: req/s and CPU µs/req per proxy at each concurrency, a row of two
+# panels per worker count (the same scale in every row).
+COLORS = {"load_balancer": "#1f77b4", "load_balancer sp": "#9467bd", "nginx": "#2ca02c", "haproxy": "#ff7f0e"}
 def nice_max(v):
     if v <= 0:
         return 1
@@ -845,10 +1143,11 @@ def nice_max(v):
     return 10 * mag
 def esc(s):
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-def panel(x0, y0, w, h, title, key, fmt):
+def panel(x0, y0, w, h, title, key, fmt, wk):
     g = []
-    vals = [med[(n, c)][key] for c in conns_list for n in names if (n, c) in med]
+    vals = [m[key] for m in med.values()]
     top = nice_max(max(vals) if vals else 1)
+    names = [n for n in all_names if any((wk, n, c) in med for c in conns_list)]
     g.append(f'<text x="{x0 + w / 2}" y="{y0 - 12}" text-anchor="middle" font-size="14" font-weight="bold">{esc(title)}</text>')
     for i in range(5):
         v = top * i / 4
@@ -860,9 +1159,9 @@ def panel(x0, y0, w, h, title, key, fmt):
     for gi, c in enumerate(conns_list):
         gx = x0 + gi * gw + (gw - bw * len(names)) / 2
         for ni, n in enumerate(names):
-            if (n, c) not in med:
+            if (wk, n, c) not in med:
                 continue
-            v = med[(n, c)][key]
+            v = med[(wk, n, c)][key]
             bh = h * v / top
             x = gx + ni * bw
             g.append(f'<rect x="{x:.1f}" y="{y0 + h - bh:.1f}" width="{bw - 3:.1f}" height="{bh:.1f}" fill="{COLORS.get(n, "#888")}"/>')
@@ -871,14 +1170,17 @@ def panel(x0, y0, w, h, title, key, fmt):
     g.append(f'<line x1="{x0}" y1="{y0 + h}" x2="{x0 + w}" y2="{y0 + h}" stroke="#333"/>')
     return g
 if med:
-    W, H = 900, 400
+    W, H = 900, 60 + 340 * len(workers_list)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif">',
              f'<rect width="{W}" height="{H}" fill="white"/>']
-    parts += panel(70, 70, 340, 260, "requests/s (higher is better)", "req_s",
-                   lambda v: f"{v / 1000:.0f}k" if v >= 1000 else f"{v:.0f}")
-    parts += panel(540, 70, 340, 260, "CPU µs per request (lower is better)", "cpu_us_req", lambda v: f"{v:.1f}")
+    for i, wk in enumerate(workers_list):
+        each = "1 worker" if wk == 1 else f"{wk} workers"
+        parts += panel(70, 70 + 340 * i, 340, 260, f"requests/s, {each} (higher is better)", "req_s",
+                       lambda v: f"{v / 1000:.0f}k" if v >= 1000 else f"{v:.0f}", wk)
+        parts += panel(540, 70 + 340 * i, 340, 260, f"CPU µs per request, {each} (lower is better)", "cpu_us_req",
+                       lambda v: f"{v:.1f}", wk)
     lx = 70
-    for n in names:
+    for n in all_names:
         parts.append(f'<rect x="{lx}" y="14" width="12" height="12" fill="{COLORS.get(n, "#888")}"/>')
         parts.append(f'<text x="{lx + 16}" y="25" font-size="12">{esc(n)}</text>')
         lx += 30 + 8 * len(n)
@@ -887,8 +1189,14 @@ if med:
     with open(svg_path, "w") as f:
         f.write("\n".join(parts) + "\n")
 
+ws = [str(w) for w in workers_list]
+ws = " and ".join([", ".join(ws[:-1]), ws[-1]] if len(ws) > 1 else ws)
+one = "one worker each" + (" (HAProxy one thread)" if "haproxy" in names else "")
+tput_workers = "; ".join(
+    ([f"throughput at {ws} worker(s) per proxy (each section says how each proxy ran them)"] if workers_list else [])
+    + ([f"idle, syscall and large-response tests with {one}"] if idle or st or body else []))
 head = [f"date: {date}", f"machine: {machine}", f"versions: {versions}", "",
-        f"settings: {settings}; every proxy one worker{' (HAProxy one thread)' if 'haproxy' in names else ''} on 127.0.0.1{notes}"]
+        f"settings: {settings}; {tput_workers}; all on 127.0.0.1{notes}"]
 body_md = "\n\n".join(f"## {t}\n\n{s}" for t, s in sections)
 print()
 print("\n".join(head))
