@@ -6,7 +6,8 @@
 //!
 //! A probe is `GET health_path` on a new connection, answered within
 //! `probe_timeout_ms`; 2xx is a success. The status line is read with the
-//! project's own response parser. Probes of all due backends run at once
+//! project's own response parser. The first probes go one interval after
+//! start (backends start healthy). Probes of all due backends run at once
 //! (one `poll` over their sockets), so a hung backend delays no other. After
 //! a failure a still-healthy backend is probed again at once, so a hung one
 //! is out within `probe_interval_ms + probe_timeout_ms × unhealthy_threshold`.
@@ -35,7 +36,17 @@ pub fn run(region: &Region, stop: impl Fn() -> bool) {
     while !stop() {
         let (gen, settings) = region.read_backends(&mut entries);
         let health = settings.health();
-        if gen != seen_gen {
+        if seen_gen == 0 {
+            // At start every backend is presumed healthy (as nginx and
+            // HAProxy do) and first probed one interval in; requests that
+            // fail count meanwhile.
+            let first = sys::now_ms() + health.probe_interval_ms;
+            for e in &entries {
+                next_at[e.id as usize] = first;
+            }
+            known.clone_from(&entries);
+            seen_gen = gen;
+        } else if gen != seen_gen {
             // New backends are probed at once; the others keep their turn.
             for e in &entries {
                 let same =

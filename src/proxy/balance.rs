@@ -184,8 +184,8 @@ mod tests {
         assert_eq!(candidates(&set, 0, &h, &s, 20), 0b10);
         assert_eq!(
             candidates(&set, 0b10, &h, &s, 20),
-            0b01,
-            "down, but all that is left"
+            0,
+            "the only one left is down: none (503)"
         );
         assert_eq!(candidates(&set, 0b11, &h, &s, 20), 0);
     }

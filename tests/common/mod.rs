@@ -779,12 +779,14 @@ pub fn children(pid: u32) -> Vec<(u32, String)> {
     out
 }
 
-/// The master's `n` worker processes, once they are all there (the port
-/// accepts as soon as the master has bound it, before the forks).
+/// The master's `n` worker processes (not its prober), once they are all
+/// there (the port accepts as soon as the master has bound it, before the
+/// forks).
 pub fn workers_of(master: u32, n: usize) -> Vec<(u32, String)> {
     let mut kids = Vec::new();
     let found = eventually(Duration::from_secs(10), || {
         kids = children(master);
+        kids.retain(|(_, comm)| comm.starts_with("lb: worker"));
         kids.len() == n
     });
     assert!(found, "master {master}: workers {kids:?}, expected {n}");
