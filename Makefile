@@ -17,10 +17,12 @@ run: build
 	  ./target/release/load_balancer -p $(PORT) -b 127.0.0.1:9001 -b 127.0.0.1:9002 & lb=$$!; \
 	  wait'
 
+# Tests build with the `ci` profile (release optimisation, no fat LTO: the
+# test binaries link in seconds); the shipped release build is checked too.
 test:
 	$(CARGO) build --release
-	$(CARGO) test --release --no-fail-fast
-	$(CARGO) test --release --features scalar --lib http
+	$(CARGO) test --profile ci --no-fail-fast
+	$(CARGO) test --profile ci --features scalar --lib http
 
 # The kqueue loop and the non-Linux branches of sys.rs are compiled only for
 # macOS and the BSDs: type-check and lint them there too (no linker needed).
