@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine with a Rust toolchain:
 #   make run    build, start backend1 (:9001), backend2 (:9002) and the load balancer (:8080)
 #   make test   the whole test suite
-.PHONY: run build test lint bench clean
+.PHONY: run build test lint bench clean static
 
 CARGO ?= cargo
 PORT ?= 8080
@@ -23,6 +23,24 @@ test:
 	$(CARGO) build --release
 	$(CARGO) test --profile ci --no-fail-fast
 	$(CARGO) test --profile ci --features scalar --lib http
+	@if [ -x target/static/load_balancer ]; then \
+	  $(CARGO) test --profile ci --test static_binary -- --ignored; \
+	else \
+	  echo "static binary test not run: no target/static/load_balancer (make static)"; \
+	fi
+
+# A statically linked load_balancer (musl), the recommended way to deploy:
+# target/static/load_balancer runs on any x86_64 Linux, no libc needed.
+STATIC_TARGET = x86_64-unknown-linux-musl
+static:
+	@command -v musl-gcc >/dev/null 2>&1 || { \
+	  echo "make static needs the musl C compiler (ring compiles C for the musl target): apt-get install musl-tools" >&2; exit 1; }
+	@rustup target list --installed | grep -qx $(STATIC_TARGET) || rustup target add $(STATIC_TARGET)
+	$(CARGO) build --release --target $(STATIC_TARGET) --bin load_balancer
+	mkdir -p target/static
+	cp target/$(STATIC_TARGET)/release/load_balancer target/static/load_balancer
+	@ls -l target/static/load_balancer
+	@if command -v file >/dev/null 2>&1; then file target/static/load_balancer; fi
 
 # The kqueue loop and the non-Linux branches of sys.rs are compiled only for
 # macOS and the BSDs: type-check and lint them there too (no linker needed).

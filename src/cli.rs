@@ -70,11 +70,6 @@ pub enum CliError {
     NoBackends,
     /// The `-c` file is unreadable or invalid (the error names the file).
     Config(ConfigError),
-    /// A valid request for something not built yet.
-    NotSupported {
-        feature: String,
-        why: &'static str,
-    },
 }
 
 /// Shortens a value for an error message: enough to recognise it.
@@ -128,9 +123,6 @@ impl fmt::Display for CliError {
             ),
             CliError::NoBackends => f.write_str("no backends: give -b HOST:PORT or -c FILE"),
             CliError::Config(e) => write!(f, "{e}"),
-            CliError::NotSupported { feature, why } => {
-                write!(f, "{feature} is not supported yet: {why}")
-            }
         }
     }
 }
@@ -155,6 +147,7 @@ enum Opt {
     Config,
     LogLevel,
     Insecure,
+    CaFile,
     Trace,
     TlsTrace,
     Check,
@@ -173,6 +166,7 @@ const FLAGS: &[(Option<char>, &str, bool, Opt)] = &[
     (Some('c'), "config", true, Opt::Config),
     (Some('l'), "loglevel", true, Opt::LogLevel),
     (Some('k'), "insecure", false, Opt::Insecure),
+    (None, "ca-file", true, Opt::CaFile),
     (Some('t'), "trace", false, Opt::Trace),
     (None, "tls-trace", false, Opt::TlsTrace),
     (None, "check", false, Opt::Check),
@@ -182,7 +176,6 @@ const FLAGS: &[(Option<char>, &str, bool, Opt)] = &[
 
 /// Most workers: the shared region has this many counter slots.
 const MAX_WORKERS: usize = crate::shm::MAX_WORKERS;
-const NO_TLS: &str = "TLS to backends is not built";
 
 /// The whole of a `main`: parse the arguments (with `mode` forced for the
 /// legacy binaries, unless `-m` says otherwise), run, exit with the code.
@@ -236,9 +229,11 @@ Options:
                        and health settings; its backends follow those of -b,
                        its strategy applies unless -s is given
   -l, --loglevel LVL   Log level: err, warn, info, debug (default: info)
-  -k, --insecure       Skip TLS certificate verification (not supported yet)
+  -k, --insecure       Skip TLS certificate verification of HTTPS backends
+      --ca-file FILE   Trust exactly the CA certificates in FILE (PEM) for
+                       HTTPS backends (default: the system store)
   -t, --trace          Dump raw request/response payloads (hex + ASCII)
-      --tls-trace      Show TLS handshake details (not supported yet)
+      --tls-trace      Show TLS handshake details
       --check          Validate the configuration and exit (like nginx -t)
       --help           Show this help and exit
       --version        Show the version and exit
@@ -315,34 +310,18 @@ fn split_flag(arg: &str) -> Result<(Opt, String, Option<String>), CliError> {
     Err(CliError::UnexpectedArgument(arg.to_string()))
 }
 
-/// Where a backend came from, for the "not supported" message.
-#[derive(Debug)]
-enum Source {
-    Flag(String),
-    File,
-}
-
 #[derive(Default)]
 struct Builder {
     cfg: Config,
     /// Options given so far that may appear only once.
     seen: Vec<Opt>,
-    backends: Vec<(BackendSpec, Source)>,
+    backends: Vec<BackendSpec>,
     strategy: Option<Strategy>,
     config_path: Option<PathBuf>,
     check: bool,
-    /// The first request for something not built yet, reported once every
-    /// value has been found valid.
-    unsupported: Option<CliError>,
 }
 
 impl Builder {
-    fn unsupported(&mut self, feature: String, why: &'static str) {
-        if self.unsupported.is_none() {
-            self.unsupported = Some(CliError::NotSupported { feature, why });
-        }
-    }
-
     fn apply(&mut self, opt: Opt, flag: String, value: String) -> Result<(), CliError> {
         let repeatable = matches!(
             opt,
@@ -398,8 +377,7 @@ impl Builder {
                     flag: flag.clone(),
                     reason,
                 })?;
-                self.backends
-                    .push((spec, Source::Flag(format!("{flag} {value}"))));
+                self.backends.push(spec);
             }
             Opt::Strategy => {
                 self.strategy = Some(Strategy::parse(&value).ok_or_else(|| {
@@ -416,15 +394,15 @@ impl Builder {
                 self.cfg.log_level = LogLevel::parse(&value)
                     .ok_or_else(|| invalid("expected err, warn, info or debug"))?;
             }
-            Opt::Insecure => {
-                self.cfg.insecure_tls = true;
-                self.unsupported(format!("'{flag}' (skip TLS verification)"), NO_TLS);
+            Opt::Insecure => self.cfg.insecure_tls = true,
+            Opt::CaFile => {
+                if value.is_empty() {
+                    return Err(invalid("expected a file name"));
+                }
+                self.cfg.ca_file = Some(PathBuf::from(value));
             }
             Opt::Trace => self.cfg.trace = true,
-            Opt::TlsTrace => {
-                self.cfg.tls_trace = true;
-                self.unsupported(format!("'{flag}'"), NO_TLS);
-            }
+            Opt::TlsTrace => self.cfg.tls_trace = true,
             Opt::Check => self.check = true,
             Opt::Help | Opt::Version => {}
         }
@@ -445,13 +423,15 @@ impl Builder {
                     from_file,
                 });
             }
-            self.backends
-                .extend(fc.backends.into_iter().map(|b| (b, Source::File)));
+            self.backends.extend(fc.backends);
             strategy = strategy.or(fc.strategy);
             self.cfg.health = fc.health;
             self.cfg.timeouts = fc.timeouts;
             self.cfg.forwarded = fc.forwarded;
             self.cfg.max_body_bytes = fc.max_body_bytes;
+            if self.cfg.ca_file.is_none() {
+                self.cfg.ca_file = fc.ca_file;
+            }
         }
         if from_flags > MAX_BACKENDS {
             return Err(CliError::TooManyBackends {
@@ -462,26 +442,9 @@ impl Builder {
         if self.backends.is_empty() {
             return Err(CliError::NoBackends);
         }
-        if let Some(e) = self.unsupported {
-            return Err(e);
-        }
-        if let Some((spec, source)) = self.backends.iter().find(|(b, _)| b.tls) {
-            let from = match source {
-                Source::Flag(given) => format!("'{given}'"),
-                Source::File => self
-                    .config_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-            };
-            return Err(CliError::NotSupported {
-                feature: format!("TLS to backend {spec} (from {from})"),
-                why: NO_TLS,
-            });
-        }
         self.cfg.strategy = strategy.unwrap_or(self.cfg.strategy);
         self.cfg.config_path = self.config_path;
-        self.cfg.backends = self.backends.into_iter().map(|(b, _)| b).collect();
+        self.cfg.backends = self.backends;
         Ok(if self.check {
             Command::Check(self.cfg)
         } else {
@@ -599,6 +562,17 @@ mod tests {
                 c.mode == Mode::Mp && c.workers == 64
             }),
             ("-w 0 -b h:1", |c| c.workers == 0),
+            ("-k -b h:1", |c| c.insecure_tls),
+            ("--insecure --tls-trace -b h:1", |c| {
+                c.insecure_tls && c.tls_trace
+            }),
+            ("--ca-file ca.pem -b h:1", |c| {
+                c.ca_file.as_deref() == Some(std::path::Path::new("ca.pem"))
+            }),
+            ("-b h:443", |c| c.backends[0].tls),
+            ("-b https://h:8443 -b http://g:443", |c| {
+                c.backends[0].tls && !c.backends[1].tls
+            }),
             ("-s random -b h:1", |c| c.strategy == Strategy::Random),
             ("-s weighted -b h:1", |c| {
                 c.strategy == Strategy::WeightedRoundRobin
@@ -790,32 +764,7 @@ mod tests {
                 "invalid value '65' for '-w': expected an integer 0..=64 (0 = one per CPU core)"
                     .into(),
             ),
-            // Not built yet: refused, never ignored.
-            (
-                args("-k -b h:1"),
-                "'-k' (skip TLS verification) is not supported yet: TLS to backends is not built"
-                    .into(),
-            ),
-            (
-                args("--insecure -b h:1"),
-                "'--insecure' (skip TLS verification) is not supported yet: TLS to backends is not built"
-                    .into(),
-            ),
-            (
-                args("--tls-trace -b h:1"),
-                "'--tls-trace' is not supported yet: TLS to backends is not built".into(),
-            ),
-            (
-                args("-b h:443"),
-                "TLS to backend h:443 (from '-b h:443') is not supported yet: TLS to backends is not built"
-                    .into(),
-            ),
-            (
-                args("-b h:1 -b https://h:8443"),
-                "TLS to backend h:8443 (from '-b https://h:8443') is not supported yet: TLS to backends is not built"
-                    .into(),
-            ),
-            // Invalid values are reported before unsupported features.
+            // Invalid values are reported before anything else.
             (
                 args("-m mp -p 0 -b h:1"),
                 "invalid value '0' for '-p': expected an integer 1..=65535".into(),
@@ -826,9 +775,8 @@ mod tests {
             ),
             (args("-m mp"), "no backends: give -b HOST:PORT or -c FILE".into()),
             (
-                args("-k -m mp -b h:1"),
-                "'-k' (skip TLS verification) is not supported yet: TLS to backends is not built"
-                    .into(),
+                args("--ca-file= -b h:1"),
+                "invalid value '' for '--ca-file': expected a file name".into(),
             ),
         ];
         for (argv, want) in cases {
@@ -903,21 +851,30 @@ mod tests {
                 bad.path()
             )
         );
-        let tls = TempFile::new(r#"{"backends":[{"host":"a","port":8443,"tls":true}]}"#);
-        assert_eq!(
-            error(args(&format!("-b h:1 -c {}", tls.path()))),
-            format!(
-                "TLS to backend a:8443 (from {}) is not supported yet: TLS to backends is not built",
-                tls.path()
-            )
+        let tls = TempFile::new(
+            r#"{"backends":[{"host":"a","port":8443,"tls":true}],"ca_file":"private-ca.pem"}"#,
         );
+        match parse(args(&format!("-b h:1 -c {}", tls.path()))) {
+            Ok(Command::Run(cfg)) => {
+                assert!(cfg.backends[1].tls);
+                let ca = cfg.ca_file.expect("ca_file from the file");
+                assert!(ca.ends_with("private-ca.pem"), "{ca:?}");
+                let file = tls.path();
+                assert_eq!(
+                    ca.parent(),
+                    std::path::Path::new(&file).parent(),
+                    "relative to the file"
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         let missing = std::env::temp_dir().join("lb-cli-test-missing.json");
         let msg = error(args(&format!("-b h:1 -c {}", missing.display())));
         assert!(
             msg.starts_with(&format!("cannot read config file {}: ", missing.display())),
             "{msg}"
         );
-        // A config error comes before unsupported flags too.
+        // A config error is reported whatever the other flags.
         let msg = error(args(&format!("-m mp -c {}", bad.path())));
         assert!(msg.contains("\"port\" must be"), "{msg}");
     }

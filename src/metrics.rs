@@ -28,6 +28,48 @@ pub struct Metrics {
     pub upstream_connects: AtomicU64,
     /// Requests that found an idle pooled upstream connection.
     pub upstream_reuses: AtomicU64,
+    /// TLS handshakes completed with backends, and how many resumed a session.
+    pub tls_handshakes: AtomicU64,
+    pub tls_resumed: AtomicU64,
+    /// TLS handshakes that failed, by [`TLS_FAILURE_KINDS`].
+    pub tls_failures: [AtomicU64; TLS_FAILURE_KINDS.len()],
+}
+
+/// The `reason` label values of `lb_tls_handshake_failures_total`.
+pub const TLS_FAILURE_KINDS: [&str; 10] = [
+    "unknown_issuer",
+    "name_mismatch",
+    "expired",
+    "not_yet_valid",
+    "revoked",
+    "bad_certificate",
+    "alert",
+    "incompatible",
+    "protocol",
+    "truncated",
+];
+
+thread_local! {
+    /// The counter slot of the worker running on this thread (set by the
+    /// worker), for code below the session that has no handle on it (TLS).
+    static CURRENT: std::cell::Cell<Option<&'static Metrics>> = const { std::cell::Cell::new(None) };
+}
+
+/// Makes `m` the slot [`tls_handshake_done`] counts into on this thread.
+pub fn set_current(m: &'static Metrics) {
+    CURRENT.with(|c| c.set(Some(m)));
+}
+
+/// A TLS handshake with a backend finished (on this thread's worker).
+pub fn tls_handshake_done(kind: Option<rustls::HandshakeKind>) {
+    CURRENT.with(|c| {
+        if let Some(m) = c.get() {
+            m.tls_handshakes.fetch_add(1, Relaxed);
+            if matches!(kind, Some(rustls::HandshakeKind::Resumed)) {
+                m.tls_resumed.fetch_add(1, Relaxed);
+            }
+        }
+    });
 }
 
 impl Default for Metrics {
@@ -43,6 +85,9 @@ impl Default for Metrics {
             retries: AtomicU64::new(0),
             upstream_connects: AtomicU64::new(0),
             upstream_reuses: AtomicU64::new(0),
+            tls_handshakes: AtomicU64::new(0),
+            tls_resumed: AtomicU64::new(0),
+            tls_failures: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -52,6 +97,15 @@ impl Metrics {
     pub fn response(&self, status: u16) {
         let class = (status / 100).min(5) as usize;
         self.responses[class].fetch_add(1, Relaxed);
+    }
+
+    /// Counts a failed TLS handshake by its kind (see [`TLS_FAILURE_KINDS`]).
+    pub fn tls_failure(&self, kind: &str) {
+        let i = TLS_FAILURE_KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(TLS_FAILURE_KINDS.len() - 2);
+        self.tls_failures[i].fetch_add(1, Relaxed);
     }
 
     /// Zeroes the gauges of a slot whose worker died (its connections are gone).
@@ -138,6 +192,26 @@ impl View<'_> {
             "Requests sent on a pooled backend connection.",
             self.sum(|m| &m.upstream_reuses),
         );
+        counter(
+            &mut o,
+            "lb_tls_handshakes_total",
+            "TLS handshakes completed with backends.",
+            self.sum(|m| &m.tls_handshakes),
+        );
+        counter(
+            &mut o,
+            "lb_tls_resumed_total",
+            "TLS handshakes with backends that resumed a session.",
+            self.sum(|m| &m.tls_resumed),
+        );
+        let _ = write!(o, "# HELP lb_tls_handshake_failures_total TLS handshakes with backends that failed, by reason.\n# TYPE lb_tls_handshake_failures_total counter\n");
+        for (i, kind) in TLS_FAILURE_KINDS.iter().enumerate() {
+            let _ = writeln!(
+                o,
+                "lb_tls_handshake_failures_total{{reason=\"{kind}\"}} {}",
+                self.sum(|m| &m.tls_failures[i])
+            );
+        }
         let p = self.process;
         let configured = p.workers_configured.load(Relaxed) as usize;
         gauge(

@@ -16,18 +16,21 @@
 use crate::config::{HealthSettings, MAX_BACKENDS, MAX_HEADER_LINES};
 use crate::http::{parse_response, HeaderRef, Status};
 use crate::log;
+use crate::net::tls::TlsContext;
+use crate::net::{Conn, Tcp, Transport};
 use crate::shm::{BackendEntry, Region};
 use crate::sys::{self, RawAddr};
 use std::io::{self, IoSlice};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
 
 /// Longest a probe response head may be.
 const MAX_PROBE_RESPONSE: usize = 8192;
 /// How long the prober sleeps at most between checks of its stop flag.
 const TICK_MS: u64 = 100;
 
-/// Runs probes until `stop()` says so.
-pub fn run(region: &Region, stop: impl Fn() -> bool) {
+/// Runs probes until `stop()` says so. TLS backends are probed over TLS.
+pub fn run(region: &Region, tls: Option<&Arc<TlsContext>>, stop: impl Fn() -> bool) {
     let mut entries: Vec<BackendEntry> = Vec::new();
     let mut next_at = [0u64; MAX_BACKENDS];
     let mut seen_gen = 0;
@@ -68,7 +71,7 @@ pub fn run(region: &Region, stop: impl Fn() -> bool) {
             .filter(|e| next_at[e.id as usize] <= now)
             .collect();
         if !due.is_empty() {
-            let results = probe_all(&due, &health, &mut hdrs);
+            let results = probe_all(&due, &health, tls, &mut hdrs);
             let done = sys::now_ms();
             if region.generation() != gen {
                 // The set changed under the probes: start over with the new one.
@@ -126,7 +129,7 @@ enum Step {
 }
 
 struct Probe {
-    fd: Option<OwnedFd>,
+    conn: Option<Conn>,
     step: Step,
     request: Vec<u8>,
     response: Vec<u8>,
@@ -136,6 +139,7 @@ struct Probe {
 fn probe_all(
     due: &[&BackendEntry],
     health: &HealthSettings,
+    tls: Option<&Arc<TlsContext>>,
     hdrs: &mut [HeaderRef],
 ) -> Vec<Result<u16, String>> {
     let deadline = sys::now_ms() + health.probe_timeout_ms.max(1);
@@ -148,15 +152,25 @@ fn probe_all(
                 host_header(e)
             )
             .into_bytes();
-            match sys::connect(&RawAddr::new(e.addr())) {
-                Ok((fd, done)) => Probe {
-                    fd: Some(fd),
+            let name = format!("{}:{}", e.host(), e.port);
+            let conn = sys::connect(&RawAddr::new(e.addr())).and_then(|(fd, done)| {
+                let tcp = Tcp::new(fd);
+                let conn = match (e.tls != 0, tls) {
+                    (false, _) => Conn::Plain(tcp),
+                    (true, Some(ctx)) => Conn::Tls(Box::new(ctx.connect(tcp, e.host(), &name)?)),
+                    (true, None) => return Err(io::Error::other("TLS is not set up")),
+                };
+                Ok((conn, done))
+            });
+            match conn {
+                Ok((conn, done)) => Probe {
+                    conn: Some(conn),
                     step: if done { Step::Sending(0) } else { Step::Connecting },
                     request,
                     response: Vec::new(),
                 },
                 Err(err) => Probe {
-                    fd: None,
+                    conn: None,
                     step: Step::Done(Err(format!("connect: {err}"))),
                     request,
                     response: Vec::new(),
@@ -173,9 +187,9 @@ fn probe_all(
                 Step::Reading => libc::POLLIN,
                 Step::Done(_) => continue,
             };
-            let fd = p.fd.as_ref().expect("a probe in progress has a socket");
+            let conn = p.conn.as_ref().expect("a probe in progress has a socket");
             fds.push(libc::pollfd {
-                fd: fd.as_raw_fd(),
+                fd: conn.fd().as_raw_fd(),
                 events,
                 revents: 0,
             });
@@ -214,17 +228,14 @@ fn probe_all(
 
 /// One step of one probe after its socket became ready.
 fn advance(p: &mut Probe, hdrs: &mut [HeaderRef]) {
-    let fd =
-        p.fd.as_ref()
-            .expect("a probe in progress has a socket")
-            .as_fd();
+    let Some(conn) = p.conn.as_mut() else { return };
     loop {
         match p.step {
-            Step::Connecting => match sys::take_error(fd) {
+            Step::Connecting => match conn.take_error() {
                 Ok(None) => p.step = Step::Sending(0),
                 Ok(Some(e)) | Err(e) => p.step = Step::Done(Err(format!("connect: {e}"))),
             },
-            Step::Sending(off) => match sys::writev(fd, &[IoSlice::new(&p.request[off..])]) {
+            Step::Sending(off) => match conn.write_vectored(&[IoSlice::new(&p.request[off..])]) {
                 Ok(n) if off + n == p.request.len() => p.step = Step::Reading,
                 Ok(n) => p.step = Step::Sending(off + n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -232,7 +243,7 @@ fn advance(p: &mut Probe, hdrs: &mut [HeaderRef]) {
             },
             Step::Reading => {
                 let mut buf = [0u8; 2048];
-                match sys::read(fd, &mut buf) {
+                match conn.read(&mut buf) {
                     Ok(0) => {
                         p.step = Step::Done(Err("closed before a complete response head".into()))
                     }
@@ -258,7 +269,7 @@ fn advance(p: &mut Probe, hdrs: &mut [HeaderRef]) {
                 }
             }
             Step::Done(_) => {
-                p.fd = None;
+                p.conn = None;
                 return;
             }
         }
@@ -315,7 +326,12 @@ mod tests {
             BackendEntry::new("127.0.0.1", a, 1, false, 0)
         };
         let mut hdrs = vec![HeaderRef::default(); MAX_HEADER_LINES];
-        let r = probe_all(&[&ok, &bad, &garbage, &hung, &refused], &hs, &mut hdrs);
+        let r = probe_all(
+            &[&ok, &bad, &garbage, &hung, &refused],
+            &hs,
+            None,
+            &mut hdrs,
+        );
         assert_eq!(r[0], Ok(204));
         assert_eq!(
             r[1],

@@ -114,12 +114,6 @@ impl Reloader {
                 specs.len()
             ));
         }
-        if let Some(b) = specs.iter().find(|b| b.tls) {
-            return Err(format!(
-                "{}: backend {b}: TLS to backends is not supported yet",
-                self.path.display()
-            ));
-        }
         let strategy = self
             .strategy_flag
             .or(fc.strategy)

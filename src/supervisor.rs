@@ -13,6 +13,7 @@
 
 use crate::config::{Config, Mode};
 use crate::log;
+use crate::net::tls::TlsContext;
 use crate::proxy::backends::resolve_all;
 use crate::proxy::worker::Worker;
 use crate::proxy::Shared;
@@ -49,7 +50,9 @@ pub fn listen_addr(cfg: &Config) -> Result<SocketAddr, String> {
 
 /// `--check`: everything `run` validates before serving, then exit.
 pub fn check(cfg: &Config) -> i32 {
-    let res = listen_addr(cfg).and_then(|_| resolve_all(&cfg.backends).map(|_| ()));
+    let res = listen_addr(cfg)
+        .and_then(|_| resolve_all(&cfg.backends).map(|_| ()))
+        .and_then(|_| TlsContext::new(cfg.ca_file.as_deref(), cfg.insecure_tls, false).map(|_| ()));
     match res {
         Ok(()) => {
             println!(
@@ -63,6 +66,29 @@ pub fn check(cfg: &Config) -> i32 {
             2
         }
     }
+}
+
+/// TLS to HTTPS backends: the trust store (`--ca-file`, `-k`, or the
+/// system's), loaded once at start; a bad `--ca-file` is a configuration
+/// error. `-k` is warned about, as the spec says.
+fn tls_context(cfg: &Config) -> Result<Arc<TlsContext>, String> {
+    let ctx = TlsContext::new(cfg.ca_file.as_deref(), cfg.insecure_tls, cfg.tls_trace)?;
+    if cfg.insecure_tls {
+        log!(
+            Warn,
+            "tls",
+            "-k/--insecure: backend certificates are NOT verified; anyone on the path can impersonate a backend"
+        );
+    } else if cfg.backends.iter().any(|b| b.tls) || cfg.ca_file.is_some() {
+        log!(
+            Info,
+            "tls",
+            "trusting {} CA certificates from {}",
+            ctx.ca_count,
+            ctx.ca_source
+        );
+    }
+    Ok(Arc::new(ctx))
 }
 
 /// How many workers `-w` asks for: 0 means one per CPU this process may use.
@@ -100,6 +126,13 @@ pub fn run(cfg: Config) -> i32 {
     };
     let entries = match resolve_all(&cfg.backends) {
         Ok(e) => e,
+        Err(e) => {
+            eprintln!("load_balancer: {e}");
+            return 2;
+        }
+    };
+    let tls = match tls_context(&cfg) {
+        Ok(t) => t,
         Err(e) => {
             eprintln!("load_balancer: {e}");
             return 2;
@@ -193,6 +226,7 @@ pub fn run(cfg: Config) -> i32 {
         listener,
         workers,
         exe,
+        tls: Some(tls),
         ready: std::sync::Mutex::new(inherited.ready),
     };
     match sup.cfg.mode {
@@ -209,6 +243,7 @@ struct Supervisor {
     listener: OwnedFd,
     workers: usize,
     exe: SelfExe,
+    tls: Option<Arc<TlsContext>>,
     /// Started by a predecessor: where to say "ready" once serving.
     ready: std::sync::Mutex<Option<OwnedFd>>,
 }
@@ -249,7 +284,12 @@ impl Control {
 impl Supervisor {
     /// Runs one worker loop in the calling thread or process, in slot `i`.
     fn run_worker(&self, i: usize) -> i32 {
-        let shared = Arc::new(Shared::new(self.cfg.clone(), self.region, i));
+        let shared = Arc::new(Shared::new(
+            self.cfg.clone(),
+            self.region,
+            i,
+            self.tls.clone(),
+        ));
         let listener = match sys::dup(self.listener.as_fd()) {
             Ok(l) => l,
             Err(e) => {
@@ -540,7 +580,11 @@ impl Supervisor {
                     match role {
                         Role::Worker(i) => self.run_worker(i),
                         Role::Prober => {
-                            crate::probe::run(self.region, sys::shutdown_requested);
+                            crate::probe::run(
+                                self.region,
+                                self.tls.as_ref(),
+                                sys::shutdown_requested,
+                            );
                             0
                         }
                     }
@@ -585,7 +629,7 @@ impl Supervisor {
         let s = Arc::clone(&sup);
         let prober = std::thread::Builder::new()
             .name("lb-prober".into())
-            .spawn(move || crate::probe::run(s.region, sys::shutdown_requested));
+            .spawn(move || crate::probe::run(s.region, s.tls.as_ref(), sys::shutdown_requested));
         if let Err(e) = &prober {
             log!(
                 Err,

@@ -97,7 +97,7 @@ fn ten_thousand_requests_allocate_nothing_after_warm_up() {
     let settings = lb::shm::Settings::new(config.strategy, &config.health);
     region.publish(&entries, &settings);
     region.health.reset(entries.len());
-    let shared = Arc::new(Shared::new(config, region, 0));
+    let shared = Arc::new(Shared::new(config, region, 0, None));
     let (l, port) = listener();
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();

@@ -923,7 +923,7 @@ fn valid_requests() -> Vec<Vec<u8>> {
     // Values of every length around the 16- and 32-byte SIMD blocks, each
     // at a different alignment within the buffer.
     let mut long = b"GET /".to_vec();
-    long.extend(std::iter::repeat(b'p').take(40));
+    long.extend(std::iter::repeat_n(b'p', 40));
     long.extend_from_slice(b" HTTP/1.1\r\n");
     for n in [0, 1, 15, 16, 17, 31, 32, 33, 47, 63, 64, 65, 100] {
         long.extend_from_slice(format!("X-L{n}: ").as_bytes());

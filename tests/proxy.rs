@@ -471,7 +471,7 @@ fn malformed_requests_get_a_status_and_never_reach_a_backend() {
         c.expect_closed_for(&String::from_utf8_lossy(raw));
     }
     let mut long = b"GET /".to_vec();
-    long.extend(std::iter::repeat(b'a').take(9000));
+    long.extend(std::iter::repeat_n(b'a', 9000));
     long.extend_from_slice(b" HTTP/1.1\r\nHost: a\r\n\r\n");
     let mut c = lb.conn();
     c.send(&long);
@@ -777,7 +777,7 @@ fn bodies_over_max_body_bytes_get_413_before_reaching_a_backend() {
     let lb = Lb::start(&["-c", path.to_str().unwrap()]);
     let mut c = lb.conn();
     let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n".to_vec();
-    req.extend(std::iter::repeat(b'x').take(1000));
+    req.extend(std::iter::repeat_n(b'x', 1000));
     assert_eq!(c.roundtrip(&req).text(), "1000");
     let r = c.roundtrip(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 1001\r\n\r\n");
     assert_eq!(r.status(), 413);
@@ -786,7 +786,7 @@ fn bodies_over_max_body_bytes_get_413_before_reaching_a_backend() {
     let mut req = b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..3 {
         req.extend_from_slice(b"190\r\n");
-        req.extend(std::iter::repeat(b'y').take(400));
+        req.extend(std::iter::repeat_n(b'y', 400));
         req.extend_from_slice(b"\r\n");
     }
     req.extend_from_slice(b"0\r\n\r\n");

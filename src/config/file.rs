@@ -32,8 +32,8 @@ use std::time::Duration;
 
 use super::json::{self, Json, JsonError, Pos, Value};
 use super::{
-    strip_scheme, validate_host, BackendSpec, ForwardedHeaders, HeaderMode, HealthSettings,
-    HostError, Strategy, Timeouts, MAX_BACKENDS, MAX_CONFIG_SIZE,
+    strip_scheme, tls_for, validate_host, BackendSpec, ForwardedHeaders, HeaderMode,
+    HealthSettings, HostError, Strategy, Timeouts, MAX_BACKENDS, MAX_CONFIG_SIZE,
 };
 
 /// What a config file says.
@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub forwarded: ForwardedHeaders,
     /// `"max_body_bytes"`, 0 (no limit) if absent.
     pub max_body_bytes: u64,
+    /// `"ca_file"`, relative to the config file's directory.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Why a config file was refused.
@@ -202,7 +204,7 @@ impl fmt::Display for Problem {
     }
 }
 
-const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
+const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, ca_file, \
                         unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
@@ -381,6 +383,7 @@ impl Reader<'_> {
         let mut timeouts = Timeouts::default();
         let mut forwarded = ForwardedHeaders::default();
         let mut max_body_bytes = 0;
+        let mut ca_file = None;
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
             match key.as_str() {
@@ -394,6 +397,15 @@ impl Reader<'_> {
                     let parsed =
                         Strategy::parse(s).ok_or_else(|| self.bad(v, "strategy", EXPECTED))?;
                     strategy = Some(parsed);
+                }
+                "ca_file" => {
+                    const EXPECTED: &str = "a file name (PEM CA certificates)";
+                    let name = v
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| self.bad(v, "ca_file", EXPECTED))?;
+                    let dir = self.path.parent().unwrap_or(Path::new(""));
+                    ca_file = Some(dir.join(name));
                 }
                 "max_body_bytes" => {
                     const EXPECTED: &str = "an integer, 0 for no limit";
@@ -494,6 +506,7 @@ impl Reader<'_> {
             timeouts,
             forwarded,
             max_body_bytes,
+            ca_file,
         })
     }
 
@@ -566,6 +579,7 @@ impl Reader<'_> {
         let mut port = None;
         let mut weight = 1u16;
         let mut tls = false;
+        let mut scheme = None;
         for (key, item) in members {
             self.once(&mut seen, key, item)?;
             match key.as_str() {
@@ -573,14 +587,14 @@ impl Reader<'_> {
                     let raw = item
                         .as_str()
                         .ok_or_else(|| self.bad(item, "host", "a string"))?;
-                    let (rest, https) = strip_scheme(raw);
+                    let (rest, given) = strip_scheme(raw);
                     let name = match rest.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
                         Some(inner) if inner.contains(':') => inner,
                         Some(_) => return Err(self.err(item, Problem::BadHost(HostError::NotIpv6))),
                         None => rest,
                     };
                     validate_host(name).map_err(|e| self.err(item, Problem::BadHost(e)))?;
-                    tls |= https;
+                    scheme = given;
                     host = Some(name.to_string());
                 }
                 "port" => {
@@ -623,7 +637,7 @@ impl Reader<'_> {
             host,
             port,
             weight,
-            tls: tls || port == 443,
+            tls: tls || tls_for(scheme, port),
         })
     }
 }

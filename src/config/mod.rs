@@ -229,6 +229,9 @@ pub struct Config {
     pub config_path: Option<PathBuf>,
     pub log_level: LogLevel,
     pub insecure_tls: bool,
+    /// `--ca-file` / `"ca_file"`: trust exactly these CA certificates for
+    /// HTTPS backends (else the system store).
+    pub ca_file: Option<PathBuf>,
     pub trace: bool,
     pub tls_trace: bool,
     pub health: HealthSettings,
@@ -253,6 +256,7 @@ impl Default for Config {
             config_path: None,
             log_level: LogLevel::Info,
             insecure_tls: false,
+            ca_file: None,
             trace: false,
             tls_trace: false,
             health: HealthSettings::default(),
@@ -323,7 +327,7 @@ pub fn validate_host(host: &str) -> Result<(), HostError> {
 /// `https://host:port` or `[v6addr]:port` (a single trailing `/` is allowed
 /// after a scheme). Port 443 or `https://` means TLS. The weight is 1.
 pub fn parse_backend_addr(s: &str) -> Result<BackendSpec, String> {
-    let (rest, https) = strip_scheme(s);
+    let (rest, scheme) = strip_scheme(s);
     let rest = if rest.len() < s.len() {
         rest.strip_suffix('/').unwrap_or(rest)
     } else {
@@ -382,20 +386,27 @@ pub fn parse_backend_addr(s: &str) -> Result<BackendSpec, String> {
         host: host.to_string(),
         port,
         weight: 1,
-        tls: https || port == 443,
+        tls: tls_for(scheme, port),
     })
 }
 
-/// Strips an `http://` or `https://` prefix (any case); true if it was https.
-pub(crate) fn strip_scheme(s: &str) -> (&str, bool) {
+/// Strips an `http://` or `https://` prefix (any case): `Some(true)` for
+/// https, `Some(false)` for http, `None` without a scheme.
+pub(crate) fn strip_scheme(s: &str) -> (&str, Option<bool>) {
     for (scheme, tls) in [("https://", true), ("http://", false)] {
         if let Some(head) = s.get(..scheme.len()) {
             if head.eq_ignore_ascii_case(scheme) {
-                return (&s[scheme.len()..], tls);
+                return (&s[scheme.len()..], Some(tls));
             }
         }
     }
-    (s, false)
+    (s, None)
+}
+
+/// TLS or not, as the spec says: `https://` yes, `http://` no, and without a
+/// scheme port 443 means TLS.
+pub(crate) fn tls_for(scheme: Option<bool>, port: u16) -> bool {
+    scheme.unwrap_or(port == 443)
 }
 
 /// A decimal port 1..=65535: ASCII digits only (no sign, no spaces).

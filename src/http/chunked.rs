@@ -624,7 +624,7 @@ mod tests {
                 let line = left.min(100);
                 assert!(line >= 6, "a trailer line is at least `X: a\\r\\n`");
                 v.extend_from_slice(b"X: ");
-                v.extend(std::iter::repeat(b'a').take(line - 5));
+                v.extend(std::iter::repeat_n(b'a', line - 5));
                 v.extend_from_slice(b"\r\n");
                 left -= line;
             }

@@ -7,7 +7,11 @@
 //! trait, so a TLS transport drops in without touching the sessions. A
 //! transport that cannot hand its bytes to the kernel unchanged (TLS) says so
 //! by returning `None` from [`Transport::splice_fd`].
+//!
+//! Upstream connections are a [`Conn`]: plain [`Tcp`] or [`tls::Tls`].
 #![forbid(unsafe_code)]
+
+pub mod tls;
 
 use crate::buf::Buf;
 use crate::sys;
@@ -26,13 +30,36 @@ pub trait Transport {
     /// Shuts the write half (a tunnel side finished, a lingering close).
     fn shutdown_write(&mut self);
     /// An idle connection the peer closed, or wrote to unasked: not reusable.
-    fn peer_closed_or_dirty(&self) -> bool;
+    fn peer_closed_or_dirty(&mut self) -> bool;
     /// The fd whose bytes are the application's bytes, for `splice`; `None`
     /// when the transport transforms them (TLS).
     fn splice_fd(&self) -> Option<BorrowedFd<'_>>;
+    /// The socket turned writable: send what the transport still holds
+    /// (TLS ciphertext left over from an earlier write).
+    fn on_writable(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+    fn is_tls(&self) -> bool {
+        false
+    }
+    /// Advances a handshake (TLS) as far as the socket allows.
+    fn handshake(&mut self) -> io::Result<Handshake> {
+        Ok(Handshake::Done)
+    }
+}
+
+/// Where a transport's handshake stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Handshake {
+    Done,
+    /// Waiting for bytes from the peer (the socket was read to `EAGAIN`).
+    WantRead,
+    /// Waiting for room to send (a write hit `EAGAIN`).
+    WantWrite,
 }
 
 /// A plain TCP connection.
+#[derive(Debug)]
 pub struct Tcp {
     fd: OwnedFd,
 }
@@ -67,13 +94,94 @@ impl Transport for Tcp {
         sys::shutdown_write(self.fd.as_fd())
     }
 
-    fn peer_closed_or_dirty(&self) -> bool {
+    fn peer_closed_or_dirty(&mut self) -> bool {
         sys::peer_closed_or_dirty(self.fd.as_fd())
     }
 
     #[inline]
     fn splice_fd(&self) -> Option<BorrowedFd<'_>> {
         Some(self.fd.as_fd())
+    }
+}
+
+/// An upstream connection: plain TCP, or TLS over it.
+#[derive(Debug)]
+pub enum Conn {
+    Plain(Tcp),
+    Tls(Box<tls::Tls>),
+}
+
+impl Transport for Conn {
+    #[inline]
+    fn fd(&self) -> BorrowedFd<'_> {
+        match self {
+            Conn::Plain(t) => t.fd(),
+            Conn::Tls(t) => t.fd(),
+        }
+    }
+
+    #[inline]
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(t) => t.read(buf),
+            Conn::Tls(t) => t.read(buf),
+        }
+    }
+
+    #[inline]
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(t) => t.write_vectored(bufs),
+            Conn::Tls(t) => t.write_vectored(bufs),
+        }
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match self {
+            Conn::Plain(t) => t.take_error(),
+            Conn::Tls(t) => t.take_error(),
+        }
+    }
+
+    fn shutdown_write(&mut self) {
+        match self {
+            Conn::Plain(t) => t.shutdown_write(),
+            Conn::Tls(t) => t.shutdown_write(),
+        }
+    }
+
+    fn peer_closed_or_dirty(&mut self) -> bool {
+        match self {
+            Conn::Plain(t) => t.peer_closed_or_dirty(),
+            Conn::Tls(t) => t.peer_closed_or_dirty(),
+        }
+    }
+
+    #[inline]
+    fn splice_fd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Conn::Plain(t) => t.splice_fd(),
+            Conn::Tls(t) => t.splice_fd(),
+        }
+    }
+
+    #[inline]
+    fn on_writable(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(_) => Ok(()),
+            Conn::Tls(t) => t.on_writable(),
+        }
+    }
+
+    fn is_tls(&self) -> bool {
+        matches!(self, Conn::Tls(_))
+    }
+
+    fn handshake(&mut self) -> io::Result<Handshake> {
+        match self {
+            Conn::Plain(_) => Ok(Handshake::Done),
+            Conn::Tls(t) => t.handshake(),
+        }
     }
 }
 
@@ -120,12 +228,32 @@ impl<T: Transport> Stream<T> {
         }
     }
 
-    /// Records what the poller reported.
+    /// Records what the poller reported; a writable socket first takes what
+    /// the transport still holds (an error shows at the next read or write).
     #[inline]
     pub fn on_event(&mut self, readable: bool, writable: bool, hup: bool) {
         self.readable |= readable;
         self.writable |= writable;
         self.hup |= hup;
+        if writable {
+            let _ = self.io.on_writable();
+        }
+    }
+
+    /// Advances the transport's handshake; true once it is done. The
+    /// readiness flag it waits on is cleared (it ran into `EAGAIN`).
+    pub fn handshake(&mut self) -> io::Result<bool> {
+        match self.io.handshake()? {
+            Handshake::Done => Ok(true),
+            Handshake::WantRead => {
+                self.readable = false;
+                Ok(false)
+            }
+            Handshake::WantWrite => {
+                self.writable = false;
+                Ok(false)
+            }
+        }
     }
 
     /// Reads into the free space of `buf`. A short read means the stream is

@@ -94,6 +94,8 @@ pub struct Backend {
     pub id: usize,
     /// `host:port`, for logs and metric labels.
     pub name: String,
+    /// The configured host name: SNI and the name its certificate must carry.
+    pub host: String,
     pub addr: RawAddr,
     pub weight: u16,
     pub tls: bool,
@@ -146,6 +148,7 @@ impl BackendSet {
             self.list.push(Backend {
                 id,
                 name: format!("{}:{}", e.host(), e.port),
+                host: e.host().to_string(),
                 addr: RawAddr::new(e.addr()),
                 weight: e.weight,
                 tls: e.tls != 0,

@@ -88,7 +88,7 @@ impl Balancer {
                     let w = weight.max(1) as i64;
                     self.current[i] += w;
                     total += w;
-                    if best.map_or(true, |b| self.current[i] > self.current[b]) {
+                    if best.is_none_or(|b| self.current[i] > self.current[b]) {
                         best = Some(i);
                     }
                 }

@@ -20,7 +20,9 @@ pub mod worker;
 use crate::config::Config;
 use crate::health::HealthState;
 use crate::metrics::Metrics;
+use crate::net::tls::TlsContext;
 use crate::shm::Region;
+use std::sync::Arc;
 
 /// What one worker is handed: the configuration it started with, and the
 /// shared region (its own counter slot picked out).
@@ -32,16 +34,24 @@ pub struct Shared {
     pub metrics: &'static Metrics,
     /// Worker number: its slot in the region, its name in logs and `ps`.
     pub worker: usize,
+    /// TLS to HTTPS backends (trust store, session cache).
+    pub tls: Option<Arc<TlsContext>>,
 }
 
 impl Shared {
-    pub fn new(config: Config, region: &'static Region, worker: usize) -> Shared {
+    pub fn new(
+        config: Config,
+        region: &'static Region,
+        worker: usize,
+        tls: Option<Arc<TlsContext>>,
+    ) -> Shared {
         Shared {
             config,
             region,
             health: &region.health,
             metrics: &region.workers[worker],
             worker,
+            tls,
         }
     }
 }

@@ -88,7 +88,7 @@ impl Worker {
             c.deadline = *now + idle;
         }
         let flushed =
-            ub.is_empty() && c.wbuf.as_ref().map_or(true, |w| w.is_empty()) && cb.is_empty();
+            ub.is_empty() && c.wbuf.as_ref().is_none_or(|w| w.is_empty()) && cb.is_empty();
         if c.client_done && c.upstream_done && flushed {
             self.close_client(ci);
             return true;

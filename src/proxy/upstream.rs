@@ -14,7 +14,8 @@ use crate::http::compose::{compose_response, hex_line, Framing};
 use crate::http::framing::response_meta;
 use crate::http::{parse_response, BodyMode, ResponseHead, Status};
 use crate::log;
-use crate::net::{Io, Stream, Tcp, Transport};
+use crate::net::tls::{failure_of, TlsFailure};
+use crate::net::{Conn, Io, Stream, Tcp, Transport};
 use crate::sys;
 use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
@@ -31,10 +32,13 @@ const CHUNK_OVERHEAD: usize = 16 + 2 + 2;
 
 /// A connection to a backend, attached to a session or idle in the pool.
 pub(super) struct Upstream {
-    pub(super) stream: Stream<Tcp>,
+    pub(super) stream: Stream<Conn>,
     pub(super) gen: u32,
     pub(super) backend: usize,
     pub(super) rbuf: Option<Buf>,
+    /// The TCP connect finished.
+    pub(super) tcp_up: bool,
+    /// Connected and (TLS) handshake done: requests may go out.
     pub(super) connected: bool,
     pub(super) client: Option<u32>,
     pub(super) idle_since: u64,
@@ -55,9 +59,22 @@ pub(super) enum UpstreamFailure {
     ClosedBeforeResponse,
 }
 
+impl UpstreamFailure {
+    /// The TLS failure behind it, if any.
+    fn tls(&self) -> Option<&TlsFailure> {
+        match self {
+            UpstreamFailure::Connect(e) | UpstreamFailure::Write(e) | UpstreamFailure::Read(e) => {
+                failure_of(e)
+            }
+            _ => None,
+        }
+    }
+}
+
 impl std::fmt::Display for UpstreamFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            _ if self.tls().is_some() => write!(f, "TLS: {}", self.tls().expect("checked")),
             UpstreamFailure::Connect(e) => write!(f, "connect: {e}"),
             UpstreamFailure::ConnectTimeout => f.write_str("connect timed out"),
             UpstreamFailure::Write(e) => write!(f, "sending the request: {e}"),
@@ -121,12 +138,32 @@ impl Worker {
             match sys::connect(&backend.addr) {
                 Ok((fd, done)) => {
                     let _ = sys::set_nodelay(fd.as_fd());
+                    let conn = if backend.tls {
+                        let tls = sh
+                            .tls
+                            .as_ref()
+                            .ok_or_else(|| io::Error::other("TLS is not set up"));
+                        match tls
+                            .and_then(|t| t.connect(Tcp::new(fd), &backend.host, &backend.name))
+                        {
+                            Ok(t) => Conn::Tls(Box::new(t)),
+                            Err(e) => {
+                                log!(Err, "proxy", "backend {}: TLS: {e}", backend.name);
+                                self.backend_failed(b);
+                                skip |= 1 << pos;
+                                continue;
+                            }
+                        }
+                    } else {
+                        Conn::Plain(Tcp::new(fd))
+                    };
                     let (ui, gen) = self.ups.insert(Upstream {
-                        stream: Stream::new(Tcp::new(fd), false, done),
+                        stream: Stream::new(conn, false, done),
                         gen: 0,
                         backend: b,
                         rbuf: None,
-                        connected: done,
+                        tcp_up: done,
+                        connected: false,
                         client: Some(ci),
                         idle_since: 0,
                         reused: false,
@@ -143,14 +180,9 @@ impl Worker {
                         return self.local_error(ci, 502, "internal error");
                     }
                     c.up = Some(ui);
-                    let t = &sh.config.timeouts;
-                    c.deadline = self.now
-                        + if done {
-                            t.upstream_response
-                        } else {
-                            t.upstream_connect
-                        }
-                        .as_millis() as u64;
+                    // Connect and (TLS) handshake: the connect timeout;
+                    // the response timeout starts once they are done.
+                    c.deadline = self.now + sh.config.timeouts.upstream_connect.as_millis() as u64;
                     sh.metrics.upstream_connects.fetch_add(1, Relaxed);
                     sh.metrics.backend_requests[b].fetch_add(1, Relaxed);
                     return;
@@ -189,6 +221,10 @@ impl Worker {
         let reused = self.ups.get(ui).is_some_and(|u| u.reused);
         self.close_upstream(ui);
         let name = self.backends.name(b);
+        let tls = why.tls().cloned();
+        if let Some(t) = tls.as_ref().filter(|t| t.during_handshake) {
+            self.shared.metrics.tls_failure(t.kind);
+        }
         // A pooled connection closed by the backend is not a sign of trouble.
         let stale = reused
             && matches!(
@@ -208,7 +244,8 @@ impl Worker {
             self.backend_failed(b);
         }
         let c = self.sessions.get_mut(ci).expect("client");
-        let nothing_sent = !c.req.sent_any;
+        // A handshake that never finished carried no request byte.
+        let nothing_sent = !c.req.sent_any || tls.is_some_and(|t| t.during_handshake);
         let can_retry =
             !c.resp.head_done && (nothing_sent || (c.req.idempotent && c.req.body_sent == 0));
         if can_retry {
@@ -245,15 +282,28 @@ impl Worker {
         let Some(ui) = c.up else { return false };
         let u = ups.get_mut(ui).expect("attached upstream");
         if !u.connected {
-            if !u.stream.writable {
-                return false;
+            // TCP connect, then (TLS) the handshake: no request byte goes
+            // out before both are done, so a failure here is always safe to
+            // retry on the next backend. The connect timeout covers both.
+            if !u.tcp_up {
+                if !u.stream.writable {
+                    return false;
+                }
+                match u.stream.io.take_error() {
+                    Ok(None) => u.tcp_up = true,
+                    Ok(Some(e)) | Err(e) => {
+                        self.upstream_failed(ci, UpstreamFailure::Connect(e));
+                        return true;
+                    }
+                }
             }
-            match u.stream.io.take_error() {
-                Ok(None) => {
+            match u.stream.handshake() {
+                Ok(true) => {
                     u.connected = true;
                     c.deadline = *now + shared.config.timeouts.upstream_response.as_millis() as u64;
                 }
-                Ok(Some(e)) | Err(e) => {
+                Ok(false) => return false,
+                Err(e) => {
                     self.upstream_failed(ci, UpstreamFailure::Connect(e));
                     return true;
                 }
@@ -794,7 +844,7 @@ impl Worker {
             let u = self.ups.get_mut(ui).expect("upstream");
             if clean
                 && u.epoch == self.id_epoch[b]
-                && u.rbuf.as_ref().map_or(true, |r| r.is_empty())
+                && u.rbuf.as_ref().is_none_or(|r| r.is_empty())
                 && self.pools[b].len() < MAX_IDLE_CONNS
             {
                 u.client = None;

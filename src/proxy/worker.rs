@@ -92,6 +92,7 @@ impl Worker {
         stop: Arc<AtomicBool>,
         seed: u64,
     ) -> io::Result<Worker> {
+        crate::metrics::set_current(shared.metrics);
         let poller = Poller::new()?;
         poller.add_listener(listener.as_fd(), LISTENER)?;
         if let Some(w) = sys::wake_fd() {
@@ -197,7 +198,7 @@ impl Worker {
         for &ci in &idx {
             let c = self.sessions.get_mut(ci).expect("listed client");
             c.keep_alive = false;
-            if c.phase == Phase::Head && c.rbuf.as_ref().map_or(true, |b| b.is_empty()) {
+            if c.phase == Phase::Head && c.rbuf.as_ref().is_none_or(|b| b.is_empty()) {
                 // Idle: it may be sending a request this very moment, which
                 // then gets a `Connection: close` answer; closed if it stays idle.
                 c.deadline = c.deadline.min(self.now + DRAIN_IDLE_MS);
@@ -355,7 +356,7 @@ impl Worker {
         for (id, name) in before {
             // Gone, or the id now names another backend: its idle
             // connections lead somewhere no request may go.
-            if !self.backends.get(id).is_some_and(|b| b.name == name) {
+            if self.backends.get(id).is_none_or(|b| b.name != name) {
                 self.id_epoch[id] = self.backends.generation();
                 while let Some(ui) = self.pools[id].pop() {
                     if let Some(mut u) = self.ups.remove(ui) {
@@ -424,7 +425,7 @@ impl Worker {
                     c.up.and_then(|ui| self.ups.get(ui))
                         .is_some_and(|u| u.connected);
                 let client_owes_body =
-                    !c.req.body.is_complete() && c.rbuf.as_ref().map_or(true, |b| b.is_empty());
+                    !c.req.body.is_complete() && c.rbuf.as_ref().is_none_or(|b| b.is_empty());
                 if !connected {
                     self.upstream_failed(ci, UpstreamFailure::ConnectTimeout);
                 } else if !c.resp.head_done && client_owes_body {

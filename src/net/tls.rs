@@ -1,0 +1,536 @@
+//! TLS to HTTPS backends: a [`Transport`] over rustls's non-blocking
+//! client (`read_tls` / `process_new_packets` / `write_tls`), driven by the
+//! worker's edge-triggered readiness like plain TCP.
+//!
+//! What the edge-triggered contract needs from it, and how it keeps it:
+//! - A short read means the socket is empty: `read` keeps pulling ciphertext
+//!   until the caller's buffer is full or the socket says `EAGAIN` (a record
+//!   that yields no plaintext, such as a handshake message or a TLS 1.3
+//!   session ticket, never ends a read early).
+//! - A write that cannot go out now is `WouldBlock`, never swallowed:
+//!   plaintext is taken only when no ciphertext is left over from before;
+//!   ciphertext left over after a write is flushed when the socket turns
+//!   writable ([`Transport::on_writable`]), so a request never waits in
+//!   rustls's buffer while the session waits for the response.
+//! - The end of a response is a `close_notify`; a TCP close without one is an
+//!   error (`UnexpectedEof`), so a cut-off body is never taken for a whole one.
+//!
+//! Handshake and verification failures carry a [`TlsFailure`] with words an
+//! operator understands, and whether anything could have reached the backend
+//! (nothing did while handshaking: the next backend may be tried).
+#![forbid(unsafe_code)]
+
+use super::{Handshake, Tcp, Transport};
+use crate::log;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{
+    CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+};
+use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::sync::Arc;
+
+/// How backend certificates are checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// The system's CA bundle (or webpki-roots where there is none).
+    System,
+    /// Exactly the certificates of `--ca-file`.
+    Custom,
+    /// `-k`: not checked at all.
+    Insecure,
+}
+
+/// What every TLS connection of one load balancer shares: the rustls client
+/// configuration (with its session cache, so new connections to a backend
+/// resume) and what `--tls-trace` reports.
+pub struct TlsContext {
+    config: Arc<ClientConfig>,
+    pub trust: Trust,
+    /// CA certificates loaded (0 for `-k`).
+    pub ca_count: usize,
+    /// Where they came from, for the start-up log.
+    pub ca_source: String,
+    pub trace: bool,
+}
+
+impl std::fmt::Debug for TlsContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TlsContext({:?}, {} CAs)", self.trust, self.ca_count)
+    }
+}
+
+/// The usual places of a system CA bundle (Debian/Ubuntu, RHEL/Fedora,
+/// OpenSUSE, Alpine/macOS/BSD). `SSL_CERT_FILE` comes first.
+const SYSTEM_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+    "/usr/local/etc/ssl/cert.pem",
+];
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Reads every certificate of a PEM file.
+fn load_pem(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_file_iter(path)
+        .map_err(|e| format!("{}: {e}", path.display()))?
+        .collect();
+    let certs = certs.map_err(|e| format!("{}: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!("{}: no PEM certificates in it", path.display()));
+    }
+    Ok(certs)
+}
+
+impl TlsContext {
+    /// `ca_file`: trust exactly these; `insecure`: trust anything (`-k`).
+    pub fn new(ca_file: Option<&Path>, insecure: bool, trace: bool) -> Result<TlsContext, String> {
+        let builder = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS: {e}"))?;
+        let (mut config, trust, ca_count, ca_source) = if insecure {
+            let verifier = Arc::new(NoVerification(provider()));
+            let c = builder
+                .dangerous()
+                .with_custom_certificate_verifier(verifier)
+                .with_no_client_auth();
+            (c, Trust::Insecure, 0, "none (-k)".to_string())
+        } else {
+            let mut roots = RootCertStore::empty();
+            let (trust, source) = match ca_file {
+                Some(path) => {
+                    let certs = load_pem(path).map_err(|e| format!("--ca-file: {e}"))?;
+                    let (added, _) = roots.add_parsable_certificates(certs);
+                    if added == 0 {
+                        return Err(format!(
+                            "--ca-file: {}: no usable CA certificate",
+                            path.display()
+                        ));
+                    }
+                    (Trust::Custom, path.display().to_string())
+                }
+                None => (Trust::System, system_roots(&mut roots)),
+            };
+            let n = roots.len();
+            let c = builder.with_root_certificates(roots).with_no_client_auth();
+            (c, trust, n, source)
+        };
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(TlsContext {
+            config: Arc::new(config),
+            trust,
+            ca_count,
+            ca_source,
+            trace,
+        })
+    }
+
+    /// A client connection to `host` (SNI and the name checked; an IP
+    /// address is checked as such and sends no SNI).
+    pub fn connect(self: &Arc<Self>, tcp: Tcp, host: &str, name: &str) -> io::Result<Tls> {
+        let server = ServerName::try_from(host.to_string())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+        let conn = ClientConnection::new(Arc::clone(&self.config), server)
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Tls {
+            tcp,
+            conn,
+            ctx: Arc::clone(self),
+            name: name.to_string(),
+            handshaking: true,
+            tcp_eof: false,
+        })
+    }
+}
+
+/// The system bundle (`SSL_CERT_FILE`, then the usual paths), else the
+/// webpki-roots copy of Mozilla's roots built into the binary.
+fn system_roots(roots: &mut RootCertStore) -> String {
+    let env = std::env::var_os("SSL_CERT_FILE").map(std::path::PathBuf::from);
+    let candidates = env
+        .into_iter()
+        .chain(SYSTEM_BUNDLES.iter().map(std::path::PathBuf::from));
+    for path in candidates {
+        if let Ok(certs) = load_pem(&path) {
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added > 0 {
+                return path.display().to_string();
+            }
+        }
+    }
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    "webpki-roots (built in)".to_string()
+}
+
+/// `-k`: accepts any certificate (signatures are still checked, so the
+/// handshake is a real one).
+#[derive(Debug)]
+struct NoVerification(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for NoVerification {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// Why a TLS connection failed, in an operator's words. Carried inside the
+/// `io::Error` a read or write returns.
+#[derive(Debug, Clone)]
+pub struct TlsFailure {
+    /// Short label for the metric (`unknown_issuer`, `name_mismatch`, …).
+    pub kind: &'static str,
+    pub detail: String,
+    /// Nothing can have reached the backend: the handshake never finished.
+    pub during_handshake: bool,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+impl std::error::Error for TlsFailure {}
+
+/// The failure behind an I/O error, if it was a TLS one.
+pub fn failure_of(e: &io::Error) -> Option<&TlsFailure> {
+    e.get_ref()
+        .and_then(|inner| inner.downcast_ref::<TlsFailure>())
+}
+
+fn describe(e: &rustls::Error) -> (&'static str, String) {
+    use rustls::Error as E;
+    match e {
+        E::InvalidCertificate(c) => match c {
+            CertificateError::UnknownIssuer => (
+                "unknown_issuer",
+                "certificate verification failed: unknown issuer (not signed by a trusted CA)".into(),
+            ),
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => (
+                "name_mismatch",
+                "certificate verification failed: name mismatch (the certificate is not for this host)".into(),
+            ),
+            CertificateError::Expired | CertificateError::ExpiredContext { .. } => (
+                "expired",
+                "certificate verification failed: expired".into(),
+            ),
+            CertificateError::NotValidYet | CertificateError::NotValidYetContext { .. } => (
+                "not_yet_valid",
+                "certificate verification failed: not valid yet".into(),
+            ),
+            CertificateError::Revoked => ("revoked", "certificate verification failed: revoked".into()),
+            other => ("bad_certificate", format!("certificate verification failed: {other:?}")),
+        },
+        E::AlertReceived(alert) => (
+            "alert",
+            format!("handshake failure: the backend sent the alert {alert:?}"),
+        ),
+        E::PeerIncompatible(p) => (
+            "incompatible",
+            format!("handshake failure: no common protocol version or cipher suite ({p:?})"),
+        ),
+        E::InvalidMessage(m) => (
+            "protocol",
+            format!("handshake failure: not a TLS server, or a corrupt message ({m:?})"),
+        ),
+        other => ("protocol", format!("TLS error: {other}")),
+    }
+}
+
+/// A TLS client connection over TCP.
+pub struct Tls {
+    tcp: Tcp,
+    conn: ClientConnection,
+    ctx: Arc<TlsContext>,
+    /// `host:port`, for `--tls-trace`.
+    name: String,
+    handshaking: bool,
+    tcp_eof: bool,
+}
+
+impl std::fmt::Debug for Tls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tls({})", self.name)
+    }
+}
+
+/// `Read`/`Write` over the raw socket for rustls's `read_tls`/`write_tls`.
+struct Raw<'a>(&'a mut Tcp);
+
+impl Read for Raw<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl Write for Raw<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Tls {
+    fn fail(&self, e: &rustls::Error) -> io::Error {
+        let (kind, detail) = describe(e);
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            TlsFailure {
+                kind,
+                detail,
+                during_handshake: self.handshaking,
+            },
+        )
+    }
+
+    /// Writes buffered ciphertext; `Ok(true)` when none is left.
+    fn flush_tls(&mut self) -> io::Result<bool> {
+        while self.conn.wants_write() {
+            match self.conn.write_tls(&mut Raw(&mut self.tcp)) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+
+    /// After each batch of records: note the end of the handshake.
+    fn after_packets(&mut self) {
+        if self.handshaking && !self.conn.is_handshaking() {
+            self.handshaking = false;
+            crate::metrics::tls_handshake_done(self.conn.handshake_kind());
+            if self.ctx.trace {
+                self.trace();
+            }
+        }
+    }
+
+    fn trace(&self) {
+        let version = self
+            .conn
+            .protocol_version()
+            .map_or("?".into(), |v| format!("{v:?}"));
+        let suite = self
+            .conn
+            .negotiated_cipher_suite()
+            .map_or("?".into(), |s| format!("{:?}", s.suite()));
+        let (ca, host) = match self.ctx.trust {
+            Trust::System => ("system", "on"),
+            Trust::Custom => ("custom", "on"),
+            Trust::Insecure => ("none", "off"),
+        };
+        let resumed = matches!(
+            self.conn.handshake_kind(),
+            Some(rustls::HandshakeKind::Resumed)
+        );
+        log!(
+            Info,
+            "tls_trace",
+            "=== TLS Handshake Complete ===\n  backend: {}\n  version: {version}\n  cipher suite: {suite}\n  CA verification: {ca}\n  host verification: {host}\n  CA certificates loaded: {}\n  ALPN: {}\n  resumed: {resumed}",
+            self.name,
+            self.ctx.ca_count,
+            self.conn
+                .alpn_protocol()
+                .map_or("none".into(), |p| String::from_utf8_lossy(p).into_owned())
+        );
+    }
+
+    /// Pulls ciphertext from the socket into rustls and processes it.
+    /// `Ok(false)` when the socket is empty (`EAGAIN`).
+    fn pull(&mut self) -> io::Result<bool> {
+        if self.tcp_eof {
+            return Ok(false);
+        }
+        match self.conn.read_tls(&mut Raw(&mut self.tcp)) {
+            Ok(0) => self.tcp_eof = true,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+            Err(e) => return Err(e),
+        }
+        if let Err(e) = self.conn.process_new_packets() {
+            // Tell the backend why (an alert), best effort.
+            let _ = self.flush_tls();
+            return Err(self.fail(&e));
+        }
+        self.after_packets();
+        Ok(true)
+    }
+}
+
+impl Transport for Tls {
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.tcp.fd()
+    }
+
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut filled = 0;
+        loop {
+            match self.conn.reader().read(&mut buf[filled..]) {
+                Ok(0) if filled == 0 && !buf.is_empty() => return Ok(0), // close_notify
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        return Ok(filled);
+                    }
+                    continue;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    if filled > 0 {
+                        return Ok(filled);
+                    }
+                    let during_handshake = self.handshaking;
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        TlsFailure {
+                            kind: if during_handshake {
+                                "protocol"
+                            } else {
+                                "truncated"
+                            },
+                            detail: if during_handshake {
+                                "handshake failure: the backend closed the connection".into()
+                            } else {
+                                "the backend closed the connection without close_notify".into()
+                            },
+                            during_handshake,
+                        },
+                    ));
+                }
+                Err(e) => return Err(e),
+            }
+            // The handshake (or a key update) may have something to send.
+            self.flush_tls()?;
+            if !self.pull()? {
+                if filled > 0 {
+                    return Ok(filled);
+                }
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+        }
+    }
+
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        // Old ciphertext first: plaintext is taken only when it can be sent.
+        if !self.flush_tls()? {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = self.conn.writer().write_vectored(bufs)?;
+        // Short here means the socket is full; the rest goes on writable.
+        self.flush_tls()?;
+        Ok(n)
+    }
+
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        self.tcp.take_error()
+    }
+
+    fn shutdown_write(&mut self) {
+        self.conn.send_close_notify();
+        let _ = self.flush_tls();
+        self.tcp.shutdown_write();
+    }
+
+    fn peer_closed_or_dirty(&mut self) -> bool {
+        // Records that arrived while idle: TLS 1.3 session tickets are
+        // consumed here and are no reason to drop the connection; application
+        // data, an alert or the end of the stream are.
+        match self.pull() {
+            Ok(_) => {}
+            Err(_) => return true,
+        }
+        if self.tcp_eof {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(self.conn.reader().read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+    }
+
+    fn splice_fd(&self) -> Option<BorrowedFd<'_>> {
+        None
+    }
+
+    fn on_writable(&mut self) -> io::Result<()> {
+        self.flush_tls().map(|_| ())
+    }
+
+    fn is_tls(&self) -> bool {
+        true
+    }
+
+    fn handshake(&mut self) -> io::Result<Handshake> {
+        loop {
+            if !self.flush_tls()? {
+                return Ok(Handshake::WantWrite);
+            }
+            if !self.conn.is_handshaking() {
+                self.after_packets();
+                return Ok(Handshake::Done);
+            }
+            if !self.pull()? {
+                if self.tcp_eof {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        TlsFailure {
+                            kind: "protocol",
+                            detail: "handshake failure: the backend closed the connection".into(),
+                            during_handshake: true,
+                        },
+                    ));
+                }
+                return Ok(Handshake::WantRead);
+            }
+        }
+    }
+}

@@ -1,0 +1,385 @@
+//! TLS to HTTPS backends, end to end: real TLS backends on loopback with
+//! certificates from a private CA made here (rcgen), the real binary in
+//! front. What an operator checks: a verified backend with `--ca-file` (and
+//! `"tls": true` + `"ca_file"` in the config), HTTP and HTTPS backends mixed,
+//! large bodies byte-exact both ways, pooled and resumed connections, every
+//! certificate failure a 502 with its reason logged, `-k`, `--tls-trace`,
+//! probes over TLS, and a cut-off TLS response never passed off as complete.
+
+mod common;
+
+use common::tls::{Ca, Serve, TlsBackend};
+use common::*;
+use std::io::{BufReader, Write};
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Duration;
+
+fn big(n: usize, seed: u8) -> Vec<u8> {
+    (0..n)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+#[test]
+fn a_verified_https_backend_with_ca_file_and_mixed_with_plain_http() {
+    let ca = Ca::new("lb test CA");
+    let be = TlsBackend::http(ca.leaf(&["localhost"], false), |_| ok("over tls"));
+    let plain = Backend::named("plain");
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&[
+        "-w",
+        "1",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "-b",
+        &be.https(),
+        "-b",
+        &plain.addr(),
+    ]);
+    let bodies: Vec<String> = (0..6).map(|_| get(lb.port, "/").text()).collect();
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "over tls").count(),
+        3,
+        "{bodies:?}"
+    );
+    assert_eq!(
+        bodies.iter().filter(|b| *b == "plain").count(),
+        3,
+        "{bodies:?}"
+    );
+    assert!(
+        lb.log_has("trusting 1 CA certificates from"),
+        "{}",
+        lb.log_text()
+    );
+}
+
+#[test]
+fn large_bodies_cross_tls_byte_exact_both_ways() {
+    let ca = Ca::new("lb test CA");
+    let download = big(5_000_000, 7);
+    let d = download.clone();
+    let be = TlsBackend::http(ca.leaf(&["localhost"], false), move |m| {
+        if m.target() == "/download" {
+            // 5 MB, chunked, in uneven chunks.
+            let mut out = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+            for piece in d.chunks(70_001) {
+                out.extend_from_slice(format!("{:x}\r\n", piece.len()).as_bytes());
+                out.extend_from_slice(piece);
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"0\r\n\r\n");
+            out
+        } else {
+            // Echo the upload.
+            let mut out = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                m.body.len()
+            )
+            .into_bytes();
+            out.extend_from_slice(&m.body);
+            out
+        }
+    });
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&["--ca-file", ca_file.to_str().unwrap(), "-b", &be.https()]);
+    let mut c = lb.conn();
+    let upload = big(3 * 1024 * 1024, 3);
+    let mut req = format!(
+        "POST /upload HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+        upload.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(&upload);
+    c.send(&req);
+    let r = c.read_response(false);
+    assert_eq!(r.status(), 200);
+    assert!(
+        r.body == upload,
+        "3 MiB upload came back different ({} bytes)",
+        r.body.len()
+    );
+    let r = c.get("/download");
+    assert_eq!(r.status(), 200);
+    assert!(r.chunked);
+    assert!(
+        r.body == download,
+        "5 MB download differs ({} bytes)",
+        r.body.len()
+    );
+}
+
+#[test]
+fn two_hundred_requests_on_one_client_connection_cost_a_handful_of_tls_connections() {
+    let ca = Ca::new("lb test CA");
+    let be = TlsBackend::http(ca.leaf(&["localhost"], false), |_| ok("x"));
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&[
+        "-w",
+        "2",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "-b",
+        &be.https(),
+    ]);
+    let mut c = lb.conn();
+    for _ in 0..200 {
+        assert_eq!(c.get("/").text(), "x");
+    }
+    let n = be.connections.load(Ordering::Relaxed);
+    eprintln!("200 requests over TLS: {n} TLS connections at the backend");
+    assert!(n <= 3, "{n} TLS connections for 200 requests");
+    let m = scrape(lb.port);
+    assert!(metric(&m, "lb_tls_handshakes_total").unwrap() >= 1, "{m}");
+}
+
+#[test]
+fn new_connections_to_a_backend_resume_their_tls_session() {
+    let ca = Ca::new("lb test CA");
+    // The backend closes after every response: each request needs a new
+    // connection, and so a handshake, which should resume.
+    let be = TlsBackend::http(ca.leaf(&["localhost"], false), |_| {
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nr".to_vec()
+    });
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&[
+        "-w",
+        "1",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "-b",
+        &be.https(),
+    ]);
+    for _ in 0..10 {
+        assert_eq!(get(lb.port, "/").text(), "r");
+    }
+    let m = scrape(lb.port);
+    let handshakes = metric(&m, "lb_tls_handshakes_total").unwrap();
+    let resumed = metric(&m, "lb_tls_resumed_total").unwrap();
+    eprintln!("{handshakes} handshakes, {resumed} resumed");
+    assert_eq!(handshakes, 10, "{m}");
+    assert!(resumed >= 8, "{m}");
+}
+
+#[test]
+fn certificate_failures_give_502_with_the_reason_logged() {
+    let ca = Ca::new("lb test CA");
+    let other_ca = Ca::new("someone else's CA");
+    let cases = [
+        (
+            "name mismatch",
+            ca.leaf(&["other.example"], false),
+            "name_mismatch",
+        ),
+        (
+            "unknown issuer",
+            other_ca.leaf(&["localhost"], false),
+            "unknown_issuer",
+        ),
+        ("expired", ca.leaf(&["localhost"], true), "expired"),
+    ];
+    let ca_file = ca.pem_file("ca.pem");
+    for (why, cert, kind) in cases {
+        let be = TlsBackend::http(cert, |_| ok("must not be seen"));
+        let lb = Lb::start(&["--ca-file", ca_file.to_str().unwrap(), "-b", &be.https()]);
+        let r = get(lb.port, "/");
+        assert_eq!(r.status(), 502, "{why}");
+        assert!(lb.log_has(why), "{why}: {}", lb.log_text());
+        assert_eq!(
+            be.requests.load(Ordering::Relaxed),
+            0,
+            "{why}: a request got through"
+        );
+        let m = scrape(lb.port);
+        let series = format!("lb_tls_handshake_failures_total{{reason=\"{kind}\"}}");
+        assert!(metric(&m, &series).unwrap() >= 1, "{why}: {m}");
+    }
+}
+
+#[test]
+fn a_failed_handshake_moves_on_to_the_next_backend() {
+    let ca = Ca::new("lb test CA");
+    let bad = TlsBackend::http(ca.leaf(&["other.example"], false), |_| ok("bad"));
+    let good = TlsBackend::http(ca.leaf(&["localhost"], false), |_| ok("good"));
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&[
+        "-w",
+        "1",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "-b",
+        &bad.https(),
+        "-b",
+        &good.https(),
+    ]);
+    for _ in 0..4 {
+        let mut c = lb.conn();
+        c.send(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi");
+        let r = c.read_response(false);
+        assert_eq!(
+            (r.status(), r.text()),
+            (200, "good".to_string()),
+            "even a POST: nothing was sent"
+        );
+    }
+}
+
+#[test]
+fn insecure_accepts_a_self_signed_backend() {
+    let self_signed = Ca::new("self");
+    let be = TlsBackend::http(self_signed.leaf(&["localhost"], false), |_| {
+        ok("trusted blindly")
+    });
+    let lb = Lb::start(&["-k", "-b", &be.https()]);
+    assert_eq!(get(lb.port, "/").text(), "trusted blindly");
+    assert!(lb.log_has("NOT verified"), "{}", lb.log_text());
+    // Without -k the same backend is refused.
+    let strict = Lb::start(&["-b", &be.https()]);
+    assert_eq!(get(strict.port, "/").status(), 502);
+}
+
+#[test]
+fn tls_true_and_ca_file_in_the_config_and_probes_over_tls() {
+    let ca = Ca::new("lb test CA");
+    let probes = Arc::new(AtomicUsize::new(0));
+    let p = probes.clone();
+    let be = TlsBackend::http(ca.leaf(&["127.0.0.1"], false), move |m| {
+        if m.target() == "/health" {
+            p.fetch_add(1, Ordering::Relaxed);
+        }
+        ok("configured")
+    });
+    let dir = std::env::temp_dir().join(format!("lb-tls-cfg-{}-{}", std::process::id(), be.port));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("ca.pem"), ca.issuer.pem()).unwrap();
+    let cfg = format!(
+        r#"{{"backends": [{{"host": "127.0.0.1", "port": {}, "tls": true}}],
+            "ca_file": "ca.pem", "probe_interval_ms": 200, "health_path": "/health"}}"#,
+        be.port
+    );
+    std::fs::write(dir.join("lb.json"), cfg).unwrap();
+    let lb = Lb::start(&["-c", dir.join("lb.json").to_str().unwrap()]);
+    assert_eq!(get(lb.port, "/").text(), "configured");
+    assert!(
+        eventually(Duration::from_secs(5), || probes.load(Ordering::Relaxed)
+            >= 2),
+        "no probes over TLS: {}",
+        lb.log_text()
+    );
+    assert_eq!(
+        metric(
+            &scrape(lb.port),
+            &format!("lb_backend_up{{backend=\"127.0.0.1:{}\"}}", be.port)
+        ),
+        Some(1)
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tls_trace_prints_the_handshake_summary() {
+    let ca = Ca::new("lb test CA");
+    let be = TlsBackend::http(ca.leaf(&["localhost"], false), |_| ok("t"));
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&[
+        "--tls-trace",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "-b",
+        &be.https(),
+    ]);
+    assert_eq!(get(lb.port, "/").text(), "t");
+    assert!(
+        lb.log_has("=== TLS Handshake Complete ==="),
+        "{}",
+        lb.log_text()
+    );
+    let log = lb.log_text();
+    for field in [
+        &format!("backend: localhost:{}", be.port)[..],
+        "version: TLSv1_3",
+        "cipher suite: TLS13_",
+        "CA verification: custom",
+        "host verification: on",
+        "CA certificates loaded: 1",
+        "ALPN: http/1.1",
+    ] {
+        assert!(log.contains(field), "missing {field:?} in\n{log}");
+    }
+}
+
+#[test]
+fn a_tls_response_cut_without_close_notify_is_never_a_clean_short_body() {
+    let ca = Ca::new("lb test CA");
+    let serve: Arc<Serve> = Arc::new(|tls| {
+        let mut reader = BufReader::new(&mut *tls);
+        let Some((_, start, _)) = read_head(&mut reader) else {
+            return;
+        };
+        drop(reader);
+        let resp: &[u8] = if start.get(1).is_some_and(|t| t == "/length") {
+            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
+        } else {
+            // Close-delimited: only a close_notify would end it cleanly.
+            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nsome bytes, then a cut"
+        };
+        let _ = tls.write_all(resp);
+        let _ = tls.flush();
+        thread::sleep(Duration::from_millis(100));
+        // A TCP close with no close_notify.
+        let _ = tls.sock.shutdown(Shutdown::Both);
+    });
+    let be = TlsBackend::start(ca.leaf(&["localhost"], false), serve);
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&[
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "-b",
+        &format!("https://localhost:{}", be.port),
+    ]);
+    for path in ["/length", "/until-close"] {
+        let mut c = lb.conn();
+        c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
+        let all = String::from_utf8_lossy(&c.read_to_close()).into_owned();
+        assert!(all.starts_with("HTTP/1.1 200 OK"), "{path}: {all:?}");
+        // Neither a complete Content-Length body nor a final chunk.
+        assert!(
+            !all.ends_with("0\r\n\r\n"),
+            "{path}: presented as complete: {all:?}"
+        );
+        assert!(!all.contains(&"x".repeat(91)), "{path}");
+    }
+    assert!(
+        lb.log_has("close_notify") || lb.log_has("truncated"),
+        "{}",
+        lb.log_text()
+    );
+}
+
+#[test]
+fn a_bad_ca_file_is_a_configuration_error_naming_the_flag_and_the_file() {
+    let (code, _, err) = run_lb(&[
+        "--check",
+        "-b",
+        "https://127.0.0.1:8443",
+        "--ca-file",
+        "/nonexistent/ca.pem",
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--ca-file") && err.contains("/nonexistent/ca.pem"),
+        "{err}"
+    );
+    let not_pem = temp_file("not-a-ca.pem", "hello\n");
+    let (code, _, err) = run_lb(&[
+        "-b",
+        "https://127.0.0.1:8443",
+        "--ca-file",
+        not_pem.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("no PEM certificates"), "{err}");
+}
