@@ -61,11 +61,11 @@ pub fn set_current(m: &'static Metrics) {
 }
 
 /// A TLS handshake with a backend finished (on this thread's worker).
-pub fn tls_handshake_done(kind: Option<rustls::HandshakeKind>) {
+pub fn tls_handshake_done(resumed: bool) {
     CURRENT.with(|c| {
         if let Some(m) = c.get() {
             m.tls_handshakes.fetch_add(1, Relaxed);
-            if matches!(kind, Some(rustls::HandshakeKind::Resumed)) {
+            if resumed {
                 m.tls_resumed.fetch_add(1, Relaxed);
             }
         }

@@ -11,6 +11,10 @@
 //! Upstream connections are a [`Conn`]: plain [`Tcp`] or [`tls::Tls`].
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "tls")]
+pub mod tls;
+#[cfg(not(feature = "tls"))]
+#[path = "tls_off.rs"]
 pub mod tls;
 
 use crate::buf::Buf;

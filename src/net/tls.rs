@@ -349,7 +349,10 @@ impl Tls {
     fn after_packets(&mut self) {
         if self.handshaking && !self.conn.is_handshaking() {
             self.handshaking = false;
-            crate::metrics::tls_handshake_done(self.conn.handshake_kind());
+            crate::metrics::tls_handshake_done(matches!(
+                self.conn.handshake_kind(),
+                Some(rustls::HandshakeKind::Resumed)
+            ));
             if self.ctx.trace {
                 self.trace();
             }

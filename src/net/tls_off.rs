@@ -1,0 +1,93 @@
+//! Built without the `tls` feature: the same names as `tls.rs`, and no TLS.
+//! Only for type-checking other targets (`make lint` for macOS and FreeBSD,
+//! where ring's C code cannot be cross-compiled on this machine): an HTTPS
+//! backend is refused at start-up with a message saying why.
+#![forbid(unsafe_code)]
+
+use super::{Tcp, Transport};
+use std::io::{self, IoSlice};
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    System,
+    Custom,
+    Insecure,
+}
+
+#[derive(Debug)]
+pub struct TlsContext {
+    pub trust: Trust,
+    pub ca_count: usize,
+    pub ca_source: String,
+    pub trace: bool,
+}
+
+impl TlsContext {
+    pub fn new(_ca_file: Option<&Path>, insecure: bool, trace: bool) -> Result<TlsContext, String> {
+        Ok(TlsContext {
+            trust: if insecure {
+                Trust::Insecure
+            } else {
+                Trust::System
+            },
+            ca_count: 0,
+            ca_source: "none (built without the tls feature)".into(),
+            trace,
+        })
+    }
+
+    pub fn connect(self: &Arc<Self>, _tcp: Tcp, host: &str, _name: &str) -> io::Result<Tls> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!("{host}: this build has no TLS (the `tls` feature is off)"),
+        ))
+    }
+}
+
+/// No value of it exists.
+#[derive(Debug)]
+pub enum Tls {}
+
+#[derive(Debug, Clone)]
+pub struct TlsFailure {
+    pub kind: &'static str,
+    pub detail: String,
+    pub during_handshake: bool,
+}
+
+impl std::fmt::Display for TlsFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.detail)
+    }
+}
+
+pub fn failure_of(_e: &io::Error) -> Option<&TlsFailure> {
+    None
+}
+
+impl Transport for Tls {
+    fn fd(&self) -> BorrowedFd<'_> {
+        match *self {}
+    }
+    fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {
+        match *self {}
+    }
+    fn write_vectored(&mut self, _bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        match *self {}
+    }
+    fn take_error(&self) -> io::Result<Option<io::Error>> {
+        match *self {}
+    }
+    fn shutdown_write(&mut self) {
+        match *self {}
+    }
+    fn peer_closed_or_dirty(&mut self) -> bool {
+        match *self {}
+    }
+    fn splice_fd(&self) -> Option<BorrowedFd<'_>> {
+        match *self {}
+    }
+}
