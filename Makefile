@@ -39,6 +39,8 @@ static:
 	$(CARGO) build --release --target $(STATIC_TARGET) --bin load_balancer
 	mkdir -p target/static
 	cp target/$(STATIC_TARGET)/release/load_balancer target/static/load_balancer
+	@# Debug info stays in the build tree; the deployable copy is stripped.
+	@if command -v strip >/dev/null 2>&1; then strip target/static/load_balancer; fi
 	@ls -l target/static/load_balancer
 	@if command -v file >/dev/null 2>&1; then file target/static/load_balancer; fi
 
