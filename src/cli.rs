@@ -429,6 +429,7 @@ impl Builder {
             self.cfg.timeouts = fc.timeouts;
             self.cfg.forwarded = fc.forwarded;
             self.cfg.max_body_bytes = fc.max_body_bytes;
+            self.cfg.request_buffer_bytes = fc.request_buffer_bytes;
             if self.cfg.ca_file.is_none() {
                 self.cfg.ca_file = fc.ca_file;
             }

@@ -50,6 +50,8 @@ pub struct FileConfig {
     pub forwarded: ForwardedHeaders,
     /// `"max_body_bytes"`, 0 (no limit) if absent.
     pub max_body_bytes: u64,
+    /// `"request_buffer_bytes"`, 64 KiB if absent.
+    pub request_buffer_bytes: u64,
     /// `"ca_file"`, relative to the config file's directory.
     pub ca_file: Option<PathBuf>,
 }
@@ -204,12 +206,14 @@ impl fmt::Display for Problem {
     }
 }
 
-const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, ca_file, \
+const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
+                        request_buffer_bytes, ca_file, \
                         unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
 const TIMEOUT_KEYS: &str =
-    "client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, body_progress_ms";
+    "client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, body_progress_ms, \
+     client_body_ms";
 const HEALTH_KEYS: &str =
     "unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const BACKEND_KEYS: &str = "host, port, weight, tls";
@@ -383,6 +387,7 @@ impl Reader<'_> {
         let mut timeouts = Timeouts::default();
         let mut forwarded = ForwardedHeaders::default();
         let mut max_body_bytes = 0;
+        let mut request_buffer_bytes = super::DEFAULT_REQUEST_BUFFER_BYTES;
         let mut ca_file = None;
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
@@ -406,6 +411,11 @@ impl Reader<'_> {
                         .ok_or_else(|| self.bad(v, "ca_file", EXPECTED))?;
                     let dir = self.path.parent().unwrap_or(Path::new(""));
                     ca_file = Some(dir.join(name));
+                }
+                "request_buffer_bytes" => {
+                    const EXPECTED: &str = "an integer 0..=16777216 (0: stream every body)";
+                    request_buffer_bytes =
+                        self.int(v, "request_buffer_bytes", EXPECTED, 0, 16 * 1024 * 1024)?;
                 }
                 "max_body_bytes" => {
                     const EXPECTED: &str = "an integer, 0 for no limit";
@@ -446,6 +456,7 @@ impl Reader<'_> {
                             "upstream_connect_ms" => &mut timeouts.upstream_connect,
                             "upstream_response_ms" => &mut timeouts.upstream_response,
                             "body_progress_ms" => &mut timeouts.body_progress,
+                            "client_body_ms" => &mut timeouts.client_body,
                             _ => {
                                 return Err(self.err(
                                     v,
@@ -506,6 +517,7 @@ impl Reader<'_> {
             timeouts,
             forwarded,
             max_body_bytes,
+            request_buffer_bytes,
             ca_file,
         })
     }
@@ -890,7 +902,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,

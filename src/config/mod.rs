@@ -76,6 +76,13 @@ impl LogLevel {
     }
 }
 
+/// Default `request_buffer_bytes`: 64 KiB, as the operators expect
+/// (nginx buffers whole bodies by default; this keeps the bound small).
+pub const DEFAULT_REQUEST_BUFFER_BYTES: u64 = 64 * 1024;
+/// Most bytes of buffered request bodies one worker holds at once; past it a
+/// request with a body to buffer gets 503 (with `Retry-After`).
+pub const REQUEST_BUFFER_CAP_BYTES: usize = 64 * 1024 * 1024;
+
 /// Process model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
@@ -152,6 +159,9 @@ pub struct Timeouts {
     pub upstream_response: Duration,
     /// Longest wait for any progress of a body, either way.
     pub body_progress: Duration,
+    /// A request body buffered before a backend is chosen (at most
+    /// `request_buffer_bytes`) must arrive whole within this (408 after).
+    pub client_body: Duration,
 }
 
 impl Default for Timeouts {
@@ -162,6 +172,7 @@ impl Default for Timeouts {
             upstream_connect: Duration::from_secs(3),
             upstream_response: Duration::from_secs(60),
             body_progress: Duration::from_secs(60),
+            client_body: Duration::from_secs(10),
         }
     }
 }
@@ -239,6 +250,9 @@ pub struct Config {
     pub forwarded: ForwardedHeaders,
     /// Largest request body accepted (413 beyond); 0 means no limit.
     pub max_body_bytes: u64,
+    /// Request bodies up to this size are read whole before a backend is
+    /// chosen (slow uploads hold no backend connection); 0 turns it off.
+    pub request_buffer_bytes: u64,
 }
 
 impl Default for Config {
@@ -263,6 +277,7 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             forwarded: ForwardedHeaders::default(),
             max_body_bytes: 0,
+            request_buffer_bytes: DEFAULT_REQUEST_BUFFER_BYTES,
         }
     }
 }

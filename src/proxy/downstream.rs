@@ -6,6 +6,7 @@
 use super::body::Body;
 use super::session::{Phase, Req, Resp};
 use super::worker::Worker;
+use crate::config::REQUEST_BUFFER_CAP_BYTES;
 use crate::http::compose::{compose_request, reason, RequestOut};
 use crate::http::framing::request_meta;
 use crate::http::{parse_request, BodyMode, ParseError, RequestHead, Status};
@@ -178,13 +179,134 @@ impl Worker {
         }
         rbuf.consume(head.len);
         c.reqhead = Some(out);
-        c.phase = Phase::Proxy;
         c.tried = 0;
-        self.connect(ci);
+        // A body small enough is read whole before a backend is chosen, so a
+        // slow upload holds no backend connection. Not with `Expect:
+        // 100-continue` (the client waits for the backend's 100) nor an
+        // upgrade.
+        let cap = shared.config.request_buffer_bytes as usize;
+        let buffer = match meta.body {
+            BodyMode::ContentLength(n) => (n as usize).min(cap + 1),
+            BodyMode::Chunked => cap,
+            BodyMode::None | BodyMode::UntilClose => 0,
+        };
+        if buffer == 0 || buffer > cap || meta.expect_continue || meta.upgrade {
+            c.phase = Phase::Proxy;
+            return self.connect(ci);
+        }
+        self.start_body(ci, buffer);
+    }
+
+    /// Enters `Phase::Body` with room for `size` bytes, or answers 503 when
+    /// this worker already holds its cap of buffered bodies.
+    fn start_body(&mut self, ci: u32, size: usize) {
+        if self.body_buffered + size > REQUEST_BUFFER_CAP_BYTES {
+            let c = self.sessions.get(ci).expect("client");
+            log!(
+                Warn,
+                "proxy",
+                "{}: request bodies being buffered reached {REQUEST_BUFFER_CAP_BYTES} bytes in this worker (503)",
+                c.peer()
+            );
+            return self.local_error(ci, 503, "busy: too many request bodies in flight, retry");
+        }
+        let mut v = self.body_pool.pop().unwrap_or_default();
+        v.reserve_exact(size);
+        self.body_buffered += v.capacity();
+        let deadline = self.now + self.shared.config.timeouts.client_body.as_millis() as u64;
+        let c = self.sessions.get_mut(ci).expect("client");
+        c.prebody = Some(v);
+        c.phase = Phase::Body;
+        c.deadline = deadline;
+    }
+
+    /// Reads the request body into `prebody` (its framing validated as it
+    /// comes); once whole, or once a chunked body outgrows the buffer (the
+    /// rest then streams), a backend is chosen.
+    pub(super) fn step_body(&mut self, ci: u32) -> bool {
+        let Worker {
+            sessions,
+            bufs,
+            shared,
+            ..
+        } = self;
+        let c = sessions.get_mut(ci).expect("client");
+        let cap = shared.config.request_buffer_bytes as usize;
+        let limit = shared.config.max_body_bytes;
+        let rbuf = c.rbuf.get_or_insert_with(|| bufs.take());
+        let pre = c.prebody.as_mut().expect("Phase::Body has a body buffer");
+        match c.req.body.ready(rbuf.filled()) {
+            Ok(_) if limit > 0 && c.req.body.data_bytes() > limit => {
+                log!(
+                    Info,
+                    "proxy",
+                    "{}: chunked body over max_body_bytes ({limit}) (413)",
+                    c.peer()
+                );
+                c.keep_alive = false;
+                self.local_error(ci, 413, "request body too large");
+                return true;
+            }
+            Ok(n) => {
+                let n = n.min(cap.saturating_sub(pre.len()));
+                pre.extend_from_slice(&rbuf.filled()[..n]);
+                rbuf.consume(n);
+                c.req.body.forwarded(n);
+            }
+            Err(e) => {
+                log!(
+                    Info,
+                    "proxy",
+                    "{}: rejected request body: {e} (400)",
+                    c.peer()
+                );
+                shared.metrics.bad_requests.fetch_add(1, Relaxed);
+                c.keep_alive = false;
+                self.local_error(ci, 400, &e.to_string());
+                return true;
+            }
+        }
+        if c.req.body.is_complete() || pre.len() >= cap {
+            c.phase = Phase::Proxy;
+            self.connect(ci);
+            return true;
+        }
+        if !c.stream.readable {
+            self.bufs.release_if_empty(&mut c.rbuf);
+            return false;
+        }
+        match c.stream.read_into(rbuf) {
+            Io::Moved(_) => true,
+            Io::Blocked => false,
+            Io::Eof => {
+                // The client shut its side with the body short: it may still
+                // read, so it gets told; no backend ever saw the request.
+                log!(
+                    Info,
+                    "proxy",
+                    "{}: request body ended early (400)",
+                    c.peer()
+                );
+                shared.metrics.bad_requests.fetch_add(1, Relaxed);
+                self.local_error(ci, 400, "the request body ended before its declared length");
+                true
+            }
+            Io::Failed(_) => {
+                log!(
+                    Info,
+                    "proxy",
+                    "{}: client closed during the request body",
+                    c.peer()
+                );
+                self.close_client(ci);
+                true
+            }
+        }
     }
 
     /// Next request on a kept-alive connection, or a graceful close.
     pub(super) fn after_response(&mut self, ci: u32) {
+        self.release_prebody(ci);
         let c = self.sessions.get_mut(ci).expect("client");
         self.bufs.release(&mut c.reqhead);
         self.bufs.release_if_empty(&mut c.wbuf);

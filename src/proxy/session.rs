@@ -25,6 +25,9 @@ pub(super) enum Phase {
     Proxy,
     /// Writing a response made here (error, metrics).
     Local,
+    /// Reading a request body whole (up to `request_buffer_bytes`) before
+    /// a backend is chosen: a slow upload holds no backend connection.
+    Body,
     /// Write side shut; reading and discarding until the client closes.
     Drain,
     /// After a 101: bytes flow both ways untouched until both sides close.
@@ -41,6 +44,8 @@ pub(super) struct Req {
     pub(super) body_sent: u64,
     /// Bytes of the upstream head written.
     pub(super) head_sent: usize,
+    /// Bytes of the buffered body (`Session::prebody`) written.
+    pub(super) pre_sent: usize,
     pub(super) sent_any: bool,
     pub(super) attempts: u8,
     /// The request asked to switch protocols.
@@ -58,6 +63,7 @@ impl Default for Req {
             body: Body::default(),
             body_sent: 0,
             head_sent: 0,
+            pre_sent: 0,
             sent_any: false,
             attempts: 0,
             upgrade: false,
@@ -93,6 +99,9 @@ pub(super) struct Session {
     /// The request head as sent upstream, kept until the response starts
     /// so that a retry can send it again.
     pub(super) reqhead: Option<Buf>,
+    /// The request body read before a backend was chosen (its framing as
+    /// received), sent after the head; kept, like the head, for a retry.
+    pub(super) prebody: Option<Vec<u8>>,
     /// A response generated here (errors, metrics) and how much is written.
     pub(super) local: Vec<u8>,
     pub(super) local_off: usize,
@@ -123,6 +132,18 @@ impl Session {
     pub(super) fn peer(&self) -> &str {
         std::str::from_utf8(&self.peer[..self.peer_len as usize]).unwrap_or("?")
     }
+
+    /// The whole request went upstream: head, buffered body, the rest.
+    pub(super) fn request_sent(&self) -> bool {
+        self.reqhead
+            .as_ref()
+            .is_none_or(|h| self.req.head_sent == h.len())
+            && self
+                .prebody
+                .as_ref()
+                .is_none_or(|p| self.req.pre_sent == p.len())
+            && self.req.body.is_complete()
+    }
 }
 
 impl Worker {
@@ -143,6 +164,7 @@ impl Worker {
                         && self.step_response(ci);
                     a || b
                 }
+                Phase::Body => self.step_body(ci),
                 Phase::Local => self.step_local(ci),
                 Phase::Drain => self.step_drain(ci),
                 Phase::Tunnel => self.step_tunnel(ci),

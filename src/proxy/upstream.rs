@@ -254,6 +254,7 @@ impl Worker {
                 c.tried &= !(1 << b);
             }
             c.req.head_sent = 0;
+            c.req.pre_sent = 0;
             c.req.sent_any = false;
             self.shared.metrics.retries.fetch_add(1, Relaxed);
             self.connect(ci);
@@ -313,9 +314,13 @@ impl Worker {
             .reqhead
             .as_ref()
             .map_or(&[][..], |h| &h.filled()[c.req.head_sent..]);
-        if head.is_empty() && c.req.body.is_complete() {
+        if c.request_sent() {
             return false;
         }
+        let pre = c
+            .prebody
+            .as_deref()
+            .map_or(&[][..], |p| &p[c.req.pre_sent..]);
         let rbuf = c.rbuf.get_or_insert_with(|| bufs.take());
         // Which buffered bytes are body, ready to go?
         let limit = shared.config.max_body_bytes;
@@ -356,7 +361,7 @@ impl Worker {
                 return true;
             }
         };
-        if head.is_empty() && pending == 0 {
+        if head.is_empty() && pre.is_empty() && pending == 0 {
             // The body needs more bytes from the client.
             if !c.stream.readable {
                 return false;
@@ -385,17 +390,18 @@ impl Worker {
         let body = &rbuf.filled()[..pending];
         match u
             .stream
-            .write_from(&[IoSlice::new(head), IoSlice::new(body)])
+            .write_from(&[IoSlice::new(head), IoSlice::new(pre), IoSlice::new(body)])
         {
             Io::Moved(n) => {
                 if *trace {
-                    let mut seen = head[..n.min(head.len())].to_vec();
-                    seen.extend_from_slice(&body[..n - n.min(head.len())]);
+                    let seen: Vec<u8> = [head, pre, body].concat().into_iter().take(n).collect();
                     log::trace_bytes("REQUEST TO BACKEND", &seen);
                 }
                 let h = n.min(head.len());
-                let k = n - h;
+                let p = (n - h).min(pre.len());
+                let k = n - h - p;
                 c.req.head_sent += h;
+                c.req.pre_sent += p;
                 c.req.sent_any = true;
                 rbuf.consume(k);
                 c.req.body_sent += k as u64;
@@ -405,7 +411,7 @@ impl Worker {
                     // the client's (body progress); once all is sent, the
                     // backend's (response time).
                     let t = &shared.config.timeouts;
-                    let wait = if c.req.body.is_complete() {
+                    let wait = if c.request_sent() {
                         t.upstream_response
                     } else {
                         t.body_progress
@@ -839,7 +845,7 @@ impl Worker {
     pub(super) fn finish_exchange(&mut self, ci: u32) {
         let c = self.sessions.get_mut(ci).expect("client");
         if let Some(ui) = c.up.take() {
-            let clean = c.resp.reusable && c.req.body.is_complete();
+            let clean = c.resp.reusable && c.request_sent();
             let b = c.backend;
             let u = self.ups.get_mut(ui).expect("upstream");
             if clean

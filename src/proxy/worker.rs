@@ -31,6 +31,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 const LISTENER: u64 = u64::MAX;
+/// Spare request-body buffers kept per worker.
+const BODY_POOL_MAX: usize = 64;
 /// The signal self-pipe: a signal wakes the loop at once.
 const WAKE: u64 = u64::MAX - 1;
 const KIND_CLIENT: u64 = 0;
@@ -71,6 +73,11 @@ pub struct Worker {
     pub(super) id_epoch: [u64; MAX_BACKENDS],
     pub(super) now: u64,
     pub(super) next_sweep: u64,
+    /// Request bodies read before a backend is chosen: spare vectors, and
+    /// the bytes (capacity) held by sessions now, bounded by
+    /// `REQUEST_BUFFER_CAP_BYTES`.
+    pub(super) body_pool: Vec<Vec<u8>>,
+    pub(super) body_buffered: usize,
     /// Empty splice pipes, for large bodies.
     pub(super) pipes: Vec<sys::Pipe>,
     /// Connections whose `drive` ran out of budget, to continue next turn.
@@ -119,6 +126,8 @@ impl Worker {
             now: sys::now_ms(),
             next_sweep: 0,
             pipes: Vec::new(),
+            body_pool: Vec::new(),
+            body_buffered: 0,
             again: Vec::new(),
             scratch: Vec::new(),
             trace,
@@ -288,6 +297,7 @@ impl Worker {
             rbuf: None,
             wbuf: None,
             reqhead: None,
+            prebody: None,
             local: Vec::new(),
             local_off: 0,
             phase: Phase::Head,
@@ -323,7 +333,20 @@ impl Worker {
         self.drive(ci);
     }
 
+    /// Gives a session's buffered request body back to the pool.
+    pub(super) fn release_prebody(&mut self, ci: u32) {
+        let Some(mut v) = self.sessions.get_mut(ci).and_then(|c| c.prebody.take()) else {
+            return;
+        };
+        self.body_buffered -= v.capacity();
+        v.clear();
+        if self.body_pool.len() < BODY_POOL_MAX {
+            self.body_pool.push(v);
+        }
+    }
+
     pub(super) fn close_client(&mut self, ci: u32) {
+        self.release_prebody(ci);
         let Some(mut c) = self.sessions.remove(ci) else {
             return;
         };
@@ -416,6 +439,15 @@ impl Worker {
             Phase::Head if c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) => {
                 log!(Info, "proxy", "{}: request head timed out (408)", c.peer());
                 self.local_error(ci, 408, "request head not received in time");
+            }
+            Phase::Body => {
+                log!(
+                    Info,
+                    "proxy",
+                    "{}: request body not received within client_body_ms (408)",
+                    c.peer()
+                );
+                self.local_error(ci, 408, "request body not received in time");
             }
             Phase::Head | Phase::Local | Phase::Drain | Phase::Tunnel => {
                 return self.close_client(ci)
