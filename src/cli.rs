@@ -148,6 +148,8 @@ enum Opt {
     LogLevel,
     Insecure,
     CaFile,
+    Admin,
+    AccessLog,
     Trace,
     TlsTrace,
     Check,
@@ -167,6 +169,8 @@ const FLAGS: &[(Option<char>, &str, bool, Opt)] = &[
     (Some('l'), "loglevel", true, Opt::LogLevel),
     (Some('k'), "insecure", false, Opt::Insecure),
     (None, "ca-file", true, Opt::CaFile),
+    (None, "admin", true, Opt::Admin),
+    (None, "access-log", true, Opt::AccessLog),
     (Some('t'), "trace", false, Opt::Trace),
     (None, "tls-trace", false, Opt::TlsTrace),
     (None, "check", false, Opt::Check),
@@ -234,6 +238,10 @@ Options:
                        HTTPS backends (default: the system store)
   -t, --trace          Dump raw request/response payloads (hex + ASCII)
       --tls-trace      Show TLS handshake details
+      --admin H:P      Admin listener: /metrics, /status (a live page) and
+                       /status.json (default: off)
+      --access-log F   One line per request to F, or - for standard output;
+                       SIGUSR1 reopens it (default: off)
       --check          Validate the configuration and exit (like nginx -t)
       --help           Show this help and exit
       --version        Show the version and exit
@@ -401,6 +409,18 @@ impl Builder {
                 }
                 self.cfg.ca_file = Some(PathBuf::from(value));
             }
+            Opt::Admin => {
+                let addr = value
+                    .parse()
+                    .map_err(|_| invalid("expected HOST:PORT, e.g. 127.0.0.1:9090"))?;
+                self.cfg.admin = Some(addr);
+            }
+            Opt::AccessLog => {
+                if value.is_empty() {
+                    return Err(invalid("expected a file name, or - for standard output"));
+                }
+                self.cfg.access_log = Some(PathBuf::from(value));
+            }
             Opt::Trace => self.cfg.trace = true,
             Opt::TlsTrace => self.cfg.tls_trace = true,
             Opt::Check => self.check = true,
@@ -433,6 +453,13 @@ impl Builder {
             if self.cfg.ca_file.is_none() {
                 self.cfg.ca_file = fc.ca_file;
             }
+            if self.cfg.admin.is_none() {
+                self.cfg.admin = fc.admin;
+            }
+            if self.cfg.access_log.is_none() {
+                self.cfg.access_log = fc.access_log;
+            }
+            self.cfg.metrics_on_traffic_port = fc.metrics_on_traffic_port;
         }
         if from_flags > MAX_BACKENDS {
             return Err(CliError::TooManyBackends {

@@ -163,6 +163,20 @@ pub fn run(cfg: Config) -> i32 {
         },
     };
     sys::set_defer_accept(listener.as_fd(), 1);
+    let admin = match (cfg.admin, inherited.admin) {
+        (Some(a), Some(fd)) if sys::local_addr(fd.as_fd()).is_ok_and(|l| l == a) => Some(fd),
+        (Some(a), _) => match sys::listen(a, 128) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                eprintln!("load_balancer: --admin: cannot listen on {a}: {e}");
+                return 1;
+            }
+        },
+        (None, _) => None,
+    };
+    if let Some(a) = cfg.admin {
+        log!(Info, "main", "admin listener on {a}: /metrics, /status, /status.json");
+    }
     let adopted = inherited.region.and_then(|fd| match Region::adopt(fd) {
         Ok(r) => Some(r),
         Err(e) => {
@@ -224,6 +238,7 @@ pub fn run(cfg: Config) -> i32 {
         region,
         memfd,
         listener,
+        admin,
         workers,
         exe,
         tls: Some(tls),
@@ -241,6 +256,8 @@ struct Supervisor {
     /// The region's memfd, handed to a successor binary.
     memfd: Option<OwnedFd>,
     listener: OwnedFd,
+    /// `--admin`: its own listener, served by the workers.
+    admin: Option<OwnedFd>,
     workers: usize,
     exe: SelfExe,
     tls: Option<Arc<TlsContext>>,
@@ -303,7 +320,14 @@ impl Supervisor {
         };
         let seed = sys::now_ms() ^ (u64::from(sys::getpid().unsigned_abs()) << 16) ^ i as u64;
         let stop = Arc::new(AtomicBool::new(false));
-        match Worker::new(shared, listener, stop, seed).and_then(|mut w| w.run()) {
+        let admin = match self.admin.as_ref().map(|a| sys::dup(a.as_fd())).transpose() {
+            Ok(a) => a,
+            Err(e) => {
+                log!(Err, "main", "worker {i}: cannot duplicate the admin listener: {e}");
+                return 1;
+            }
+        };
+        match Worker::new(shared, listener, admin, stop, seed).and_then(|mut w| w.run()) {
             Ok(()) => 0,
             Err(e) => {
                 log!(Err, "main", "worker {i} failed: {e}");
@@ -431,7 +455,8 @@ impl Supervisor {
             return;
         }
         let region_fd = self.memfd.as_ref().map(|f| f.as_fd());
-        match upgrade::start(&self.exe, self.listener.as_fd(), region_fd) {
+        let admin = self.admin.as_ref().map(|a| a.as_fd());
+        match upgrade::start(&self.exe, self.listener.as_fd(), admin, region_fd) {
             Ok(p) => {
                 log!(
                     Info,

@@ -6,7 +6,8 @@
 //! pipe; only then does this process stop accepting and drain.
 //!
 //! Environment of the successor (fd numbers, inherited across `exec`):
-//! `LB_UPGRADE_LISTEN_FD` the listening socket, `LB_UPGRADE_REGION_FD` the
+//! `LB_UPGRADE_LISTEN_FD` the listening socket, `LB_UPGRADE_ADMIN_FD` the
+//! admin listener (with `--admin`), `LB_UPGRADE_REGION_FD` the
 //! region's memfd (Linux; counters then continue), `LB_UPGRADE_READY_FD` the
 //! pipe to write one byte to once serving.
 //!
@@ -22,6 +23,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 pub const LISTEN_FD: &str = "LB_UPGRADE_LISTEN_FD";
+pub const ADMIN_FD: &str = "LB_UPGRADE_ADMIN_FD";
 pub const REGION_FD: &str = "LB_UPGRADE_REGION_FD";
 pub const READY_FD: &str = "LB_UPGRADE_READY_FD";
 /// How long a successor has to report ready.
@@ -58,6 +60,7 @@ impl SelfExe {
 #[derive(Default)]
 pub struct Inherited {
     pub listener: Option<OwnedFd>,
+    pub admin: Option<OwnedFd>,
     pub region: Option<OwnedFd>,
     pub ready: Option<OwnedFd>,
 }
@@ -66,6 +69,7 @@ impl Inherited {
     pub fn from_env() -> io::Result<Inherited> {
         Ok(Inherited {
             listener: sys::inherited_fd(LISTEN_FD)?,
+            admin: sys::inherited_fd(ADMIN_FD)?,
             region: sys::inherited_fd(REGION_FD)?,
             ready: sys::inherited_fd(READY_FD)?,
         })
@@ -94,6 +98,7 @@ pub enum Outcome {
 pub fn start(
     exe: &SelfExe,
     listener: BorrowedFd<'_>,
+    admin: Option<BorrowedFd<'_>>,
     region: Option<BorrowedFd<'_>>,
 ) -> io::Result<Pending> {
     let (ready_r, ready_w) = sys::pipe_pair()?;
@@ -105,7 +110,10 @@ pub fn start(
     if let Some(r) = region {
         cmd.env(REGION_FD, r.as_raw_fd().to_string());
     }
-    let shared: Vec<BorrowedFd<'_>> = [Some(listener), region, Some(ready_w.as_fd())]
+    if let Some(a) = admin {
+        cmd.env(ADMIN_FD, a.as_raw_fd().to_string());
+    }
+    let shared: Vec<BorrowedFd<'_>> = [Some(listener), admin, region, Some(ready_w.as_fd())]
         .into_iter()
         .flatten()
         .collect();

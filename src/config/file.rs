@@ -50,6 +50,12 @@ pub struct FileConfig {
     pub forwarded: ForwardedHeaders,
     /// `"max_body_bytes"`, 0 (no limit) if absent.
     pub max_body_bytes: u64,
+    /// `"admin"`: `host:port` of the admin listener.
+    pub admin: Option<std::net::SocketAddr>,
+    /// `"metrics_on_traffic_port"`, true if absent.
+    pub metrics_on_traffic_port: bool,
+    /// `"access_log"`: a path (relative to the file's directory) or `-`.
+    pub access_log: Option<PathBuf>,
     /// `"request_buffer_bytes"`, 64 KiB if absent.
     pub request_buffer_bytes: u64,
     /// `"ca_file"`, relative to the config file's directory.
@@ -207,7 +213,7 @@ impl fmt::Display for Problem {
 }
 
 const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
-                        request_buffer_bytes, ca_file, \
+                        request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, \
                         unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
@@ -389,6 +395,9 @@ impl Reader<'_> {
         let mut max_body_bytes = 0;
         let mut request_buffer_bytes = super::DEFAULT_REQUEST_BUFFER_BYTES;
         let mut ca_file = None;
+        let mut admin = None;
+        let mut metrics_on_traffic_port = true;
+        let mut access_log = None;
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
             match key.as_str() {
@@ -411,6 +420,31 @@ impl Reader<'_> {
                         .ok_or_else(|| self.bad(v, "ca_file", EXPECTED))?;
                     let dir = self.path.parent().unwrap_or(Path::new(""));
                     ca_file = Some(dir.join(name));
+                }
+                "admin" => {
+                    const EXPECTED: &str = "an address like \"127.0.0.1:9090\"";
+                    let a = v
+                        .as_str()
+                        .and_then(|s| s.parse().ok())
+                        .ok_or_else(|| self.bad(v, "admin", EXPECTED))?;
+                    admin = Some(a);
+                }
+                "metrics_on_traffic_port" => {
+                    metrics_on_traffic_port = v
+                        .as_bool()
+                        .ok_or_else(|| self.bad(v, "metrics_on_traffic_port", "true or false"))?;
+                }
+                "access_log" => {
+                    const EXPECTED: &str = "a file name, or \"-\" for standard output";
+                    let name = v
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| self.bad(v, "access_log", EXPECTED))?;
+                    access_log = Some(if name == "-" {
+                        PathBuf::from("-")
+                    } else {
+                        self.path.parent().unwrap_or(Path::new("")).join(name)
+                    });
                 }
                 "request_buffer_bytes" => {
                     const EXPECTED: &str = "an integer 0..=16777216 (0: stream every body)";
@@ -519,6 +553,9 @@ impl Reader<'_> {
             max_body_bytes,
             request_buffer_bytes,
             ca_file,
+            admin,
+            metrics_on_traffic_port,
+            access_log,
         })
     }
 
@@ -902,7 +939,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,

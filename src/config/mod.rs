@@ -250,6 +250,14 @@ pub struct Config {
     pub forwarded: ForwardedHeaders,
     /// Largest request body accepted (413 beyond); 0 means no limit.
     pub max_body_bytes: u64,
+    /// `--admin` / `"admin"`: a second listener for `/metrics`, `/status`
+    /// and `/status.json` only.
+    pub admin: Option<std::net::SocketAddr>,
+    /// `"metrics_on_traffic_port"`: `/metrics` is also answered on the
+    /// traffic port (the spec's default); false forwards it like any path.
+    pub metrics_on_traffic_port: bool,
+    /// `--access-log` / `"access_log"`: a file, or `-` for standard output.
+    pub access_log: Option<PathBuf>,
     /// Request bodies up to this size are read whole before a backend is
     /// chosen (slow uploads hold no backend connection); 0 turns it off.
     pub request_buffer_bytes: u64,
@@ -278,6 +286,9 @@ impl Default for Config {
             forwarded: ForwardedHeaders::default(),
             max_body_bytes: 0,
             request_buffer_bytes: DEFAULT_REQUEST_BUFFER_BYTES,
+            admin: None,
+            metrics_on_traffic_port: true,
+            access_log: None,
         }
     }
 }

@@ -126,23 +126,17 @@ impl Worker {
             return self.local_error(ci, 405, "CONNECT is not supported");
         }
         let path = meta.absolute.map_or(target, |a| a.path.of(buf));
-        if path == b"/metrics" && (method == b"GET" || meta.is_head) {
+        let path = path.split(|&b| b == b'?').next().unwrap_or(path);
+        let readonly = method == b"GET" || meta.is_head;
+        if c.admin || (path == b"/metrics" && readonly && shared.config.metrics_on_traffic_port) {
+            // Answered here, never proxied: the admin listener's pages, and
+            // /metrics on the traffic port unless configured off.
             if meta.body != BodyMode::None {
                 c.keep_alive = false;
             }
             rbuf.consume(head.len);
-            let region = shared.region;
-            let mut live = Vec::new();
-            let (generation, _) = region.read_backends(&mut live);
-            let body = View {
-                slots: &region.workers,
-                backends: &live,
-                health: &region.health,
-                process: &region.process,
-                generation,
-            }
-            .render();
-            return self.local_response(ci, 200, "text/plain; version=0.0.4", body.as_bytes());
+            let page = if readonly { Page::of(path) } else { None };
+            return self.admin_page(ci, page);
         }
         shared.metrics.requests.fetch_add(1, Relaxed);
         let limit = shared.config.max_body_bytes;
@@ -304,6 +298,36 @@ impl Worker {
         }
     }
 
+    /// A page made here: `/metrics`, `/status`, `/status.json` (404 for
+    /// anything else asked of the admin listener).
+    fn admin_page(&mut self, ci: u32, page: Option<Page>) {
+        let region = self.shared.region;
+        let mut live = Vec::new();
+        let (generation, settings) = region.read_backends(&mut live);
+        let view = View {
+            slots: &region.workers,
+            backends: &live,
+            health: &region.health,
+            process: &region.process,
+            generation,
+        };
+        let (ctype, body) = match page {
+            Some(Page::Metrics) => ("text/plain; version=0.0.4", view.render()),
+            Some(Page::Status) => (
+                "text/html; charset=utf-8",
+                crate::admin::status_html(&view, &settings),
+            ),
+            Some(Page::StatusJson) => (
+                "application/json",
+                crate::admin::status_json(&view, &settings),
+            ),
+            None => {
+                return self.local_error(ci, 404, "not found: try /metrics, /status or /status.json")
+            }
+        };
+        self.local_response(ci, 200, ctype, body.as_bytes());
+    }
+
     /// Next request on a kept-alive connection, or a graceful close.
     pub(super) fn after_response(&mut self, ci: u32) {
         self.release_prebody(ci);
@@ -459,4 +483,23 @@ impl Worker {
 
 fn method_is(buf: &[u8], head: &RequestHead, m: &[u8]) -> bool {
     head.method.of(buf) == m
+}
+
+/// The pages the load balancer serves itself.
+#[derive(Clone, Copy)]
+enum Page {
+    Metrics,
+    Status,
+    StatusJson,
+}
+
+impl Page {
+    fn of(path: &[u8]) -> Option<Page> {
+        match path {
+            b"/metrics" => Some(Page::Metrics),
+            b"/status" | b"/" => Some(Page::Status),
+            b"/status.json" => Some(Page::StatusJson),
+            _ => None,
+        }
+    }
 }

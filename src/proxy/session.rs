@@ -102,6 +102,8 @@ pub(super) struct Session {
     /// The request body read before a backend was chosen (its framing as
     /// received), sent after the head; kept, like the head, for a retry.
     pub(super) prebody: Option<Vec<u8>>,
+    /// Came in on the admin listener: answered here, never proxied.
+    pub(super) admin: bool,
     /// A response generated here (errors, metrics) and how much is written.
     pub(super) local: Vec<u8>,
     pub(super) local_off: usize,

@@ -35,6 +35,8 @@ const LISTENER: u64 = u64::MAX;
 const BODY_POOL_MAX: usize = 64;
 /// The signal self-pipe: a signal wakes the loop at once.
 const WAKE: u64 = u64::MAX - 1;
+/// The admin listener.
+const ADMIN: u64 = u64::MAX - 2;
 const KIND_CLIENT: u64 = 0;
 pub(super) const KIND_UPSTREAM: u64 = 1;
 /// How often deadlines are checked.
@@ -56,6 +58,8 @@ pub struct Worker {
     pub(super) events: Events,
     /// None once a shutdown began: new connections are refused.
     pub(super) listener: Option<OwnedFd>,
+    /// The admin listener (`--admin`): `/metrics`, `/status`, `/status.json`.
+    pub(super) admin: Option<OwnedFd>,
     pub(super) listener_registered: bool,
     /// Deadline (ms) of a graceful shutdown in progress.
     pub(super) draining: Option<u64>,
@@ -96,12 +100,16 @@ impl Worker {
     pub fn new(
         shared: Arc<Shared>,
         listener: OwnedFd,
+        admin: Option<OwnedFd>,
         stop: Arc<AtomicBool>,
         seed: u64,
     ) -> io::Result<Worker> {
         crate::metrics::set_current(shared.metrics);
         let poller = Poller::new()?;
         poller.add_listener(listener.as_fd(), LISTENER)?;
+        if let Some(a) = &admin {
+            poller.add_listener(a.as_fd(), ADMIN)?;
+        }
         if let Some(w) = sys::wake_fd() {
             poller.add(w, WAKE)?;
         }
@@ -113,6 +121,7 @@ impl Worker {
             poller,
             events: Events::with_capacity(1024),
             listener: Some(listener),
+            admin,
             listener_registered: true,
             draining: None,
             sessions: Slab::default(),
@@ -191,7 +200,7 @@ impl Worker {
     /// connections, let requests in flight finish (their connections close
     /// after the response), for at most `SHUTDOWN_MS`.
     pub(super) fn begin_shutdown(&mut self) {
-        if let Some(l) = self.listener.take() {
+        for l in [self.listener.take(), self.admin.take()].into_iter().flatten() {
             let _ = self.poller.delete(l.as_fd());
         }
         self.draining = Some(self.now + SHUTDOWN_MS);
@@ -217,8 +226,8 @@ impl Worker {
     }
 
     pub(super) fn dispatch(&mut self, tok: u64, readable: bool, writable: bool, hup: bool) {
-        if tok == LISTENER {
-            self.accept();
+        if tok == LISTENER || tok == ADMIN {
+            self.accept(tok == ADMIN);
             return;
         }
         if tok == WAKE {
@@ -245,15 +254,18 @@ impl Worker {
         }
     }
 
-    pub(super) fn accept(&mut self) {
+    /// Accepts a batch from the traffic listener, or from the admin one.
+    pub(super) fn accept(&mut self, admin: bool) {
         for _ in 0..64 {
             // Looked up each time round: `add_client` borrows all of `self`.
-            let Some(listener) = self.listener.as_ref() else {
+            let listener = if admin { &self.admin } else { &self.listener };
+            let Some(listener) = listener.as_ref() else {
                 return;
             };
             match sys::accept(listener.as_fd()) {
-                Ok((fd, peer)) => self.add_client(fd, peer),
+                Ok((fd, peer)) => self.add_client(fd, peer, admin),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(_) if admin => return,
                 Err(e)
                     if matches!(
                         e.raw_os_error(),
@@ -277,7 +289,7 @@ impl Worker {
         }
     }
 
-    pub(super) fn add_client(&mut self, fd: OwnedFd, peer: Option<IpAddr>) {
+    pub(super) fn add_client(&mut self, fd: OwnedFd, peer: Option<IpAddr>, admin: bool) {
         let _ = sys::set_nodelay(fd.as_fd());
         let mut text = [0u8; 48];
         let peer_len = {
@@ -298,6 +310,7 @@ impl Worker {
             wbuf: None,
             reqhead: None,
             prebody: None,
+            admin,
             local: Vec::new(),
             local_off: 0,
             phase: Phase::Head,
