@@ -385,11 +385,14 @@ impl Worker {
         };
         let _ = write!(
             c.local,
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n",
             status,
             reason(status),
             ctype,
             body.len(),
+            // 503 is temporary here (no healthy backend, or busy buffering
+            // bodies): clients may come back in a second.
+            if status == 503 { "Retry-After: 1\r\n" } else { "" },
             conn
         );
         if !c.req.is_head {
