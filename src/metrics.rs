@@ -3,6 +3,17 @@
 //! Each worker adds to its own [`Metrics`] slot in the shared region
 //! (cache-line aligned, so no two workers write the same line); a scrape sums
 //! every slot, so whichever worker serves it, it sees the same totals.
+//!
+//! Latency histograms ([`Histogram`]) are counters too: one counter per
+//! bucket (not cumulative: an observation is one `fetch_add` on the bucket it
+//! falls in, plus one on the sum), made cumulative when rendered. Their
+//! `_count` is not stored but summed from the buckets at render, so it always
+//! equals the `+Inf` bucket, even while workers are adding.
+//!
+//! Recording never allocates, locks or loops over more than the bucket
+//! bounds: a worker calls [`Metrics::observe_request`],
+//! [`Metrics::observe_upstream`] and [`Metrics::backend_error`] on its own
+//! slot.
 #![forbid(unsafe_code)]
 
 use crate::config::MAX_BACKENDS;
@@ -33,6 +44,194 @@ pub struct Metrics {
     pub tls_resumed: AtomicU64,
     /// TLS handshakes that failed, by [`TLS_FAILURE_KINDS`].
     pub tls_failures: [AtomicU64; TLS_FAILURE_KINDS.len()],
+    /// `lb_request_duration_seconds`: a request as its client sees it, from
+    /// the first byte of its head read to the last byte of its response
+    /// written (nginx's `$request_time`).
+    pub request_duration: Histogram,
+    /// `lb_upstream_response_seconds`, by backend id: from the request (head)
+    /// sent to the backend to its response head received and parsed.
+    pub upstream_response: [Histogram; MAX_BACKENDS],
+    /// `lb_backend_errors_total`, by backend id and [`ErrorKind`].
+    pub backend_errors: [[AtomicU64; ErrorKind::COUNT]; MAX_BACKENDS],
+}
+
+/// Upper bounds of the latency buckets, in microseconds (the `le` labels are
+/// [`LATENCY_BOUNDS_LE`]).
+///
+/// Why these: a 1-2.5-5 ladder (the Prometheus client default's shape) from
+/// 0.5 ms, a proxied request on a LAN or loopback, to 10 s, past which a
+/// request is broken rather than slow (the connect timeout is 3 s; longer
+/// waits end at the response timeout, and show as `+Inf`). Three buckets a
+/// decade keep a p99 estimate within a factor of 2.5 while a histogram stays
+/// 128 bytes (14 buckets + `+Inf` + sum: two cache lines).
+///
+/// The per-backend histogram uses the same bounds. Fewer (10 buckets, 96
+/// bytes) would save 128 KiB of the region, but the two histograms could no
+/// longer be compared bucket by bucket (client-seen time against backend
+/// time, same `le`), and the status page's p99 would lose its tail.
+pub const LATENCY_BOUNDS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// The `le` label of each bound of [`LATENCY_BOUNDS_US`], in seconds, as
+/// written (no float formatting at render).
+pub const LATENCY_BOUNDS_LE: [&str; 14] = [
+    "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1",
+    "2.5", "5", "10",
+];
+
+/// Buckets of a [`Histogram`]: one per bound and the `+Inf` one.
+pub const BUCKETS: usize = LATENCY_BOUNDS_US.len() + 1;
+
+/// One latency histogram in the region: a counter per bucket and the sum.
+#[repr(C)]
+pub struct Histogram {
+    /// `buckets[i]`: observations in (`bound[i-1]`, `bound[i]`]; the last
+    /// one those above every bound. Not cumulative.
+    pub buckets: [AtomicU64; BUCKETS],
+    /// Sum of the observations, in microseconds (584,000 years before it
+    /// wraps).
+    pub sum_us: AtomicU64,
+}
+const _: () = assert!(std::mem::size_of::<Histogram>() == 128);
+
+/// The bucket an observation of `us` microseconds falls in: the first bound
+/// it does not exceed (`le` is "less than or equal").
+#[inline]
+pub fn bucket_of(us: u64) -> usize {
+    LATENCY_BOUNDS_US.partition_point(|&b| b < us)
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Histogram {
+    /// Records one observation: two `Relaxed` adds to this worker's slot.
+    #[inline]
+    pub fn observe(&self, us: u64) {
+        self.buckets[bucket_of(us)].fetch_add(1, Relaxed);
+        self.sum_us.fetch_add(us, Relaxed);
+    }
+
+    fn reset(&self) {
+        for b in &self.buckets {
+            b.store(0, Relaxed);
+        }
+        self.sum_us.store(0, Relaxed);
+    }
+}
+
+/// Histogram counts read out of (and summed over) worker slots.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HistogramSnapshot {
+    /// Per bucket, not cumulative (see [`Histogram::buckets`]).
+    pub buckets: [u64; BUCKETS],
+    pub sum_us: u64,
+}
+
+impl HistogramSnapshot {
+    /// Adds one slot's histogram.
+    pub fn add(&mut self, h: &Histogram) {
+        for (s, b) in self.buckets.iter_mut().zip(&h.buckets) {
+            *s += b.load(Relaxed);
+        }
+        self.sum_us += h.sum_us.load(Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// The `q`-quantile (0..=1) in seconds, estimated the way Prometheus's
+    /// `histogram_quantile` does: linear within the bucket the rank falls in
+    /// (from 0 for the first); the highest finite bound for the `+Inf`
+    /// bucket. `None` with no observations.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        let count = self.count();
+        if count == 0 || q.is_nan() {
+            return None;
+        }
+        let rank = q.clamp(0.0, 1.0) * count as f64;
+        let mut below = 0u64;
+        for (i, &n) in self.buckets.iter().enumerate() {
+            if n > 0 && (below + n) as f64 >= rank {
+                let Some(&hi) = LATENCY_BOUNDS_US.get(i) else {
+                    break;
+                };
+                let lo = if i == 0 { 0 } else { LATENCY_BOUNDS_US[i - 1] };
+                let frac = ((rank - below as f64) / n as f64).clamp(0.0, 1.0);
+                return Some((lo as f64 + (hi - lo) as f64 * frac) / 1e6);
+            }
+            below += n;
+        }
+        Some(LATENCY_BOUNDS_US[LATENCY_BOUNDS_US.len() - 1] as f64 / 1e6)
+    }
+}
+
+/// Why an exchange with a backend failed: the `kind` label of
+/// `lb_backend_errors_total`. One failed attempt counts once; a retried
+/// request may count several (one per backend tried).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The TCP connect failed (refused, unreachable, no route...).
+    Connect,
+    /// No connection within the connect timeout, or no response head within
+    /// the response timeout, or a body that stopped moving.
+    Timeout,
+    /// The backend reset or closed the connection before its response was
+    /// complete (`ECONNRESET`, `EPIPE`, EOF before the head or the body's end).
+    Reset,
+    /// A response the parser refused: bad head, ambiguous framing, bad chunks.
+    BadResponse,
+    /// The TLS handshake failed (also in `lb_tls_handshake_failures_total`,
+    /// by reason).
+    Tls,
+}
+
+impl ErrorKind {
+    pub const COUNT: usize = 5;
+    pub const ALL: [ErrorKind; ErrorKind::COUNT] = [
+        ErrorKind::Connect,
+        ErrorKind::Timeout,
+        ErrorKind::Reset,
+        ErrorKind::BadResponse,
+        ErrorKind::Tls,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Connect => "connect",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Reset => "reset",
+            ErrorKind::BadResponse => "bad_response",
+            ErrorKind::Tls => "tls",
+        }
+    }
+
+    /// The kind of a failed socket operation with a backend: timeouts and
+    /// resets by their error, anything else as a connect failure when
+    /// `connecting`, else a reset (the connection is unusable either way).
+    pub fn of_io(e: &std::io::Error, connecting: bool) -> ErrorKind {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::TimedOut => ErrorKind::Timeout,
+            K::ConnectionReset
+            | K::ConnectionAborted
+            | K::BrokenPipe
+            | K::UnexpectedEof
+            | K::NotConnected => ErrorKind::Reset,
+            _ if connecting => ErrorKind::Connect,
+            _ => ErrorKind::Reset,
+        }
+    }
 }
 
 /// The `reason` label values of `lb_tls_handshake_failures_total`.
@@ -88,6 +287,9 @@ impl Default for Metrics {
             tls_handshakes: AtomicU64::new(0),
             tls_resumed: AtomicU64::new(0),
             tls_failures: std::array::from_fn(|_| AtomicU64::new(0)),
+            request_duration: Histogram::default(),
+            upstream_response: std::array::from_fn(|_| Histogram::default()),
+            backend_errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
         }
     }
 }
@@ -106,6 +308,44 @@ impl Metrics {
             .position(|k| *k == kind)
             .unwrap_or(TLS_FAILURE_KINDS.len() - 2);
         self.tls_failures[i].fetch_add(1, Relaxed);
+    }
+
+    /// A response to a client is complete (or the connection ended with
+    /// it): `duration_us` from the first byte of its request read.
+    #[inline]
+    pub fn observe_request(&self, duration_us: u64) {
+        self.request_duration.observe(duration_us);
+    }
+
+    /// A backend's response head was received and parsed, `us` after the
+    /// request head was sent. Ids out of range are ignored.
+    #[inline]
+    pub fn observe_upstream(&self, backend_id: usize, us: u64) {
+        if let Some(h) = self.upstream_response.get(backend_id) {
+            h.observe(us);
+        }
+    }
+
+    /// One failed attempt with a backend. Ids out of range are ignored.
+    #[inline]
+    pub fn backend_error(&self, backend_id: usize, kind: ErrorKind) {
+        if let Some(e) = self.backend_errors.get(backend_id) {
+            e[kind as usize].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Zeroes everything counted for `backend_id` (the id was taken into use
+    /// by another backend: its counts start from zero).
+    pub fn reset_backend(&self, backend_id: usize) {
+        if backend_id >= MAX_BACKENDS {
+            return;
+        }
+        self.backend_requests[backend_id].store(0, Relaxed);
+        self.backend_failures[backend_id].store(0, Relaxed);
+        self.upstream_response[backend_id].reset();
+        for e in &self.backend_errors[backend_id] {
+            e.store(0, Relaxed);
+        }
     }
 
     /// Zeroes the gauges of a slot whose worker died (its connections are gone).
@@ -128,6 +368,69 @@ pub struct View<'a> {
 impl View<'_> {
     fn sum(&self, f: impl Fn(&Metrics) -> &AtomicU64) -> u64 {
         self.slots.iter().map(|m| f(m).load(Relaxed)).sum()
+    }
+
+    /// `lb_request_duration_seconds`, summed over the worker slots.
+    pub fn request_histogram(&self) -> HistogramSnapshot {
+        let mut h = HistogramSnapshot::default();
+        for m in self.slots {
+            h.add(&m.request_duration);
+        }
+        h
+    }
+
+    /// `lb_upstream_response_seconds` of one backend id, summed over the
+    /// worker slots (empty for an id out of range).
+    pub fn upstream_histogram(&self, backend_id: usize) -> HistogramSnapshot {
+        let mut h = HistogramSnapshot::default();
+        if backend_id < MAX_BACKENDS {
+            for m in self.slots {
+                h.add(&m.upstream_response[backend_id]);
+            }
+        }
+        h
+    }
+
+    /// `lb_backend_errors_total` of one backend id and kind.
+    pub fn backend_errors(&self, backend_id: usize, kind: ErrorKind) -> u64 {
+        if backend_id >= MAX_BACKENDS {
+            return 0;
+        }
+        self.sum(|m| &m.backend_errors[backend_id][kind as usize])
+    }
+
+    /// `lb_backend_requests_total` of one backend id.
+    pub fn backend_requests(&self, backend_id: usize) -> u64 {
+        if backend_id >= MAX_BACKENDS {
+            return 0;
+        }
+        self.sum(|m| &m.backend_requests[backend_id])
+    }
+
+    /// `lb_backend_failures_total` of one backend id.
+    pub fn backend_failures(&self, backend_id: usize) -> u64 {
+        if backend_id >= MAX_BACKENDS {
+            return 0;
+        }
+        self.sum(|m| &m.backend_failures[backend_id])
+    }
+
+    /// Requests accepted, over all workers.
+    pub fn requests(&self) -> u64 {
+        self.sum(|m| &m.requests)
+    }
+
+    /// Client connections open, over all workers.
+    pub fn connections_active(&self) -> u64 {
+        self.sum(|m| &m.connections_active)
+    }
+
+    /// Responses sent by status class (1 for 1xx .. 5 for 5xx).
+    pub fn responses(&self, class: usize) -> u64 {
+        if class >= 6 {
+            return 0;
+        }
+        self.sum(|m| &m.responses[class])
     }
 
     /// The `/metrics` page.
@@ -297,8 +600,55 @@ impl View<'_> {
             let v = self.sum(|m| &m.backend_failures[i]);
             let _ = writeln!(o, "lb_backend_failures_total{{backend=\"{l}\"}} {v}");
         }
+        let _ = write!(o, "# HELP lb_backend_errors_total Failed attempts with a backend, by kind.\n# TYPE lb_backend_errors_total counter\n");
+        for (l, &i) in labels.iter().zip(&ids) {
+            for kind in ErrorKind::ALL {
+                let v = self.backend_errors(i, kind);
+                let k = kind.as_str();
+                let _ = writeln!(
+                    o,
+                    "lb_backend_errors_total{{backend=\"{l}\",kind=\"{k}\"}} {v}"
+                );
+            }
+        }
+        let name = "lb_request_duration_seconds";
+        let _ = write!(o, "# HELP {name} Requests from their first byte read to their response's last byte written.\n# TYPE {name} histogram\n");
+        histogram(&mut o, name, "", &self.request_histogram());
+        let name = "lb_upstream_response_seconds";
+        let _ = write!(o, "# HELP {name} Backend response time, from the request sent to the response head received.\n# TYPE {name} histogram\n");
+        for (l, &i) in labels.iter().zip(&ids) {
+            let label = format!("backend=\"{l}\"");
+            histogram(&mut o, name, &label, &self.upstream_histogram(i));
+        }
         o
     }
+}
+
+/// The `p`th percentile (0..=100) of a backend's upstream response time, in
+/// seconds, estimated from the buckets (see [`HistogramSnapshot::quantile`]):
+/// `percentile(&view, id, 99.0)`. `None` before its first response.
+pub fn percentile(view: &View<'_>, backend_id: usize, p: f64) -> Option<f64> {
+    view.upstream_histogram(backend_id).quantile(p / 100.0)
+}
+
+/// Writes one histogram's series: cumulative `_bucket`s, `_sum` in seconds
+/// and `_count`. `labels` (escaped, without braces) go before `le`.
+fn histogram(o: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0;
+    for (i, n) in h.buckets.iter().enumerate() {
+        cumulative += n;
+        let le = LATENCY_BOUNDS_LE.get(i).copied().unwrap_or("+Inf");
+        let _ = writeln!(o, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+    }
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let (s, us) = (h.sum_us / 1_000_000, h.sum_us % 1_000_000);
+    let _ = writeln!(o, "{name}_sum{braces} {s}.{us:06}");
+    let _ = writeln!(o, "{name}_count{braces} {cumulative}");
 }
 
 /// Label values escape backslash, quote and newline.
@@ -355,5 +705,163 @@ mod tests {
                 "{line}"
             );
         }
+    }
+
+    #[test]
+    fn observations_fall_in_the_first_bucket_they_do_not_exceed() {
+        // (microseconds, bucket)
+        let table: &[(u64, usize)] = &[
+            (0, 0),
+            (1, 0),
+            (500, 0),
+            (501, 1),
+            (1_000, 1),
+            (1_001, 2),
+            (99_999, 7),
+            (100_000, 7),
+            (100_001, 8),
+            (9_999_999, 13),
+            (10_000_000, 13),
+            (10_000_001, 14),
+            (u64::MAX, 14),
+        ];
+        for &(us, want) in table {
+            assert_eq!(bucket_of(us), want, "{us} us");
+        }
+        for (i, &b) in LATENCY_BOUNDS_US.iter().enumerate() {
+            let le: f64 = LATENCY_BOUNDS_LE[i].parse().unwrap();
+            assert_eq!(
+                (le * 1e6).round() as u64,
+                b,
+                "le label {i} matches its bound"
+            );
+        }
+    }
+
+    #[test]
+    fn recording_api_counts_in_the_right_place() {
+        let m = Metrics::default();
+        m.observe_request(700);
+        m.observe_request(3_000_000);
+        m.observe_upstream(3, 200);
+        m.observe_upstream(MAX_BACKENDS, 200); // ignored, no panic
+        m.backend_error(3, ErrorKind::Tls);
+        m.backend_error(3, ErrorKind::Tls);
+        m.backend_error(MAX_BACKENDS + 7, ErrorKind::Connect); // ignored
+        assert_eq!(m.request_duration.buckets[1].load(Relaxed), 1);
+        assert_eq!(m.request_duration.buckets[12].load(Relaxed), 1);
+        assert_eq!(m.request_duration.sum_us.load(Relaxed), 3_000_700);
+        assert_eq!(m.upstream_response[3].buckets[0].load(Relaxed), 1);
+        assert_eq!(
+            m.backend_errors[3][ErrorKind::Tls as usize].load(Relaxed),
+            2
+        );
+        m.reset_backend(3);
+        assert_eq!(m.upstream_response[3].buckets[0].load(Relaxed), 0);
+        assert_eq!(
+            m.backend_errors[3][ErrorKind::Tls as usize].load(Relaxed),
+            0
+        );
+        assert_eq!(
+            m.request_duration.sum_us.load(Relaxed),
+            3_000_700,
+            "not per backend"
+        );
+    }
+
+    #[test]
+    fn quantiles_interpolate_within_the_bucket() {
+        let snap = |pairs: &[(usize, u64)]| {
+            let mut h = HistogramSnapshot::default();
+            for &(i, n) in pairs {
+                h.buckets[i] = n;
+            }
+            h
+        };
+        // (buckets, q, expected seconds)
+        let table: &[(&[(usize, u64)], f64, Option<f64>)] = &[
+            (&[], 0.5, None),
+            (&[(0, 10)], 0.5, Some(0.000_25)),
+            (&[(0, 10)], 1.0, Some(0.000_5)),
+            (&[(0, 10)], 0.0, Some(0.0)),
+            // 0.5..1 ms holds everything: p50 is its middle.
+            (&[(1, 4)], 0.5, Some(0.000_75)),
+            // 90 fast, 10 in (100, 250] ms: p99 is 90% into that bucket.
+            (&[(0, 90), (8, 10)], 0.99, Some(0.235)),
+            (&[(0, 90), (8, 10)], 0.5, Some(0.000_5 * 50.0 / 90.0)),
+            // Above every bound: the highest finite bound.
+            (&[(14, 3)], 0.99, Some(10.0)),
+            (&[(0, 1), (14, 99)], 0.5, Some(10.0)),
+            // Empty buckets before the rank are skipped, not interpolated into.
+            (&[(0, 1), (5, 1)], 1.0, Some(0.025)),
+        ];
+        for (i, &(pairs, q, want)) in table.iter().enumerate() {
+            let got = snap(pairs).quantile(q);
+            match (got, want) {
+                (None, None) => {}
+                (Some(g), Some(w)) => assert!((g - w).abs() < 1e-9, "case {i}: {g} != {w}"),
+                _ => panic!("case {i}: {got:?} != {want:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn renders_histograms_and_error_kinds() {
+        let (r, _fd) = crate::shm::Region::create().unwrap();
+        let a = BackendEntry::new("a\"x", "127.0.0.1:1".parse().unwrap(), 1, false, 0);
+        let b = BackendEntry::new("b", "127.0.0.1:2".parse().unwrap(), 1, false, 5);
+        let st = crate::shm::Settings::new(
+            crate::config::Strategy::RoundRobin,
+            &crate::config::HealthSettings::default(),
+        );
+        let generation = r.publish(&[a, b], &st);
+        r.health.reset(6);
+        r.workers[0].observe_request(400);
+        r.workers[1].observe_request(2_000);
+        r.workers[1].observe_request(20_000_000);
+        r.workers[0].observe_upstream(5, 1_500);
+        r.workers[1].observe_upstream(5, 1_500);
+        r.workers[1].backend_error(5, ErrorKind::BadResponse);
+        r.workers[0].backend_error(0, ErrorKind::Connect);
+        let backends = [a, b];
+        let view = View {
+            slots: &r.workers,
+            backends: &backends,
+            health: &r.health,
+            process: &r.process,
+            generation,
+        };
+        let text = view.render();
+        let want = [
+            "# TYPE lb_request_duration_seconds histogram\n",
+            "\nlb_request_duration_seconds_bucket{le=\"0.0005\"} 1\n",
+            "\nlb_request_duration_seconds_bucket{le=\"0.001\"} 1\n",
+            "\nlb_request_duration_seconds_bucket{le=\"0.0025\"} 2\n",
+            "\nlb_request_duration_seconds_bucket{le=\"10\"} 2\n",
+            "\nlb_request_duration_seconds_bucket{le=\"+Inf\"} 3\n",
+            "\nlb_request_duration_seconds_sum 20.002400\n",
+            "\nlb_request_duration_seconds_count 3\n",
+            "# TYPE lb_upstream_response_seconds histogram\n",
+            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",le=\"0.001\"} 0\n",
+            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",le=\"0.0025\"} 2\n",
+            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",le=\"+Inf\"} 2\n",
+            "\nlb_upstream_response_seconds_sum{backend=\"b:2\"} 0.003000\n",
+            "\nlb_upstream_response_seconds_count{backend=\"b:2\"} 2\n",
+            "\nlb_upstream_response_seconds_count{backend=\"a\\\"x:1\"} 0\n",
+            "\nlb_backend_errors_total{backend=\"b:2\",kind=\"bad_response\"} 1\n",
+            "\nlb_backend_errors_total{backend=\"b:2\",kind=\"connect\"} 0\n",
+            "\nlb_backend_errors_total{backend=\"a\\\"x:1\",kind=\"connect\"} 1\n",
+        ];
+        for w in want {
+            assert!(text.contains(w), "missing {w:?} in\n{text}");
+        }
+        assert_eq!(
+            text.matches("lb_upstream_response_seconds_bucket{backend=\"b:2\"")
+                .count(),
+            BUCKETS
+        );
+        assert_eq!(percentile(&view, 5, 50.0), Some(0.001_75));
+        assert_eq!(percentile(&view, 0, 50.0), None);
+        assert_eq!(view.request_histogram().count(), 3);
     }
 }

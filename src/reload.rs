@@ -147,8 +147,7 @@ pub fn publish_change(
         let id = id as usize;
         region.health.reset_one(id, true);
         for w in &region.workers {
-            w.backend_requests[id].store(0, Relaxed);
-            w.backend_failures[id].store(0, Relaxed);
+            w.reset_backend(id);
         }
     }
     let added_names = entries
@@ -240,6 +239,9 @@ mod tests {
         r.workers[0].backend_requests[1].store(7, Relaxed);
         // Left over from a backend that had id 2 long ago.
         r.workers[1].backend_requests[2].store(9, Relaxed);
+        r.workers[1].observe_upstream(2, 1_000);
+        r.workers[1].backend_error(2, crate::metrics::ErrorKind::Reset);
+        r.workers[0].observe_upstream(1, 1_000);
         let applied = publish_change(
             r,
             resolve_all(&[spec(2), spec(3)]).unwrap(),
@@ -264,6 +266,12 @@ mod tests {
             0,
             "new backend starts at 0"
         );
+        let w = &r.workers[1];
+        assert_eq!(w.upstream_response[2].buckets[1].load(Relaxed), 0);
+        assert_eq!(w.upstream_response[2].sum_us.load(Relaxed), 0);
+        assert_eq!(w.backend_errors[2][2].load(Relaxed), 0);
+        let kept = &r.workers[0].upstream_response[1];
+        assert_eq!(kept.buckets[1].load(Relaxed), 1, "kept");
         assert!(!r.health.is_healthy(0), "the removed backend's id is down");
         assert!(r.health.is_healthy(1) && r.health.is_healthy(2));
     }

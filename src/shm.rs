@@ -18,7 +18,11 @@
 //! | 192 | 256 | [`Settings`]: strategy, health thresholds, probe settings |
 //! | 448 | 1088 | [`HealthState`]: bitmap (1 = healthy) and consecutive counters |
 //! | 1536 | 2 × 17984 | two [`BackendArray`]s of 64 [`BackendEntry`] (280 bytes each) |
-//! | 37504 | 64 × 1280 | one [`Metrics`] slot per worker, cache-line aligned |
+//! | 37504 | 64 × 12160 | one [`Metrics`] slot per worker, cache-line aligned: counters (1224), request histogram (128), 64 per-backend histograms (64 × 128), 64 × 5 backend error counters (2560), padding |
+//!
+//! 815,744 bytes in all (797 KiB), mapped once per load balancer whatever
+//! the number of workers; the slots of workers that do not exist are never
+//! written.
 //!
 //! Who writes what: the supervisor (one thread, one process) writes the
 //! backend arrays, `Control` and `Process`; each worker writes only its own
@@ -39,7 +43,7 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 /// "LBREGION" in ASCII.
 pub const MAGIC: u64 = 0x4C42_5245_4749_4F4E;
 /// Bumped whenever a block below changes size, order or meaning.
-pub const LAYOUT_VERSION: u32 = 2;
+pub const LAYOUT_VERSION: u32 = 3;
 /// Worker slots in the region: the most workers one load balancer runs.
 pub const MAX_WORKERS: usize = 64;
 /// Longest hostname (RFC 1035), stored NUL-terminated.
@@ -243,8 +247,12 @@ const _: () = assert!(offset_of!(Region, health) == 448);
 const _: () = assert!(size_of::<HealthState>() == 1088);
 const _: () = assert!(offset_of!(Region, arrays) == 1536);
 const _: () = assert!(offset_of!(Region, workers) == 1536 + 2 * 17984);
-const _: () = assert!(size_of::<Metrics>() == 1280);
-const _: () = assert!(size_of::<Region>() == 37504 + MAX_WORKERS * 1280);
+const _: () = assert!(size_of::<Metrics>() == 12160);
+const _: () = assert!(offset_of!(Metrics, request_duration) == 1224);
+const _: () = assert!(offset_of!(Metrics, upstream_response) == 1352);
+const _: () = assert!(offset_of!(Metrics, backend_errors) == 1352 + MAX_BACKENDS * 128);
+const _: () = assert!(size_of::<Region>() == 37504 + MAX_WORKERS * 12160);
+const _: () = assert!(size_of::<Region>() == 815_744);
 
 // SAFETY: every field is an atomic except the backend arrays, which are
 // behind UnsafeCell and written only by the single publisher under the

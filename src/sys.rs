@@ -340,6 +340,18 @@ pub fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
+/// Monotonic microseconds, for latencies (the histograms and the access
+/// log's times); vDSO like [`now_ms`].
+pub fn now_us() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid timespec to write.
+    let _ = syscall!(clock_gettime(libc::CLOCK_MONOTONIC, &mut ts));
+    ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000
+}
+
 /// CPU time used by this process so far (user + system), in microseconds.
 pub fn cpu_time_us() -> u64 {
     // SAFETY: rusage is plain old data; getrusage fills it.
