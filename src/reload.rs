@@ -21,7 +21,6 @@ use crate::proxy::backends::{assign_ids, resolve_all};
 use crate::shm::{BackendEntry, Region, Settings};
 use crate::sys;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering::Relaxed;
 
 /// What the supervisor needs to rebuild the configuration from the file.
 pub struct Reloader {
@@ -216,6 +215,7 @@ fn stamp(path: &Path) -> Option<(u64, i64, i64, u64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering::Relaxed;
 
     fn spec(port: u16) -> BackendSpec {
         BackendSpec {
