@@ -32,7 +32,7 @@ fn level_name(l: LogLevel) -> &'static str {
 }
 
 /// UTC civil time from Unix seconds (Howard Hinnant's days-to-civil).
-fn utc(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
+pub(crate) fn utc(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
     let z = days + 719_468;
