@@ -1,6 +1,7 @@
 //! A fast HTTP/1.1 load balancer. See ARCHITECTURE.md for the map.
 
 pub mod access_log;
+pub mod admin;
 pub mod buf;
 pub mod cli;
 pub mod config;
