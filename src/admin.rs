@@ -117,10 +117,10 @@ pub fn status_html(s: &StatusView) -> String {
         "h1{font-size:1.3em;margin:0 0 .5em}\n",
         "dl{display:flex;flex-wrap:wrap;gap:.4em 1.6em;margin:0 0 1.2em}\n",
         "dt{color:#666;font-size:.85em}dd{margin:0;font-weight:600}\n",
-        "table{border-collapse:collapse}th,td{padding:.3em .7em;border-bottom:1px solid #ddd}\n",
+        "table{border-collapse:collapse;font-size:.95em}th,td{padding:.3em .5em;border-bottom:1px solid #ddd;white-space:nowrap}\n",
         "th{text-align:left;font-size:.85em;color:#555}td.n{text-align:right;font-variant-numeric:tabular-nums}\n",
-        ".up{color:#176a21;font-weight:600}.down{color:#b3261e;font-weight:600}\n",
-        "tr.down td{background:#fdecea}\n",
+        "td.up{color:#176a21;font-weight:600}td.down{color:#b3261e;font-weight:600}\n",
+        "tr.backend-down td{background:#fdecea}\n",
         "</style>\n</head>\n<body>\n",
     ));
     let _ = writeln!(o, "<h1>load_balancer {}</h1>", html(&s.version));
@@ -159,7 +159,7 @@ pub fn status_html(s: &StatusView) -> String {
         let scheme = if b.tls { "https" } else { "http" };
         let _ = write!(
             o,
-            "<tr class=\"{health}\" id=\"backend-{}\"><td>{}</td><td>{scheme} {}</td><td class=\"{health}\">{health}</td>",
+            "<tr class=\"backend-{health}\" id=\"backend-{}\"><td>{}</td><td>{scheme} {}</td><td class=\"{health}\">{health}</td>",
             b.id,
             html(&b.name),
             b.addr
@@ -412,12 +412,12 @@ mod tests {
             ("<dt>config generation</dt><dd>1</dd>", "generation"),
             ("<dd>2 / 3</dd>", "backends up"),
             (
-                "<tr class=\"up\" id=\"backend-0\"><td>app1:8080</td><td>http 10.0.0.1:8080</td><td class=\"up\">up</td>",
+                "<tr class=\"backend-up\" id=\"backend-0\"><td>app1:8080</td><td>http 10.0.0.1:8080</td><td class=\"up\">up</td>",
                 "backend 0 up",
             ),
             ("<td>&lt;b&gt;&amp;&quot;x&#39;\\:443</td><td>https 10.0.0.2:443</td>", "escaped name"),
             (
-                "<tr class=\"down\" id=\"backend-2\"><td>::1:9000</td><td>http [::1]:9000</td><td class=\"down\">down</td>",
+                "<tr class=\"backend-down\" id=\"backend-2\"><td>::1:9000</td><td>http [::1]:9000</td><td class=\"down\">down</td>",
                 "backend 2 down",
             ),
             (

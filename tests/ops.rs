@@ -1,14 +1,18 @@
 //! Operator-facing output checked by the tools operators use on it:
 //! `/metrics` by `promtool check metrics` (Prometheus's own parser and
-//! linter). A missing tool fails the test with the command that installs it:
-//! a check that was not run never passes.
+//! linter), the status page by headless Chromium (the DOM it builds, and a
+//! screenshot at `target/status.png`). A missing tool fails the test with
+//! the command that installs it: a check that was not run never passes.
 
+use lb::admin::{status_html, StatusView};
 use lb::config::{HealthSettings, Strategy};
 use lb::metrics::{ErrorKind, View};
 use lb::shm::{BackendEntry, Region, Settings};
 use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
 
 /// Runs `tool args` with `input` on stdin; fails with `install` when the
 /// tool is not there. Returns (exit ok, stdout + stderr).
@@ -74,6 +78,7 @@ fn sample_region() -> (&'static Region, Vec<BackendEntry>) {
         for (k, kind) in ErrorKind::ALL.into_iter().enumerate() {
             for _ in 0..=k {
                 m.backend_error(7, kind);
+                m.backend_failures[7].fetch_add(1, Relaxed);
             }
         }
         m.backend_error(1, ErrorKind::Tls);
@@ -119,4 +124,135 @@ fn promtool_accepts_the_metrics_page() {
         PROMTOOL_INSTALL,
     );
     assert!(!ok, "promtool accepted a broken page:\n{out}");
+}
+
+const CHROMIUM_INSTALL: &str = "apt-get update && apt-get install -y chromium";
+
+/// Runs headless Chromium with `args` on `url`, at most 90 s; returns stdout.
+fn chromium(extra: &[&str], url: &str, profile: &Path) -> String {
+    let mut cmd = Command::new("chromium");
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(extra)
+    .arg(url)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            panic!("chromium is not installed; install it with: {CHROMIUM_INSTALL}")
+        }
+        Err(e) => panic!("running chromium: {e}"),
+    };
+    // Read both pipes while waiting, so a chatty browser cannot block.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut s).ok();
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut s).ok();
+        s
+    });
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("chromium {extra:?} did not finish within 90 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (out, err) = (out.join().unwrap(), err.join().unwrap());
+    assert!(
+        status.success(),
+        "chromium {extra:?} failed: {status}\n{err}"
+    );
+    out
+}
+
+fn target_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is <target>/tmp.
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+#[test]
+fn chromium_renders_the_status_page() {
+    let (r, backends) = sample_region();
+    let view = View {
+        slots: &r.workers,
+        backends: &backends,
+        health: &r.health,
+        process: &r.process,
+        generation: r.generation(),
+    };
+    let status = StatusView::from_view(&view, env!("CARGO_PKG_VERSION"), lb::sys::now_ms());
+    let page = status_html(&status);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("status-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("status.html");
+    std::fs::write(&file, &page).unwrap();
+    let url = format!("file://{}", file.display());
+
+    let dom = chromium(&["--dump-dom"], &url, &dir.join("profile-dom"));
+    // The DOM as the browser built it: every backend's row, its name as
+    // text (escaped in the source, decoded in the DOM), its health.
+    for (b, want) in backends.iter().zip(&status.backends) {
+        let row_start = dom
+            .find(&format!("id=\"backend-{}\"", b.id))
+            .unwrap_or_else(|| panic!("no row for backend {} in\n{dom}", want.name));
+        let row = &dom[row_start..row_start + dom[row_start..].find("</tr>").unwrap()];
+        let name = want
+            .name
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;");
+        assert!(
+            row.contains(&format!("<td>{name}</td>")),
+            "{} not in {row}",
+            want.name
+        );
+        let health = if want.up { "up" } else { "down" };
+        assert!(
+            row.contains(&format!(">{health}</td>")),
+            "{health} not in {row}"
+        );
+    }
+    assert!(dom.contains("we\"ird\\host:443"), "{dom}");
+    assert!(dom.contains(">down</td>") && dom.contains(">up</td>"));
+    assert!(dom.contains("<title>load balancer status</title>"));
+
+    let png = target_dir().join("status.png");
+    let _ = std::fs::remove_file(&png);
+    chromium(
+        &[
+            &format!("--screenshot={}", png.display()),
+            "--window-size=1200,800",
+        ],
+        &url,
+        &dir.join("profile-shot"),
+    );
+    let bytes =
+        std::fs::read(&png).unwrap_or_else(|e| panic!("no screenshot at {}: {e}", png.display()));
+    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    assert!(bytes.len() > 10_000, "a blank page? {} bytes", bytes.len());
+    let _ = std::fs::remove_dir_all(&dir);
 }
