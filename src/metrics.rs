@@ -778,8 +778,9 @@ mod tests {
             }
             h
         };
-        // (buckets, q, expected seconds)
-        let table: &[(&[(usize, u64)], f64, Option<f64>)] = &[
+        // (non-empty buckets as (index, count), q, expected seconds)
+        type Case = (&'static [(usize, u64)], f64, Option<f64>);
+        let table: &[Case] = &[
             (&[], 0.5, None),
             (&[(0, 10)], 0.5, Some(0.000_25)),
             (&[(0, 10)], 1.0, Some(0.000_5)),
