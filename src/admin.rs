@@ -9,7 +9,9 @@
 //! is escaped, for HTML and for JSON.
 #![forbid(unsafe_code)]
 
+use crate::config::Strategy;
 use crate::metrics::{ErrorKind, View};
+use crate::shm::Settings;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,6 +22,12 @@ pub struct StatusView {
     /// The load balancer's version (`CARGO_PKG_VERSION`).
     pub version: String,
     pub generation: u64,
+    /// The live set's balancing strategy.
+    pub strategy: Strategy,
+    /// Active probes: `GET health_path` every `probe_interval_ms`; 0 when
+    /// probing is off (health then follows request results only).
+    pub probe_interval_ms: u64,
+    pub health_path: String,
     pub uptime_s: u64,
     pub workers_live: u32,
     pub workers_configured: u32,
@@ -61,10 +69,17 @@ pub struct BackendStatus {
 }
 
 impl StatusView {
-    /// Reads `view` (the same sums `/metrics` shows). `now_ms` is
-    /// `sys::now_ms()`, the clock of `Process::started_ms`.
-    pub fn from_view(view: &View<'_>, version: &str, now_ms: u64) -> StatusView {
+    /// Reads `view` (the same sums `/metrics` shows) and the settings
+    /// published with its backend set (`Region::read_backends` returns both).
+    /// `now_ms` is `sys::now_ms()`, the clock of `Process::started_ms`.
+    pub fn from_view(
+        view: &View<'_>,
+        settings: &Settings,
+        version: &str,
+        now_ms: u64,
+    ) -> StatusView {
         let p = view.process;
+        let health = settings.health();
         let request = view.request_histogram();
         let backends = view
             .backends
@@ -91,6 +106,9 @@ impl StatusView {
         StatusView {
             version: version.to_string(),
             generation: view.generation,
+            strategy: settings.strategy(),
+            probe_interval_ms: health.probe_interval_ms,
+            health_path: health.health_path,
             uptime_s: now_ms.saturating_sub(p.started_ms.load(Relaxed)) / 1000,
             workers_live: p.workers_live.load(Relaxed),
             workers_configured: p.workers_configured.load(Relaxed),
@@ -126,13 +144,24 @@ pub fn status_html(s: &StatusView) -> String {
     let _ = writeln!(o, "<h1>load_balancer {}</h1>", html(&s.version));
     let up = s.backends.iter().filter(|b| b.up).count();
     let r = &s.responses;
-    let fields: [(&str, String); 10] = [
+    let checks = if s.probe_interval_ms > 0 {
+        format!(
+            "GET {} every {}",
+            s.health_path,
+            duration_ms(s.probe_interval_ms)
+        )
+    } else {
+        "passive (request results)".to_string()
+    };
+    let fields: [(&str, String); 12] = [
         (
             "workers",
             format!("{} / {}", s.workers_live, s.workers_configured),
         ),
         ("worker restarts", s.worker_restarts.to_string()),
         ("config generation", s.generation.to_string()),
+        ("strategy", s.strategy.to_string()),
+        ("health checks", checks),
         ("uptime", uptime(s.uptime_s)),
         ("backends up", format!("{up} / {}", s.backends.len())),
         ("requests", s.requests.to_string()),
@@ -190,6 +219,12 @@ pub fn status_json(s: &StatusView) -> String {
     let mut o = String::with_capacity(512 + s.backends.len() * 384);
     o.push_str("{\"version\":");
     json_str(&mut o, &s.version);
+    let _ = write!(
+        o,
+        ",\"strategy\":\"{}\",\"probe_interval_ms\":{},\"health_path\":",
+        s.strategy, s.probe_interval_ms
+    );
+    json_str(&mut o, &s.health_path);
     let _ = write!(
         o,
         ",\"generation\":{},\"uptime_seconds\":{},\"workers\":{{\"live\":{},\"configured\":{},\"restarts\":{}}}",
@@ -300,6 +335,17 @@ fn latency(v: Option<f64>) -> String {
     }
 }
 
+/// `500 ms`, `2 s`, `1.5 s`.
+fn duration_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else {
+        format!("{} s", ms as f64 / 1000.0)
+    }
+}
+
 /// `45s`, `3m 07s`, `2h 03m 07s`, `4d 02h 03m 07s`.
 fn uptime(secs: u64) -> String {
     let (d, h, m, s) = (
@@ -336,7 +382,12 @@ mod tests {
             BackendEntry::new("<b>&\"x'\\", "10.0.0.2:443".parse().unwrap(), 1, true, 4),
             BackendEntry::new("::1", "[::1]:9000".parse().unwrap(), 2, false, 2),
         ];
-        let st = Settings::new(Strategy::WeightedRoundRobin, &HealthSettings::default());
+        let health = HealthSettings {
+            probe_interval_ms: 2000,
+            health_path: "/healthz?<x>".to_string(),
+            ..HealthSettings::default()
+        };
+        let st = Settings::new(Strategy::WeightedRoundRobin, &health);
         let generation = r.publish(&backends, &st);
         r.health.reset(5);
         for _ in 0..3 {
@@ -371,7 +422,13 @@ mod tests {
             process: &r.process,
             generation,
         };
-        StatusView::from_view(&view, "0.1.0", p.started_ms.load(Relaxed) + 3_723_000)
+        let (_, settings) = r.read_backends(&mut Vec::new());
+        StatusView::from_view(
+            &view,
+            &settings,
+            "0.1.0",
+            p.started_ms.load(Relaxed) + 3_723_000,
+        )
     }
 
     #[test]
@@ -382,6 +439,11 @@ mod tests {
             (1, 3723, 2, 1)
         );
         assert_eq!((s.requests, s.responses), (15, [0, 1, 0, 0, 1]));
+        assert_eq!(s.strategy, Strategy::WeightedRoundRobin);
+        assert_eq!(
+            (s.probe_interval_ms, &*s.health_path),
+            (2000, "/healthz?<x>")
+        );
         let names: Vec<&str> = s.backends.iter().map(|b| b.name.as_str()).collect();
         assert_eq!(names, ["app1:8080", "<b>&\"x'\\:443", "::1:9000"]);
         let ups: Vec<bool> = s.backends.iter().map(|b| b.up).collect();
@@ -410,6 +472,8 @@ mod tests {
             ("<dd>2 / 2</dd>", "workers"),
             ("<dd>1h 02m 03s</dd>", "uptime"),
             ("<dt>config generation</dt><dd>1</dd>", "generation"),
+            ("<dt>strategy</dt><dd>weighted_round_robin</dd>", "strategy"),
+            ("<dd>GET /healthz?&lt;x&gt; every 2 s</dd>", "probes, escaped"),
             ("<dd>2 / 3</dd>", "backends up"),
             (
                 "<tr class=\"backend-up\" id=\"backend-0\"><td>app1:8080</td><td>http 10.0.0.1:8080</td><td class=\"up\">up</td>",
@@ -464,6 +528,15 @@ mod tests {
             assert_eq!(u(path), want, "{path:?}");
         }
         assert_eq!(doc.get("version").unwrap().as_str(), Some("0.1.0"));
+        assert_eq!(
+            doc.get("strategy").unwrap().as_str(),
+            Some("weighted_round_robin")
+        );
+        assert_eq!(u(&["probe_interval_ms"]), 2000);
+        assert_eq!(
+            doc.get("health_path").unwrap().as_str(),
+            Some("/healthz?<x>")
+        );
         let p50 = doc.get("request_seconds").unwrap().get("p50").unwrap();
         assert!((p50.as_f64().unwrap() - 0.00075).abs() < 1e-12);
         let backends = doc.get("backends").unwrap().as_array().unwrap();
@@ -549,6 +622,10 @@ mod tests {
         ];
         for &(secs, want) in table {
             assert_eq!(uptime(secs), want);
+        }
+        let table: &[(u64, &str)] = &[(250, "250 ms"), (2000, "2 s"), (1500, "1.5 s")];
+        for &(ms, want) in table {
+            assert_eq!(duration_ms(ms), want);
         }
     }
 }

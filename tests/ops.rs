@@ -204,7 +204,13 @@ fn chromium_renders_the_status_page() {
         process: &r.process,
         generation: r.generation(),
     };
-    let status = StatusView::from_view(&view, env!("CARGO_PKG_VERSION"), lb::sys::now_ms());
+    let (_, settings) = r.read_backends(&mut Vec::new());
+    let status = StatusView::from_view(
+        &view,
+        &settings,
+        env!("CARGO_PKG_VERSION"),
+        lb::sys::now_ms(),
+    );
     let page = status_html(&status);
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("status-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
