@@ -115,6 +115,11 @@ pub enum Kind {
     AcceptFailing,
     /// The access log could not be written.
     AccessLogWrite,
+    /// A client went away in the middle of its request (body not finished).
+    ClientClosed,
+    /// A request refused for a per-worker limit (503: too many request
+    /// bodies being buffered, and the like).
+    Overloaded,
     /// Connecting to the backend with this id failed (refused, unreachable,
     /// timed out, TLS handshake).
     ConnectFailed(usize),
@@ -123,7 +128,7 @@ pub enum Kind {
     UpstreamFailed(usize),
 }
 
-const UNIT_KINDS: usize = 4;
+const UNIT_KINDS: usize = 6;
 const SLOTS: usize = UNIT_KINDS + 2 * MAX_BACKENDS;
 
 impl Kind {
@@ -134,6 +139,8 @@ impl Kind {
             Kind::BadRequest => 1,
             Kind::AcceptFailing => 2,
             Kind::AccessLogWrite => 3,
+            Kind::ClientClosed => 4,
+            Kind::Overloaded => 5,
             Kind::ConnectFailed(i) => UNIT_KINDS + id(i),
             Kind::UpstreamFailed(i) => UNIT_KINDS + MAX_BACKENDS + id(i),
         }
@@ -145,6 +152,8 @@ impl Kind {
             1 => Kind::BadRequest,
             2 => Kind::AcceptFailing,
             3 => Kind::AccessLogWrite,
+            4 => Kind::ClientClosed,
+            5 => Kind::Overloaded,
             s if s < UNIT_KINDS + MAX_BACKENDS => Kind::ConnectFailed(s - UNIT_KINDS),
             s => Kind::UpstreamFailed(s - UNIT_KINDS - MAX_BACKENDS),
         }
@@ -166,6 +175,8 @@ impl std::fmt::Display for Kind {
             Kind::BadRequest => f.write_str("bad request"),
             Kind::AcceptFailing => f.write_str("accept failing"),
             Kind::AccessLogWrite => f.write_str("access log write"),
+            Kind::ClientClosed => f.write_str("client closed mid-request"),
+            Kind::Overloaded => f.write_str("overloaded"),
             Kind::ConnectFailed(i) => write!(f, "connect failed, backend id {i}"),
             Kind::UpstreamFailed(i) => write!(f, "backend failed, backend id {i}"),
         }
@@ -518,6 +529,8 @@ mod tests {
             Kind::BadRequest,
             Kind::AcceptFailing,
             Kind::AccessLogWrite,
+            Kind::ClientClosed,
+            Kind::Overloaded,
         ];
         for i in 0..MAX_BACKENDS {
             kinds.push(Kind::ConnectFailed(i));
