@@ -18,9 +18,18 @@
 #      same backends, same wrk settings. On a 2-core machine wrk, the two
 #      backends and the proxy's workers share the 2 cores, which bounds those
 #      figures; the section says so;
-#   3. syscalls per request (strace -c on the proxy's worker during a separate
+#   3. TLS to the backend: the same wrk runs (one worker each, the same
+#      connection counts, duration and runs) with every proxy forwarding the
+#      plain-HTTP requests over TLS to one HTTPS backend, a separate nginx
+#      with `ssl` (a private CA and a server certificate for localhost made
+#      with openssl under bench/out/tls/): load_balancer -m mp -w 1 --ca-file
+#      -b https://localhost:PORT, nginx proxy_pass https:// with a keepalive
+#      upstream and session reuse, HAProxy `ssl verify required`; also counts
+#      the connections (TLS handshakes) the backend accepted per run and how
+#      many resumed a session. Skipped, with a message, without openssl;
+#   4. syscalls per request (strace -c on the proxy's worker during a separate
 #      wrk run, never used for the throughput figures);
-#   4. a 1 GiB response streamed through the proxy versus directly from the
+#   5. a 1 GiB response streamed through the proxy versus directly from the
 #      origin (a second nginx serving a sparse file): MB/s, peak proxy RSS.
 # Prints all tables and writes bench/results.md and bench/results.svg; raw
 # output of every run goes to bench/out/.
@@ -33,18 +42,24 @@
 #                        1 is the one-worker comparison; idle, strace and the
 #                        large response always use one worker)
 #   BENCH_PORT_BASE=19100  backends BASE+1, BASE+2; file origin BASE+3;
+#                        TLS backend BASE+4 (its plain stub_status BASE+5);
 #                        load_balancer BASE+80, nginx BASE+81, haproxy BASE+82;
 #                        their 1 GiB-test twins BASE+83, BASE+84, BASE+85;
+#                        their TLS-backend twins BASE+86, BASE+87, BASE+88;
 #                        for the k-th worker count other than 1 (k = 0, 1, ...)
 #                        load_balancer mp, sp, nginx, haproxy at BASE+90+4k .. +93+4k
 #   BENCH_IDLE_CONNS=8000            idle keep-alive connections for the RSS test
 #   BENCH_STRACE_DURATION=3s  BENCH_STRACE_CONNS=50   the strace run (wrk -t1)
 #   BENCH_BODY_SIZE=1G  BENCH_BODY_RUNS=3   large-response test (truncate -s size)
-#   BENCH_SKIP="..."     any of: haproxy idle strace body sp (sp: no -m sp row)
+#   BENCH_SKIP="..."     any of: haproxy idle strace body sp tls plain
+#                        (sp: no -m sp row; tls: no TLS-to-the-backend section;
+#                        plain: none of the plain-HTTP throughput sections, at
+#                        any worker count: a quick check of the rest)
 #   BENCH_NO_BUILD=1     skip `cargo build --release`
 #   BENCH_BIN_DIR=DIR    where the binaries are (default target/release)
 # Installs nothing: missing required tools are named with the apt command and
-# exit 1; a missing haproxy or strace only skips its part, with a message.
+# exit 1; a missing haproxy, strace or openssl only skips its part, with a
+# message.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,6 +86,8 @@ BODY_RUNS=${BENCH_BODY_RUNS:-3}
 SKIP=" ${BENCH_SKIP:-} "
 BIN=${BENCH_BIN_DIR:-$ROOT/target/release}
 OUT=$ROOT/bench/out
+TLS_DIR=$OUT/tls
+TLS_CA=$TLS_DIR/ca.pem
 RESULTS=$ROOT/bench/results.md
 SVG=$ROOT/bench/results.svg
 
@@ -83,6 +100,11 @@ HAP_PORT=$((BASE + 82))
 LB_BODY_PORT=$((BASE + 83))
 NGX_BODY_PORT=$((BASE + 84))
 HAP_BODY_PORT=$((BASE + 85))
+TLS_BE_PORT=$((BASE + 4))
+TLS_BE_STATUS_PORT=$((BASE + 5))
+LB_TLS_PORT=$((BASE + 86))
+NGX_TLS_PORT=$((BASE + 87))
+HAP_TLS_PORT=$((BASE + 88))
 # The N-worker proxies (N != 1 in BENCH_WORKERS_LIST), the k-th of those
 # counts (k = 0, 1, ...): load_balancer mp BASE+90+4k, load_balancer sp
 # BASE+91+4k, nginx BASE+92+4k, haproxy BASE+93+4k.
@@ -113,11 +135,11 @@ for w in "${WORKERS_ARR[@]}"; do
     ((w == 1)) || MULTI+=("$w")
 done
 for s in ${BENCH_SKIP:-}; do
-    [[ $s =~ ^(haproxy|idle|strace|body|sp)$ ]] || die "BENCH_SKIP: unknown part '$s' (haproxy idle strace body sp)"
+    [[ $s =~ ^(haproxy|idle|strace|body|sp|tls|plain)$ ]] || die "BENCH_SKIP: unknown part '$s' (haproxy idle strace body sp tls plain)"
 done
 ((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
 ((BODY_RUNS >= 1)) || die "BENCH_BODY_RUNS must be at least 1"
-MAX_PORT=$((BASE + 85))
+MAX_PORT=$((BASE + 88))
 ((${#MULTI[@]})) && MAX_PORT=$(set_port $((${#MULTI[@]} - 1)) 3)
 ((BASE >= 1024 && MAX_PORT <= 65535)) || die "BENCH_PORT_BASE must be in 1024..$((65535 - MAX_PORT + BASE))"
 
@@ -138,6 +160,13 @@ if skipped haproxy; then
 elif ! command -v haproxy >/dev/null 2>&1; then
     HAVE_HAPROXY=0
     echo "bench: haproxy is not installed (apt-get install -y haproxy): skipping the HAProxy column" >&2
+fi
+HAVE_TLS=1
+if skipped tls; then
+    HAVE_TLS=0
+elif ! command -v openssl >/dev/null 2>&1; then
+    HAVE_TLS=0
+    echo "bench: openssl is not installed (apt-get install -y openssl): skipping the TLS-to-the-backend section" >&2
 fi
 HAVE_STRACE=1
 if skipped strace; then
@@ -192,21 +221,28 @@ WRK_PID=""
 HELPER_PID=""
 
 cleanup() {
-    local rc=$? pid i
+    local rc=$? pid i children=()
     trap - EXIT INT TERM
+    # The children of the servers we started (load balancer workers and
+    # prober, nginx workers) as they are now, so that a master that does not
+    # take its children with it still leaves none behind.
+    for pid in "${PIDS[@]}"; do
+        # shellcheck disable=SC2207  # pids: split on newlines
+        children+=($(pgrep -P "$pid" 2>/dev/null || true))
+    done
     # strace first, so it detaches before its tracee goes.
-    for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}"; do
+    for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}" "${children[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
     for i in $(seq 30); do
         local alive=0
-        for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}"; do
+        for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}" "${children[@]}"; do
             kill -0 "$pid" 2>/dev/null && alive=1
         done
         ((alive)) || break
         sleep 0.1
     done
-    for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}"; do
+    for pid in $STRACE_PID $HELPER_PID $WRK_PID "${PIDS[@]}" "${WORKERS[@]}" "${children[@]}"; do
         kill -KILL "$pid" 2>/dev/null || true
     done
     wait 2>/dev/null || true
@@ -223,7 +259,9 @@ SET_PORTS=()
 for k in "${!MULTI[@]}"; do
     for i in 0 1 2 3; do SET_PORTS+=("$(set_port "$k" "$i")"); done
 done
-for p in $P1 $P2 $ORIGIN_PORT $LB_PORT $NGX_PORT $HAP_PORT $LB_BODY_PORT $NGX_BODY_PORT $HAP_BODY_PORT "${SET_PORTS[@]}"; do
+TLS_PORTS=()
+((HAVE_TLS)) && TLS_PORTS=("$TLS_BE_PORT" "$TLS_BE_STATUS_PORT" "$LB_TLS_PORT" "$NGX_TLS_PORT" "$HAP_TLS_PORT")
+for p in $P1 $P2 $ORIGIN_PORT $LB_PORT $NGX_PORT $HAP_PORT $LB_BODY_PORT $NGX_BODY_PORT $HAP_BODY_PORT "${SET_PORTS[@]}" "${TLS_PORTS[@]}"; do
     if port_busy "$p"; then
         die "port $p on 127.0.0.1 is already in use (set BENCH_PORT_BASE to move the range)"
     fi
@@ -300,17 +338,19 @@ nginx_start() {
 }
 
 # lb_start NAME LOG PORT MODE N BACKEND...: start the load balancer with
-# -m MODE -w N (always explicit: the default is one worker per CPU), wait
+# -m MODE -w N (always explicit: the default is one worker per CPU) and the
+# options in LB_EXTRA (an array, normally empty), wait
 # until PORT answers and, in mp mode, until the master has its N worker
 # processes (named "lb: worker I"; the master also forks "lb: prober");
 # sets LB_STARTED (the pid we started: the master in mp mode, the only
 # process in sp mode) and LB_STARTED_WORKER (mp: "lb: worker 0"; sp: the
 # process itself, whose threads are the workers).
+LB_EXTRA=()
 lb_start() {
     local name=$1 log=$2 port=$3 mode=$4 n=$5 b args=() kids="" i
     shift 5
     for b in "$@"; do args+=(-b "$b"); done
-    "$BIN/load_balancer" -m "$mode" -w "$n" -p "$port" -h 127.0.0.1 "${args[@]}" -l warn >"$log" 2>&1 &
+    "$BIN/load_balancer" -m "$mode" -w "$n" -p "$port" -h 127.0.0.1 "${LB_EXTRA[@]}" "${args[@]}" -l warn >"$log" 2>&1 &
     LB_STARTED=$!
     PIDS+=("$LB_STARTED")
     wait_ready "$name" "$LB_STARTED" "$port" "$log"
@@ -474,6 +514,52 @@ cpu = (ticks() - t0) / hz if track else 0.0
 print(f"{size}\t{secs:.4f}\t{before}\t{peak}\t{cpu:.2f}")
 PY
 
+# tls_conns.py TLS-TSV CONN-LOG ERROR-LOG: adds to each run of TLS-TSV what
+# the TLS backend logged about the connections it accepted during that run
+# (numbers be_conn_from+1 .. be_conn_to-1; CONN-LOG has a line per
+# connection, at its first request; ERROR-LOG, at level info, names the
+# connection as *N): be_new (connections with a request, the load
+# balancer's health probes apart), be_resumed (of those, how many resumed a
+# TLS session), be_probes, be_tls (the protocol/cipher most of them
+# negotiated), be_aborted (handshakes the client gave up: closed or reset
+# the connection in the handshake); prints a line per run.
+cat >"$TMP/tls_conns.py" <<'PY'
+import bisect, collections, csv, re, sys
+tsv, log, errlog = sys.argv[1:4]
+conns = {}
+for line in open(log):
+    f = line.split()
+    if len(f) >= 6:
+        conns[int(f[0])] = (f[2], f[3], f[4], f[-1] == '"load_balancer-probe"')
+nums = sorted(conns)
+aborted = sorted(int(m.group(1)) for m in
+                 (re.search(r" \*(\d+) .*in SSL handshake", l) for l in open(errlog, errors="replace")) if m)
+rows = list(csv.DictReader(open(tsv), delimiter="\t"))
+if not rows:
+    sys.exit(0)
+fields = list(rows[0].keys()) + ["be_new", "be_resumed", "be_probes", "be_tls", "be_aborted"]
+for r in rows:
+    lo, hi = int(r["be_conn_from"]), int(r["be_conn_to"])
+    new = resumed = probes = 0
+    tls = collections.Counter()
+    for n in nums[bisect.bisect_right(nums, lo):bisect.bisect_left(nums, hi)]:
+        proto, cipher, reused, probe = conns[n]
+        if probe:
+            probes += 1
+            continue
+        new += 1
+        resumed += reused == "r"
+        tls[f"{proto}/{cipher}"] += 1
+    ab = bisect.bisect_left(aborted, hi) - bisect.bisect_right(aborted, lo)
+    r.update(be_new=new, be_resumed=resumed, be_probes=probes, be_tls=tls.most_common(1)[0][0] if tls else "-", be_aborted=ab)
+    print(f"  {r['proxy']:<16} c{r['conns']:<4} run {r['run']}: TLS backend accepted {r['be_accepts']} connection(s): "
+          f"{new} with a request, {resumed} of them resumed a session; {probes} probe(s); {ab} handshake(s) abandoned; {r['be_tls']}")
+with open(tsv, "w", newline="") as f:
+    w = csv.DictWriter(f, fieldnames=fields, delimiter="\t", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+PY
+
 # ---- 4. start servers ------------------------------------------------------
 "$BIN/backend1" -p "$P1" >"$TMP/backend1.log" 2>&1 &
 B1_PID=$!
@@ -527,11 +613,30 @@ LB_WORKER=$LB_STARTED_WORKER
 lb_start "load_balancer (large-response instance)" "$TMP/load_balancer-body.log" "$LB_BODY_PORT" mp 1 "127.0.0.1:$ORIGIN_PORT"
 LB_BODY_WORKER=$LB_STARTED_WORKER
 
-# nginx_conf NAME WORKERS PORT [BODY-PORT]: writes $TMP/NAME.conf, the nginx
-# under test with worker_processes WORKERS in front of the backends on PORT
-# and, with BODY-PORT, in front of the origin there (large-response test).
+# nginx_conf NAME WORKERS PORT [BODY-PORT [tls]]: writes $TMP/NAME.conf, the
+# nginx under test with worker_processes WORKERS in front of the backends on
+# PORT and, with BODY-PORT, in front of the origin there (large-response
+# test); with `tls` (and an empty BODY-PORT) in front of the TLS backend
+# instead, over HTTPS, verified against the bench CA.
 nginx_conf() {
     local name=$1 workers=$2 port=$3 body_port=${4:-} body_upstream="" body_server=""
+    local upstream="backends" servers="
+        server 127.0.0.1:$P1;
+        server 127.0.0.1:$P2;" scheme=http tls_opts=""
+    if [[ ${5:-} == tls ]]; then
+        upstream="tls_upstream" scheme=https
+        servers="
+        server 127.0.0.1:$TLS_BE_PORT;"
+        # nginx 1.22's default proxy_ssl_protocols is TLSv1 TLSv1.1 TLSv1.2;
+        # TLSv1.3 as well, as the other proxies (and nginx >= 1.23.4) offer.
+        tls_opts="
+            proxy_ssl_session_reuse on;
+            proxy_ssl_verify on;
+            proxy_ssl_trusted_certificate $TLS_CA;
+            proxy_ssl_name localhost;
+            proxy_ssl_server_name on;
+            proxy_ssl_protocols TLSv1.2 TLSv1.3;"
+    fi
     if [[ -n $body_port ]]; then
         body_upstream="
     upstream origin {
@@ -566,17 +671,15 @@ http {
     fastcgi_temp_path     $TMP/$name-tmp/fastcgi;
     uwsgi_temp_path       $TMP/$name-tmp/uwsgi;
     scgi_temp_path        $TMP/$name-tmp/scgi;
-    upstream backends {
-        server 127.0.0.1:$P1;
-        server 127.0.0.1:$P2;
+    upstream $upstream {$servers
         keepalive 128;
     }$body_upstream
     server {
         listen 127.0.0.1:$port;
         location / {
-            proxy_pass http://backends;
+            proxy_pass $scheme://$upstream;
             proxy_http_version 1.1;
-            proxy_set_header Connection "";
+            proxy_set_header Connection "";$tls_opts
         }
     }$body_server
 }
@@ -587,12 +690,17 @@ nginx_start nginx "$TMP/nginx.conf" "$NGX_PORT"
 NGX_PID=$NGINX_MASTER
 NGX_WORKER=$NGINX_WORKER
 
-# haproxy_start NAME NBTHREAD PORT [BODY-PORT]: writes $TMP/NAME.cfg (the
-# same shape as nginx_conf), checks it and starts HAProxy in the foreground
-# (-db: no daemon, no master process: one process, NBTHREAD threads); sets
+# haproxy_start NAME NBTHREAD PORT [BODY-PORT [tls]]: writes $TMP/NAME.cfg
+# (the same shape as nginx_conf: with `tls` its one server is the TLS
+# backend, over TLS), checks it and starts HAProxy in the foreground (-db: no
+# daemon, no master process: one process, NBTHREAD threads); sets
 # HAPROXY_PID.
 haproxy_start() {
     local name=$1 threads=$2 port=$3 body_port=${4:-} cfg=$TMP/$1.cfg
+    local servers="    server backend1 127.0.0.1:$P1
+    server backend2 127.0.0.1:$P2"
+    [[ ${5:-} != tls ]] ||
+        servers="    server s1 127.0.0.1:$TLS_BE_PORT ssl verify required ca-file $TLS_CA sni str(localhost)"
     # No `log` line anywhere: HAProxy logs nothing.
     cat >"$cfg" <<CONF
 global
@@ -617,8 +725,7 @@ frontend fe
 
 backend be
     balance roundrobin
-    server backend1 127.0.0.1:$P1
-    server backend2 127.0.0.1:$P2
+$servers
 CONF
     [[ -z $body_port ]] || cat >>"$cfg" <<CONF
 
@@ -664,11 +771,12 @@ declare -A BODY_PID=([direct]=- [lb]=$LB_BODY_WORKER [nginx]=$NGX_WORKER [haprox
 # What each proxy runs, per worker count (for the report).
 declare -A SETUP=([lb]="\`-m mp -w 1\` (a master and one worker process)" [nginx]="\`worker_processes 1\`" [haproxy]="\`nbthread 1\`")
 
-# check_proxy KEY: the proxy really reaches the backends.
+# check_proxy KEY [BODY]: the proxy really reaches the backends (its answer
+# holds BODY, by default that of the demo backends).
 check_proxy() {
-    local body
+    local body want=${2:-Hello from backend}
     body=$(curl -s --max-time 2 "${URL[$1]}" || true)
-    [[ $body == *"Hello from backend"* ]] || die "${NAME[${1%@*}]} on ${URL[$1]} answered '$body', expected 'Hello from backend…'"
+    [[ $body == *"$want"* ]] || die "${NAME[${1%@*}]} on ${URL[$1]} answered '$body', expected '$want…'"
 }
 
 # Sanity: every proxy really reaches the backends and the origin.
@@ -729,20 +837,39 @@ running() {
     [[ ${stat%% *} != Z ]]
 }
 
-# stop_procs PID...: SIGTERM, up to 5 s to exit, then SIGKILL; forgets them
-# (PIDS, WORKERS) so that cleanup does not signal reused pids.
+# warn TEXT: to stderr and to bench/out/warnings.txt (results.md lists them).
+warn() {
+    echo "bench: warning: $*" >&2
+    [[ ! -d $OUT ]] || echo "$*" >>"$OUT/warnings.txt"
+}
+
+# comm_of PID: the process name (what ps shows), or "?".
+comm_of() { cat "/proc/$1/comm" 2>/dev/null || echo "?"; }
+
+# stop_procs PID...: SIGTERM, up to 5 s to exit (for them and the children
+# they had: a load balancer master's workers and prober), then SIGKILL for
+# what is left, with a warning naming it (a child left running would
+# outlive its master); forgets them (PIDS, WORKERS) so that cleanup does not
+# signal reused pids.
 stop_procs() {
-    local pid i left keep=()
+    local pid i left keep=() all=("$@") late=""
+    for pid in "$@"; do
+        # shellcheck disable=SC2207  # pids: split on newlines
+        all+=($(pgrep -P "$pid" 2>/dev/null || true))
+    done
     for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
     for i in $(seq 50); do
         left=0
-        for pid in "$@"; do running "$pid" && left=1; done
+        for pid in "${all[@]}"; do running "$pid" && left=1; done
         ((left)) || break
         sleep 0.1
     done
-    for pid in "$@"; do
+    for pid in "${all[@]}"; do
+        running "$pid" || continue
+        late+="${late:+, }$pid ($(comm_of "$pid"))"
         kill -KILL "$pid" 2>/dev/null || true
     done
+    [[ -z $late ]] || warn "still running 5 s after SIGTERM, killed: $late"
     for pid in "${PIDS[@]}"; do
         [[ " $* " == *" $pid "* ]] && { wait "$pid" 2>/dev/null || true; continue; }
         keep+=("$pid")
@@ -773,14 +900,38 @@ cpu_ticks() {
 # cutime only once it is reaped, so live children are read one by one; the
 # caller compares TREE_PIDS before and after a run, since a worker that died
 # and was replaced during it would take its CPU time with it.
+# TREE_TICKS_OF[PID] keeps each one's ticks.
+declare -A TREE_TICKS_OF=()
 tree_cpu() {
     local pid t
     TREE_PIDS="$1 $(pgrep -P "$1" | sort -n | tr '\n' ' ' || true)"
     TREE_PIDS=${TREE_PIDS% }
     TREE_TICKS=0
+    TREE_TICKS_OF=()
     for pid in $TREE_PIDS; do
         t=$(cpu_ticks "$pid")
+        TREE_TICKS_OF[$pid]=$t
         TREE_TICKS=$((TREE_TICKS + t))
+    done
+}
+
+# check_side_cpu NAME ROOT WALL-US: after a run (TREE_TICKS_OF from after it,
+# SIDE_BEFORE "pid:ticks ..." from before), warns when a process that should
+# be all but idle during a run used more than a tenth of a core: the master
+# (ROOT, when it has children) or a load balancer prober. Such CPU time is
+# in the proxy's CPU µs/req, so the figure would not be the workers' alone.
+check_side_cpu() {
+    local name=$1 root=$2 wall=$3 pt pid t0 used comm
+    for pt in $SIDE_BEFORE; do
+        pid=${pt%%:*} t0=${pt#*:}
+        [[ -n ${TREE_TICKS_OF[$pid]:-} ]] || continue
+        comm=$(comm_of "$pid")
+        [[ ($pid == "$root" && $TREE_PIDS != "$root") || $comm == *prober* ]] || continue
+        used=$((TREE_TICKS_OF[$pid] - t0))
+        # used / CLK_TCK seconds over wall / 1e6 seconds > 0.1
+        if ((used * 10000000 > wall * CLK_TCK)); then
+            warn "$name: its process $pid ($comm) used $(awk -v u="$used" -v h="$CLK_TCK" -v w="$wall" 'BEGIN {printf "%.2f", u / h / (w / 1e6)}') cores during a measured run (it should be all but idle): the run's CPU µs/req includes it"
+        fi
     done
 }
 
@@ -840,21 +991,48 @@ limit_note() {
     fi
 }
 
+# backend_ticks: utime+stime of the processes in BACKEND_PIDS.
+BACKEND_PIDS=()
+backend_ticks() {
+    local pid t=0
+    for pid in "${BACKEND_PIDS[@]}"; do t=$((t + $(cpu_ticks "$pid"))); done
+    echo "$t"
+}
+
+# tls_be_counts: the TLS backend's stub_status counters, for the TLS section
+# (TP_TLS=1): BE_ACCEPTS connections accepted and BE_REQUESTS requests, each
+# including the status request's own. nginx numbers its connections
+# ($connection) with the same count, so the connections accepted between two
+# readings A0 and A1 are those numbered A0+1 .. A1-1 (A1 is the second
+# status request's).
+tls_be_counts() {
+    local status
+    status=$(curl -s --max-time 2 "http://127.0.0.1:$TLS_BE_STATUS_PORT/") || die "no stub_status from the TLS backend"
+    read -r BE_ACCEPTS _ BE_REQUESTS < <(sed -n 3p <<<"$status")
+    [[ $BE_ACCEPTS =~ ^[0-9]+$ && $BE_REQUESTS =~ ^[0-9]+$ ]] || die "unexpected stub_status from the TLS backend: $status"
+}
+
 # throughput N KEY...: at each concurrency a warm-up per proxy, then RUNS
-# runs alternating across the proxies KEY...; one runs.tsv line per run.
+# runs alternating across the proxies KEY...; one line per run in TP_TSV
+# (runs.tsv). CPU of the backends is that of BACKEND_PIDS; TP_LABEL heads
+# the section, TP_TAG starts the names of the wrk logs. With TP_TLS=1 each
+# line also gets the TLS backend's figures for the run: connections it
+# accepted, requests it served, and the range of its connection numbers
+# (tls_conns.py later adds what its log says about those connections).
+TP_TSV="" TP_LABEL="" TP_TAG="" TP_TLS=0
 throughput() {
-    local n=$1 conns run key name tag log before before_pids after b0 b1 m0 m1 t0 t1
+    local n=$1 conns run key name tag log line pid before before_pids after b0 b1 m0 m1 t0 t1 a0 r0 extra
     shift
     local keys=("$@") names=()
     for key in "${keys[@]}"; do names+=("${NAME[${key%@*}]// /-}"); done
     for conns in "${CONNS_ARR[@]}"; do
         echo
-        echo "== $n worker(s): wrk -t$THREADS -c$conns -d$DURATION --latency, $RUNS run(s) each, alternating: ${names[*]}"
+        echo "== ${TP_LABEL:-$n worker(s)}: wrk -t$THREADS -c$conns -d$DURATION --latency, $RUNS run(s) each, alternating: ${names[*]}"
         ((n == 1)) || echo "   $(limit_note "$n")" | fold -s -w 100 | sed '2,$s/^/   /'
         if ((WARM)); then
             for key in "${keys[@]}"; do
                 name=${NAME[${key%@*}]}
-                tag=${name// /-}$( ((n == 1)) || echo "-w$n")
+                tag=$TP_TAG${name// /-}$( ((n == 1)) || echo "-w$n")
                 run_wrk "$name (warm-up)" "$OUT/warmup-$tag-c$conns.txt" \
                     -t"$THREADS" -c"$conns" -d"$WARMUP" "${URL[$key]}"
             done
@@ -862,26 +1040,38 @@ throughput() {
         for run in $(seq "$RUNS"); do
             for key in "${keys[@]}"; do
                 name=${NAME[${key%@*}]}
-                tag=${name// /-}$( ((n == 1)) || echo "-w$n")
+                tag=$TP_TAG${name// /-}$( ((n == 1)) || echo "-w$n")
                 log=$OUT/$tag-c$conns-run$run.txt
+                if ((TP_TLS)); then
+                    tls_be_counts
+                    a0=$BE_ACCEPTS r0=$BE_REQUESTS
+                fi
                 tree_cpu "${CPU_ROOT[$key]}"
-                before=$TREE_TICKS before_pids=$TREE_PIDS
-                b0=$(($(cpu_ticks "$B1_PID") + $(cpu_ticks "$B2_PID")))
+                before=$TREE_TICKS before_pids=$TREE_PIDS SIDE_BEFORE=""
+                for pid in "${!TREE_TICKS_OF[@]}"; do SIDE_BEFORE+="$pid:${TREE_TICKS_OF[$pid]} "; done
+                b0=$(backend_ticks)
                 m0=$(machine_ticks)
                 t0=${EPOCHREALTIME//[.,]/}
                 run_wrk "$name" "$log" -t"$THREADS" -c"$conns" -d"$DURATION" --latency "${URL[$key]}"
                 t1=${EPOCHREALTIME//[.,]/}
                 m1=$(machine_ticks)
-                b1=$(($(cpu_ticks "$B1_PID") + $(cpu_ticks "$B2_PID")))
+                b1=$(backend_ticks)
                 tree_cpu "${CPU_ROOT[$key]}"
                 after=$TREE_TICKS
                 # The same processes before and after, or the CPU figure is wrong.
                 [[ $TREE_PIDS == "$before_pids" ]] || die "$name: its processes changed during the run (pids $before_pids, then $TREE_PIDS): a worker died?"
-                python3 "$TMP/parse_wrk.py" "$log" "$name" "$n" "$conns" "$run" "$((after - before))" "$CLK_TCK" \
-                    "$((b1 - b0))" "$m0" "$m1" "$((t1 - t0))" >>"$RUNS_TSV" \
-                    || die "could not parse wrk output $log"
-                [[ $(tail -n 1 "$RUNS_TSV" | cut -f1) == "$name" ]] || die "no result parsed from $log"
-                tail -n 1 "$RUNS_TSV" | awk -F'\t' '{w = $18; printf "  %-16s c%-4s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  max %8.2f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n%20s cores busy: proxy %.2f, backends %.2f, other %.2f; idle %.2f, steal %.2f\n", $1, $3, $4, $5, $6, $7, $8, $9, $13, $11, $12, "", $9 / w, $14 / w, ($15 - $9 - $14) / w, $16 / w, $17 / w}'
+                check_side_cpu "$name" "${CPU_ROOT[$key]}" "$((t1 - t0))"
+                extra=""
+                if ((TP_TLS)); then
+                    tls_be_counts
+                    extra=$(printf '\t%d\t%d\t%d\t%d' $((BE_ACCEPTS - a0 - 1)) $((BE_REQUESTS - r0 - 1)) "$a0" "$BE_ACCEPTS")
+                fi
+                line=$(python3 "$TMP/parse_wrk.py" "$log" "$name" "$n" "$conns" "$run" "$((after - before))" "$CLK_TCK" \
+                    "$((b1 - b0))" "$m0" "$m1" "$((t1 - t0))") || die "could not parse wrk output $log"
+                printf '%s%s\n' "$line" "$extra" >>"$TP_TSV"
+                [[ $(tail -n 1 "$TP_TSV" | cut -f1) == "$name" ]] || die "no result parsed from $log"
+                tail -n 1 "$TP_TSV" | awk -F'\t' '{w = $18; printf "  %-16s c%-4s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  max %8.2f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n%20s cores busy: proxy %.2f, backends %.2f, other %.2f; idle %.2f, steal %.2f\n", $1, $3, $4, $5, $6, $7, $8, $9, $13, $11, $12, "", $9 / w, $14 / w, ($15 - $9 - $14) / w, $16 / w, $17 / w
+                    if (NF > 18) printf "%20s TLS backend: %d connection(s) accepted, %d requests served\n", "", $19, $20}'
             done
         done
     done
@@ -898,8 +1088,12 @@ section() {
     printf '%s\t%s\t%s\n' "$n" "$setup" "$note" >>"$SECTIONS_TSV"
 }
 
+TP_TSV=$RUNS_TSV
+BACKEND_PIDS=("$B1_PID" "$B2_PID")
 k=0
+skipped plain && echo "plain-HTTP throughput: skipped (BENCH_SKIP)"
 for n in "${WORKERS_ARR[@]}"; do
+    skipped plain && break
     if ((n == 1)); then
         section 1 "${PROXIES[@]}"
         throughput 1 "${PROXIES[@]}"
@@ -914,7 +1108,160 @@ for n in "${WORKERS_ARR[@]}"; do
     k=$((k + 1))
 done
 
-# 5c. Syscalls per request: separate runs under strace, not used above.
+# 5c. TLS to the backend: the same runs, one worker each, with every proxy
+# forwarding over TLS to one HTTPS backend (a separate nginx); the backend
+# and these proxies are started for these runs only and stopped after them.
+
+# tls_certs: a private CA and a server certificate for localhost (SAN
+# DNS:localhost, IP:127.0.0.1), ECDSA P-256, in TLS_DIR.
+tls_certs() {
+    local d=$TLS_DIR
+    mkdir -p "$d"
+    cat >"$d/openssl.cnf" <<'CNF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+CN = load_balancer bench
+[ca_ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+[server_ext]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+CNF
+    {
+        openssl req -x509 -config "$d/openssl.cnf" -extensions ca_ext -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+            -nodes -keyout "$d/ca.key" -out "$d/ca.pem" -days 30 -subj "/CN=load_balancer bench CA" &&
+        openssl req -new -config "$d/openssl.cnf" -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+            -nodes -keyout "$d/server.key" -out "$d/server.csr" -subj "/CN=localhost" &&
+        openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial -CAserial "$d/ca.srl" \
+            -days 30 -extfile "$d/openssl.cnf" -extensions server_ext -out "$d/server.pem" &&
+        openssl verify -CAfile "$d/ca.pem" "$d/server.pem"
+    } >"$d/openssl.log" 2>&1 || die "openssl could not make the bench CA and certificate: $(tail -n 5 "$d/openssl.log")"
+}
+
+TLS_TSV=$OUT/tls.tsv
+if ((HAVE_TLS)); then
+    echo
+    echo "== TLS to the backend: a private CA and a certificate for localhost (openssl, in $TLS_DIR), the TLS backend, the proxies"
+    tls_certs
+    # The backend: its own nginx, one worker, TLS on TLS_BE_PORT, answering a
+    # body the size of the demo backends' (20 bytes); keep-alive connections
+    # are never closed for their request count (nginx's default closes them
+    # after 1000 requests; the demo backends never do). stub_status on a
+    # plain port counts the connections it accepts; the first request of
+    # each connection is logged with its TLS protocol, cipher and whether
+    # the handshake resumed a session.
+    TLS_CONN_LOG=$TLS_DIR/backend-new-conns.log
+    : >"$TLS_CONN_LOG"
+    mkdir -p "$TMP/tls-backend-tmp"
+    cat >"$TMP/tls-backend.conf" <<CONF
+$NGX_USER
+worker_processes 1;
+worker_rlimit_nofile $NGX_RLIMIT;
+pid $TMP/tls-backend.pid;
+error_log $TMP/tls-backend-error.log info;
+events {
+    worker_connections 20000;
+}
+http {
+    access_log off;
+    default_type text/plain;
+    keepalive_requests 1000000000;
+    client_body_temp_path $TMP/tls-backend-tmp/client_body;
+    proxy_temp_path       $TMP/tls-backend-tmp/proxy;
+    fastcgi_temp_path     $TMP/tls-backend-tmp/fastcgi;
+    uwsgi_temp_path       $TMP/tls-backend-tmp/uwsgi;
+    scgi_temp_path        $TMP/tls-backend-tmp/scgi;
+    map \$connection_requests \$first_request {
+        1       1;
+        default 0;
+    }
+    log_format newconn '\$connection \$msec \$ssl_protocol \$ssl_cipher \$ssl_session_reused "\$http_user_agent"';
+    server {
+        listen 127.0.0.1:$TLS_BE_PORT ssl;
+        ssl_certificate     $TLS_DIR/server.pem;
+        ssl_certificate_key $TLS_DIR/server.key;
+        ssl_protocols TLSv1.2 TLSv1.3;
+        access_log $TLS_CONN_LOG newconn if=\$first_request;
+        location / {
+            return 200 "Hello from tlsnginx\n";
+        }
+    }
+    server {
+        listen 127.0.0.1:$TLS_BE_STATUS_PORT;
+        location / {
+            stub_status;
+        }
+    }
+}
+CONF
+    nginx_start tls-backend "$TMP/tls-backend.conf" "$TLS_BE_STATUS_PORT"
+    # shellcheck disable=SC2206  # pids: split on spaces
+    BACKEND_PIDS=("$NGINX_MASTER" $NGINX_WORKERS)
+    TLS_STOP=()      # the proxies of this section, stopped before the backend
+    body=$(curl -s --max-time 2 --cacert "$TLS_CA" "https://localhost:$TLS_BE_PORT/" || true)
+    [[ $body == "Hello from tlsnginx" ]] || die "the TLS backend on https://localhost:$TLS_BE_PORT/ answered '$body' (curl --cacert $TLS_CA)"
+
+    LB_EXTRA=(--ca-file "$TLS_CA")
+    lb_start "load_balancer (TLS backend)" "$TLS_DIR/load_balancer.log" "$LB_TLS_PORT" mp 1 "https://localhost:$TLS_BE_PORT"
+    LB_EXTRA=()
+    TLS_STOP=("$LB_STARTED" "${TLS_STOP[@]}")
+    URL[lb@tls]=http://127.0.0.1:$LB_TLS_PORT/ CPU_ROOT[lb@tls]=$LB_STARTED
+    SETUP[lb@tls]="\`-m mp -w 1 --ca-file ca.pem -b https://localhost:$TLS_BE_PORT\`"
+    TLS_KEYS=(lb@tls)
+
+    nginx_conf nginx-tls 1 "$NGX_TLS_PORT" "" tls
+    nginx_start nginx-tls "$TMP/nginx-tls.conf" "$NGX_TLS_PORT"
+    # shellcheck disable=SC2206  # pids: split on spaces
+    TLS_STOP=("$NGINX_MASTER" $NGINX_WORKERS "${TLS_STOP[@]}")
+    URL[nginx@tls]=http://127.0.0.1:$NGX_TLS_PORT/ CPU_ROOT[nginx@tls]=$NGINX_MASTER
+    SETUP[nginx@tls]="\`worker_processes 1\`, \`proxy_pass https://\` to an upstream with \`keepalive 128\`, \`proxy_ssl_session_reuse on\`, \`proxy_ssl_verify on\`, \`proxy_ssl_protocols TLSv1.2 TLSv1.3\` (1.22's default lacks TLSv1.3), SNI localhost"
+    TLS_KEYS+=(nginx@tls)
+
+    if ((HAVE_HAPROXY)); then
+        haproxy_start haproxy-tls 1 "$HAP_TLS_PORT" "" tls
+        TLS_STOP=("$HAPROXY_PID" "${TLS_STOP[@]}")
+        URL[haproxy@tls]=http://127.0.0.1:$HAP_TLS_PORT/ CPU_ROOT[haproxy@tls]=$HAPROXY_PID
+        SETUP[haproxy@tls]="\`nbthread 1\`, \`server ... ssl verify required ca-file ca.pem sni str(localhost)\`, \`http-reuse always\`"
+        TLS_KEYS+=(haproxy@tls)
+    fi
+    for key in "${TLS_KEYS[@]}"; do
+        check_proxy "$key" "Hello from tlsnginx"
+    done
+
+    printf 'proxy\tworkers\tconns\trun\treq_s\tp50_ms\tp99_ms\tmax_ms\tcpu_s\trequests\tnon2xx\tsock_err\tcpu_us_req\tbackends_cpu_s\tbusy_s\tidle_s\tsteal_s\twall_s\tbe_accepts\tbe_requests\tbe_conn_from\tbe_conn_to\n' >"$TLS_TSV"
+    setup=""
+    for key in "${TLS_KEYS[@]}"; do setup+="${setup:+; }${NAME[${key%@*}]} ${SETUP[$key]}"; done
+    printf 'setup\n%s\n' "$setup" >"$OUT/tls-setup.tsv"
+    TP_TSV=$TLS_TSV TP_LABEL="TLS to the backend, 1 worker" TP_TAG=tls- TP_TLS=1
+    throughput 1 "${TLS_KEYS[@]}"
+    TP_TSV=$RUNS_TSV TP_LABEL="" TP_TAG="" TP_TLS=0
+    # The proxies first, then the backend, so that no proxy logs a lost
+    # backend while it stops.
+    stop_procs "${TLS_STOP[@]}"
+    stop_procs "${BACKEND_PIDS[@]}"
+    BACKEND_PIDS=("$B1_PID" "$B2_PID")
+    cp "$TMP/tls-backend-error.log" "$TLS_DIR/backend-error.log" 2>/dev/null || true
+    cp "$TMP/nginx-tls-error.log" "$TLS_DIR/nginx-error.log" 2>/dev/null || true
+    # The backend is stopped, so its logs are complete: what they say about
+    # the connections of each run.
+    python3 "$TMP/tls_conns.py" "$TLS_TSV" "$TLS_CONN_LOG" "$TLS_DIR/backend-error.log" \
+        || die "could not match the TLS backend's logs to the runs"
+    # What the proxies logged (the load balancer at -l warn, nginx at warn).
+    for f in load_balancer.log nginx-error.log; do
+        n_lines=$(grep -c . "$TLS_DIR/$f" 2>/dev/null || true)
+        ((${n_lines:-0} == 0)) || echo "  note: $TLS_DIR/$f has $n_lines line(s), the first: $(head -n 1 "$TLS_DIR/$f")"
+    done
+fi
+
+# 5d. Syscalls per request: separate runs under strace, not used above.
 if ((HAVE_STRACE)); then
     echo
     echo "== syscalls per request: strace -c -f -p PID during wrk -t1 -c$STRACE_CONNS -d$STRACE_DURATION (separate runs)"
@@ -952,7 +1299,7 @@ if ((HAVE_STRACE)); then
     done
 fi
 
-# 5d. Large response through each proxy versus directly from the origin.
+# 5e. Large response through each proxy versus directly from the origin.
 if skipped body; then
     echo "large response: skipped (BENCH_SKIP)"
 else
@@ -1014,54 +1361,83 @@ sections, console = [], []
 
 # Throughput and latency: a section per worker count, a table per concurrency.
 runs = rows("runs.tsv")
+tls_runs = rows("tls.tsv")
 setups = {int(r["workers"]): r for r in rows("sections.tsv")}
 ncpu = os.cpu_count() or 1
 workers_list, conns_list, all_names = [], [], []
 for r in runs:
-    for lst, v in ((workers_list, int(r["workers"])), (conns_list, int(r["conns"])), (all_names, r["proxy"])):
+    if int(r["workers"]) not in workers_list:
+        workers_list.append(int(r["workers"]))
+for r in runs + tls_runs:
+    for lst, v in ((conns_list, int(r["conns"])), (all_names, r["proxy"])):
         if v not in lst:
             lst.append(v)
 ORDER = ["load_balancer", "load_balancer sp", "nginx", "haproxy"]
 all_names.sort(key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 med = {}
 errors = False
-for w in workers_list:
+
+def tput_tables(rs_all, wk, backends):
+    """The throughput tables (one per concurrency) and the CPU-use table of
+    the runs rs_all; medians go to med[(wk, proxy, conns)]. With the TLS
+    backend's columns (be_accepts ...) in the runs, the tables get them."""
+    global errors
+    tls = bool(rs_all) and "be_accepts" in rs_all[0]
     tput = []
-    wnames = [n for n in all_names if any(r["proxy"] == n and int(r["workers"]) == w for r in runs)]
+    wnames = [n for n in all_names if any(r["proxy"] == n for r in rs_all)]
     cpu_t = [f"CPU use during the measured runs, in cores of this machine's {ncpu} (CPU seconds per second of the run, medians): "
-             "**proxy** is all the proxy's processes and threads, **backends** backend1 + backend2, **other** the rest of the "
+             f"**proxy** is all the proxy's processes and threads, **backends** {backends}, **other** the rest of the "
              "busy time (wrk, the kernel's network work not charged to a process, anything else running), **steal** time the "
              "hypervisor gave to other machines.", "",
              "| proxy | conns | proxy | backends | other | idle | steal |", "|---|---:|---:|---:|---:|---:|---:|"]
     for c in conns_list:
         for n in wnames:
-            rs = [r for r in runs if r["proxy"] == n and int(r["workers"]) == w and int(r["conns"]) == c]
+            rs = [r for r in rs_all if r["proxy"] == n and int(r["conns"]) == c]
             if not rs:
                 continue
             m = {k: statistics.median(float(r[k]) for r in rs)
                  for k in ("req_s", "p50_ms", "p99_ms", "max_ms", "cpu_us_req")}
             m["errors"] = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in rs)
             m["requests"] = sum(int(r["requests"]) for r in rs)
+            if tls:
+                m["be_accepts"] = statistics.median(int(r["be_accepts"]) for r in rs)
+                m["be_new"] = sum(int(r["be_new"]) for r in rs)
+                m["be_resumed"] = sum(int(r["be_resumed"]) for r in rs)
+                m["be_probes"] = sum(int(r["be_probes"]) for r in rs)
+                m["be_requests"] = sum(int(r["be_requests"]) for r in rs)
+                m["be_aborted"] = sum(int(r["be_aborted"]) for r in rs)
+                tlsv = [r["be_tls"] for r in rs if r["be_tls"] != "-"]
+                m["be_tls"] = max(set(tlsv), key=tlsv.count) if tlsv else "–"
             errors |= m["errors"] > 0
-            med[(w, n, c)] = m
+            med[(wk, n, c)] = m
             cores = {k: statistics.median(float(r[k]) / float(r["wall_s"]) for r in rs)
                      for k in ("cpu_s", "backends_cpu_s", "busy_s", "idle_s", "steal_s")}
             cpu_t.append(f"| {n} | {c} | {cores['cpu_s']:.2f} | {cores['backends_cpu_s']:.2f} | "
                          f"{max(0.0, cores['busy_s'] - cores['cpu_s'] - cores['backends_cpu_s']):.2f} | "
                          f"{cores['idle_s']:.2f} | {cores['steal_s']:.2f} |")
-        t = [f"**{c} connections**", "",
-             "| proxy | req/s | p50 ms | p99 ms | max ms | CPU µs/req | req/s vs nginx | p99 vs nginx | CPU/req vs nginx | errors |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        ng = med.get((w, "nginx", c))
+        head = "| proxy | req/s | p50 ms | p99 ms | max ms | CPU µs/req | req/s vs nginx | p99 vs nginx | CPU/req vs nginx |"
+        rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        if tls:
+            head += " backend conns/run | resumed | abandoned | TLS |"
+            rule += "---:|---:|---:|---|"
+        t = [f"**{c} connections**", "", head + " errors |", rule + "---:|"]
+        ng = med.get((wk, "nginx", c))
         vs = lambda m, k: fx(m[k], ng[k]) if ng else "n/a"
         for n in wnames:
-            m = med.get((w, n, c))
+            m = med.get((wk, n, c))
             if not m:
                 continue
-            t.append(f"| {n} | {m['req_s']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['max_ms']:.2f} | "
-                     f"{m['cpu_us_req']:.1f} | {vs(m, 'req_s')} | {vs(m, 'p99_ms')} | "
-                     f"{vs(m, 'cpu_us_req')} | {m['errors']} of {m['requests']} |")
+            row = (f"| {n} | {m['req_s']:.0f} | {m['p50_ms']:.3f} | {m['p99_ms']:.3f} | {m['max_ms']:.2f} | "
+                   f"{m['cpu_us_req']:.1f} | {vs(m, 'req_s')} | {vs(m, 'p99_ms')} | {vs(m, 'cpu_us_req')} |")
+            if tls:
+                res = f"{m['be_resumed']} of {m['be_new']}" if m["be_new"] else "–"
+                row += f" {m['be_accepts']:.0f} | {res} | {m['be_aborted']} | {m['be_tls']} |"
+            t.append(row + f" {m['errors']} of {m['requests']} |")
         tput.append("\n".join(t))
+    return tput, cpu_t
+
+for w in workers_list:
+    tput, cpu_t = tput_tables([r for r in runs if int(r["workers"]) == w], w, "backend1 + backend2")
     intro = []
     if w == workers_list[0]:
         intro.append("![req/s and CPU µs per request](results.svg)")
@@ -1072,6 +1448,31 @@ for w in workers_list:
             intro.append(s["note"])
     title = "Throughput and latency: " + ("one worker each" if w == 1 else f"{w} workers each")
     sections.append((title, "\n\n".join(intro + tput + ["\n".join(cpu_t)])))
+
+# TLS to the backend: the same tables, the TLS backend's columns added.
+if tls_runs:
+    tput, cpu_t = tput_tables(tls_runs, "tls", "the TLS backend nginx (master and worker)")
+    setup = rows("tls-setup.tsv")
+    intro = []
+    if not workers_list:
+        intro.append("![req/s and CPU µs per request](results.svg)")
+    intro.append(
+        "wrk sends plain HTTP to each proxy (one worker each), which forwards every request over TLS to one HTTPS "
+        "backend: a separate nginx (one worker, `listen ... ssl`, TLSv1.2 and TLSv1.3, session tickets on and no "
+        "session cache, its defaults) answering `return 200` with a 20-byte body, the size of the demo backends', "
+        "its keep-alive connections never closed for their request count. Its certificate (ECDSA P-256, for "
+        "localhost: SAN DNS:localhost and IP:127.0.0.1) is signed by a private CA the script makes with openssl "
+        "(bench/out/tls/); every proxy verifies it against that CA and sends SNI localhost.")
+    if setup:
+        intro.append(f"Each proxy: {setup[0]['setup']}.")
+    intro.append(
+        "**backend conns/run**: TCP connections the TLS backend accepted during a measured run (its stub_status), "
+        "the median of the runs; each is a full or resumed TLS handshake. The load balancer's health probes (a new "
+        "connection per probe, every 5 s) are among its connections. **resumed**: of the connections that carried a "
+        "request (probes apart), over all runs, how many resumed a TLS session (`$ssl_session_reused`). **abandoned**: "
+        "handshakes the proxy gave up (closed or reset the connection during the handshake), over all runs. **TLS**: the "
+        "protocol and cipher most of them negotiated. The other columns are those of the plain-HTTP tables.")
+    sections.append(("TLS to the backend", "\n\n".join(intro + tput + ["\n".join(cpu_t)])))
 
 # Syscalls per request.
 st = rows("strace.tsv")
@@ -1130,8 +1531,16 @@ if body:
                      f"{m['cpu']:.2f} | {m['before']:.0f} | {m['peak']} |")
     sections.append(("Large response", "\n".join(t)))
 
+# What the script warned about during the runs (bench/out/warnings.txt).
+wpath = os.path.join(out, "warnings.txt")
+if os.path.exists(wpath):
+    warns = [l.strip() for l in open(wpath) if l.strip()]
+    if warns:
+        sections.insert(0, ("Warnings", "\n".join(f"- {w}" for w in warns)))
+
 # SVG: req/s and CPU µs/req per proxy at each concurrency, a row of two
-# panels per worker count (the same scale in every row).
+# panels per worker count (the same scale in every row) and one for TLS to
+# the backend (a scale of its own).
 COLORS = {"load_balancer": "#1f77b4", "load_balancer sp": "#9467bd", "nginx": "#2ca02c", "haproxy": "#ff7f0e"}
 def nice_max(v):
     if v <= 0:
@@ -1145,7 +1554,8 @@ def esc(s):
     return s.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 def panel(x0, y0, w, h, title, key, fmt, wk):
     g = []
-    vals = [m[key] for m in med.values()]
+    # One scale for the plain-HTTP rows; the TLS row has its own.
+    vals = [m[key] for (w, _, _), m in med.items() if (w == "tls") == (wk == "tls")]
     top = nice_max(max(vals) if vals else 1)
     names = [n for n in all_names if any((wk, n, c) in med for c in conns_list)]
     g.append(f'<text x="{x0 + w / 2}" y="{y0 - 12}" text-anchor="middle" font-size="14" font-weight="bold">{esc(title)}</text>')
@@ -1169,12 +1579,13 @@ def panel(x0, y0, w, h, title, key, fmt, wk):
         g.append(f'<text x="{x0 + gi * gw + gw / 2:.1f}" y="{y0 + h + 18}" text-anchor="middle" font-size="12">{c} connections</text>')
     g.append(f'<line x1="{x0}" y1="{y0 + h}" x2="{x0 + w}" y2="{y0 + h}" stroke="#333"/>')
     return g
+svg_rows = workers_list + (["tls"] if tls_runs else [])
 if med:
-    W, H = 900, 60 + 340 * len(workers_list)
+    W, H = 900, 60 + 340 * len(svg_rows)
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif">',
              f'<rect width="{W}" height="{H}" fill="white"/>']
-    for i, wk in enumerate(workers_list):
-        each = "1 worker" if wk == 1 else f"{wk} workers"
+    for i, wk in enumerate(svg_rows):
+        each = "TLS backend" if wk == "tls" else "1 worker" if wk == 1 else f"{wk} workers"
         parts += panel(70, 70 + 340 * i, 340, 260, f"requests/s, {each} (higher is better)", "req_s",
                        lambda v: f"{v / 1000:.0f}k" if v >= 1000 else f"{v:.0f}", wk)
         parts += panel(540, 70 + 340 * i, 340, 260, f"CPU µs per request, {each} (lower is better)", "cpu_us_req",
@@ -1194,9 +1605,10 @@ ws = " and ".join([", ".join(ws[:-1]), ws[-1]] if len(ws) > 1 else ws)
 one = "one worker each" + (" (HAProxy one thread)" if "haproxy" in names else "")
 tput_workers = "; ".join(
     ([f"throughput at {ws} worker(s) per proxy (each section says how each proxy ran them)"] if workers_list else [])
+    + (["the same with TLS to the backend at one worker each"] if tls_runs else [])
     + ([f"idle, syscall and large-response tests with {one}"] if idle or st or body else []))
 head = [f"date: {date}", f"machine: {machine}", f"versions: {versions}", "",
-        f"settings: {settings}; {tput_workers}; all on 127.0.0.1{notes}"]
+        f"settings: {settings}; {tput_workers + '; ' if tput_workers else ''}all on 127.0.0.1{notes}"]
 body_md = "\n\n".join(f"## {t}\n\n{s}" for t, s in sections)
 print()
 print("\n".join(head))
