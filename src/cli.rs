@@ -247,7 +247,9 @@ Options:
       --version        Show the version and exit
 
 Long options also take the form --port=8080; short ones -p 8080 or -p8080.
-TLS backends (port 443, https://, \"tls\": true) are not supported yet.
+HTTPS backends: an https:// prefix, port 443, or \"tls\": true in the config.
+Signals: TERM/INT/QUIT stop gracefully, HUP reloads -c, USR2 upgrades the
+binary, USR1 reopens the access log.
 Exit status: 0 on success, 2 for a usage or configuration error.
 "
 }
@@ -917,13 +919,7 @@ mod tests {
             }
             let _ = takes_value;
         }
-        for default in [
-            "8080",
-            "0.0.0.0",
-            "round_robin",
-            "info",
-            "not supported yet",
-        ] {
+        for default in ["8080", "0.0.0.0", "round_robin", "info", "HTTPS backends"] {
             assert!(text.contains(default), "{default} missing");
         }
         assert!(text.ends_with('\n'));

@@ -175,7 +175,11 @@ pub fn run(cfg: Config) -> i32 {
         (None, _) => None,
     };
     if let Some(a) = cfg.admin {
-        log!(Info, "main", "admin listener on {a}: /metrics, /status, /status.json");
+        log!(
+            Info,
+            "main",
+            "admin listener on {a}: /metrics, /status, /status.json"
+        );
     }
     let adopted = inherited.region.and_then(|fd| match Region::adopt(fd) {
         Ok(r) => Some(r),
@@ -323,7 +327,11 @@ impl Supervisor {
         let admin = match self.admin.as_ref().map(|a| sys::dup(a.as_fd())).transpose() {
             Ok(a) => a,
             Err(e) => {
-                log!(Err, "main", "worker {i}: cannot duplicate the admin listener: {e}");
+                log!(
+                    Err,
+                    "main",
+                    "worker {i}: cannot duplicate the admin listener: {e}"
+                );
                 return 1;
             }
         };

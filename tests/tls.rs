@@ -383,3 +383,49 @@ fn a_bad_ca_file_is_a_configuration_error_naming_the_flag_and_the_file() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no PEM certificates"), "{err}");
 }
+
+#[test]
+fn a_response_followed_at_once_by_close_notify_is_served_and_nothing_spins() {
+    // The last bytes of a response and the backend's close_notify in one
+    // flight (nginx closing a connection after keepalive_requests): the
+    // data is delivered, then the end of the stream. Probes (which ask for
+    // Connection: close) meet the same.
+    let ca = Ca::new("lb test CA");
+    let serve: Arc<Serve> = Arc::new(|tls| {
+        let mut reader = BufReader::new(&mut *tls);
+        if read_head(&mut reader).is_none() {
+            return;
+        }
+        drop(reader);
+        tls.conn
+            .writer()
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\ndone")
+            .unwrap();
+        tls.conn.send_close_notify();
+        let _ = tls.flush();
+    });
+    let be = TlsBackend::start(ca.leaf(&["localhost"], false), serve);
+    let ca_file = ca.pem_file("ca.pem");
+    let cfg = temp_file(
+        "closing.json",
+        &format!(
+            r#"{{"backends": [{{"host": "localhost", "port": {}, "tls": true}}],
+                "ca_file": "{}", "probe_interval_ms": 100}}"#,
+            be.port,
+            ca_file.to_str().unwrap()
+        ),
+    );
+    let lb = Lb::start(&["-w", "1", "-c", cfg.to_str().unwrap()]);
+    for _ in 0..20 {
+        assert_eq!(get(lb.port, "/").text(), "done");
+    }
+    // Probes went on (each one a connection): the prober is not stuck.
+    let before = be.connections.load(Ordering::Relaxed);
+    assert!(
+        eventually(Duration::from_secs(5), || be
+            .connections
+            .load(Ordering::Relaxed)
+            >= before + 5),
+        "probes stopped"
+    );
+}

@@ -420,7 +420,8 @@ impl Transport for Tls {
         let mut filled = 0;
         loop {
             match self.conn.reader().read(&mut buf[filled..]) {
-                Ok(0) if filled == 0 && !buf.is_empty() => return Ok(0), // close_notify
+                // close_notify: what came before it now, the end at the next call.
+                Ok(0) => return Ok(filled),
                 Ok(n) => {
                     filled += n;
                     if filled == buf.len() {

@@ -6,6 +6,7 @@
 use super::body::Body;
 use super::session::{Phase, Req, Resp};
 use super::worker::Worker;
+use crate::admin::StatusView;
 use crate::config::REQUEST_BUFFER_CAP_BYTES;
 use crate::http::compose::{compose_request, reason, RequestOut};
 use crate::http::framing::request_meta;
@@ -134,8 +135,8 @@ impl Worker {
             if meta.body != BodyMode::None {
                 c.keep_alive = false;
             }
-            rbuf.consume(head.len);
             let page = if readonly { Page::of(path) } else { None };
+            rbuf.consume(head.len);
             return self.admin_page(ci, page);
         }
         shared.metrics.requests.fetch_add(1, Relaxed);
@@ -315,14 +316,28 @@ impl Worker {
             Some(Page::Metrics) => ("text/plain; version=0.0.4", view.render()),
             Some(Page::Status) => (
                 "text/html; charset=utf-8",
-                crate::admin::status_html(&view, &settings),
+                crate::admin::status_html(&StatusView::from_view(
+                    &view,
+                    &settings,
+                    env!("CARGO_PKG_VERSION"),
+                    crate::sys::now_ms(),
+                )),
             ),
             Some(Page::StatusJson) => (
                 "application/json",
-                crate::admin::status_json(&view, &settings),
+                crate::admin::status_json(&StatusView::from_view(
+                    &view,
+                    &settings,
+                    env!("CARGO_PKG_VERSION"),
+                    crate::sys::now_ms(),
+                )),
             ),
             None => {
-                return self.local_error(ci, 404, "not found: try /metrics, /status or /status.json")
+                return self.local_error(
+                    ci,
+                    404,
+                    "not found: try /metrics, /status or /status.json",
+                )
             }
         };
         self.local_response(ci, 200, ctype, body.as_bytes());
@@ -392,7 +407,11 @@ impl Worker {
             body.len(),
             // 503 is temporary here (no healthy backend, or busy buffering
             // bodies): clients may come back in a second.
-            if status == 503 { "Retry-After: 1\r\n" } else { "" },
+            if status == 503 {
+                "Retry-After: 1\r\n"
+            } else {
+                ""
+            },
             conn
         );
         if !c.req.is_head {

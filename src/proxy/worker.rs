@@ -200,7 +200,10 @@ impl Worker {
     /// connections, let requests in flight finish (their connections close
     /// after the response), for at most `SHUTDOWN_MS`.
     pub(super) fn begin_shutdown(&mut self) {
-        for l in [self.listener.take(), self.admin.take()].into_iter().flatten() {
+        for l in [self.listener.take(), self.admin.take()]
+            .into_iter()
+            .flatten()
+        {
             let _ = self.poller.delete(l.as_fd());
         }
         self.draining = Some(self.now + SHUTDOWN_MS);
