@@ -289,6 +289,8 @@ struct Control {
     /// the listening socket the successor now uses.
     handed_over: bool,
     draining: bool,
+    /// mp: the worker processes, to pass SIGUSR1 on to.
+    worker_pids: Vec<libc::pid_t>,
 }
 
 impl Control {
@@ -298,6 +300,7 @@ impl Control {
             pending: None,
             handed_over: false,
             draining: false,
+            worker_pids: Vec::new(),
         }
     }
 }
@@ -356,11 +359,24 @@ impl Supervisor {
     fn tick(&self, ctl: &mut Control) -> bool {
         self.reload_if_due(ctl);
         if sys::take_signal(Signal::Reopen) {
-            log!(
-                Info,
-                "main",
-                "SIGUSR1: no log files to reopen; nothing changed"
-            );
+            match &self.cfg.access_log {
+                Some(p) => log!(
+                    Info,
+                    "main",
+                    "SIGUSR1: reopening the access log {}",
+                    p.display()
+                ),
+                None => log!(
+                    Info,
+                    "main",
+                    "SIGUSR1: no access log to reopen; nothing changed"
+                ),
+            }
+            // Worker threads see this process's count move; worker
+            // processes are told with a signal of their own.
+            for pid in ctl.worker_pids.iter().copied() {
+                sys::kill(pid, libc::SIGUSR1);
+            }
         }
         if sys::take_signal(Signal::Upgrade) {
             self.start_upgrade(ctl);
@@ -547,6 +563,8 @@ impl Supervisor {
                     "worker {i} (pid {pid}) died: {how}; restarting{backoff}"
                 );
             }
+            ctl.worker_pids.clear();
+            ctl.worker_pids.extend(slots.iter().filter_map(|s| s.pid));
             if self.tick(&mut ctl) {
                 for s in slots.iter().chain([&prober]) {
                     if let Some(pid) = s.pid {

@@ -478,6 +478,9 @@ static FLAGS: [AtomicBool; SIGNALS] = [
 ];
 /// The self-pipe: read end registered in every poller, write end for handlers.
 static WAKE_R: AtomicI32 = AtomicI32::new(-1);
+/// Counts SIGUSR1s received by this process: every worker (thread or
+/// process) reopens its access log when it sees the count move.
+static REOPEN_GEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 static WAKE_W: AtomicI32 = AtomicI32::new(-1);
 
 fn signal_of(sig: libc::c_int) -> Option<Signal> {
@@ -494,6 +497,9 @@ fn signal_of(sig: libc::c_int) -> Option<Signal> {
 extern "C" fn on_signal(sig: libc::c_int) {
     if let Some(s) = signal_of(sig) {
         FLAGS[s as usize].store(true, Ordering::SeqCst);
+        if s == Signal::Reopen {
+            REOPEN_GEN.fetch_add(1, Ordering::SeqCst);
+        }
     }
     let fd = WAKE_W.load(Ordering::Relaxed);
     if fd >= 0 {
@@ -614,6 +620,11 @@ pub fn wait_for_signal(timeout_ms: i32) {
     let mut b = [0u8; 64];
     // SAFETY: fd is the non-blocking read end; b is writable.
     while syscall!(read(fd, b.as_mut_ptr().cast(), b.len())).is_ok_and(|n| n > 0) {}
+}
+
+/// How many SIGUSR1s this process has had (see `REOPEN_GEN`).
+pub fn reopen_generation() -> u64 {
+    REOPEN_GEN.load(Ordering::Relaxed)
 }
 
 /// Whether `s` arrived since the last call (clears it).

@@ -97,6 +97,8 @@ pub struct Backend {
     /// The configured host name: SNI and the name its certificate must carry.
     pub host: String,
     pub addr: RawAddr,
+    /// The same address, for logs.
+    pub sock: SocketAddr,
     pub weight: u16,
     pub tls: bool,
 }
@@ -150,6 +152,7 @@ impl BackendSet {
                 name: format!("{}:{}", e.host(), e.port),
                 host: e.host().to_string(),
                 addr: RawAddr::new(e.addr()),
+                sock: e.addr(),
                 weight: e.weight,
                 tls: e.tls != 0,
             });

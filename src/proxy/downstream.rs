@@ -6,12 +6,13 @@
 use super::body::Body;
 use super::session::{Phase, Req, Resp};
 use super::worker::Worker;
+use crate::access_log::Entry;
 use crate::admin::StatusView;
 use crate::config::REQUEST_BUFFER_CAP_BYTES;
 use crate::http::compose::{compose_request, reason, RequestOut};
 use crate::http::framing::request_meta;
 use crate::http::{parse_request, BodyMode, ParseError, RequestHead, Status};
-use crate::log;
+use crate::log::Kind;
 use crate::metrics::View;
 use crate::net::{Io, Transport};
 use std::io::{IoSlice, Write as _};
@@ -50,6 +51,7 @@ impl Worker {
             Io::Moved(_) => {
                 if !c.req.started {
                     c.req.started = true;
+                    c.req.t0_us = crate::sys::now_us();
                     c.deadline =
                         self.now + self.shared.config.timeouts.client_header.as_millis() as u64;
                 }
@@ -69,9 +71,9 @@ impl Worker {
     pub(super) fn reject(&mut self, ci: u32, e: ParseError) {
         self.shared.metrics.bad_requests.fetch_add(1, Relaxed);
         let c = self.sessions.get(ci).expect("client");
-        log!(
+        crate::log_limited!(
+            Kind::BadRequest,
             Info,
-            "proxy",
             "{}: rejected request: {} ({})",
             c.peer(),
             e,
@@ -90,6 +92,7 @@ impl Worker {
             shared,
             backends,
             panic_path,
+            access,
             ..
         } = self;
         let c = sessions.get_mut(ci).expect("client");
@@ -113,11 +116,34 @@ impl Worker {
             is_head: meta.is_head,
             body: Body::new(meta.body),
             upgrade: meta.upgrade,
+            t0_us: c.req.t0_us,
             ..Req::default()
         };
         c.resp = Resp::default();
         let method = head.method.of(buf);
         let target = head.target.of(buf);
+        if access.is_some() {
+            // Copied now: the head's bytes are reused before the response ends.
+            let f = &mut c.alog;
+            f.clear();
+            f.push(0, method);
+            f.push(1, target);
+            f.push(
+                2,
+                if head.minor == 0 {
+                    b"HTTP/1.0"
+                } else {
+                    b"HTTP/1.1"
+                },
+            );
+            for (slot, name) in [(0, &b"referer"[..]), (1, &b"user-agent"[..])] {
+                let h = hdrs[..head.header_count]
+                    .iter()
+                    .find(|h| h.name.of(buf).eq_ignore_ascii_case(name));
+                f.has[slot] = h.is_some();
+                f.push(3 + slot, h.map_or(&[][..], |h| h.value.of(buf)));
+            }
+        }
         if panic_path.as_deref() == Some(target) {
             panic!("LB_TEST_PANIC_PATH: panicking on request as asked");
         }
@@ -144,9 +170,9 @@ impl Worker {
         if limit > 0 && matches!(meta.body, BodyMode::ContentLength(n) if n > limit) {
             c.keep_alive = false;
             rbuf.consume(head.len);
-            log!(
+            crate::log_limited!(
+                Kind::BadRequest,
                 Info,
-                "proxy",
                 "{}: request body over max_body_bytes ({limit}) (413)",
                 c.peer()
             );
@@ -197,10 +223,7 @@ impl Worker {
     fn start_body(&mut self, ci: u32, size: usize) {
         if self.body_buffered + size > REQUEST_BUFFER_CAP_BYTES {
             let c = self.sessions.get(ci).expect("client");
-            log!(
-                Warn,
-                "proxy",
-                "{}: request bodies being buffered reached {REQUEST_BUFFER_CAP_BYTES} bytes in this worker (503)",
+            crate::log_limited!(Kind::Overloaded, Warn, "{}: request bodies being buffered reached {REQUEST_BUFFER_CAP_BYTES} bytes in this worker (503)",
                 c.peer()
             );
             return self.local_error(ci, 503, "busy: too many request bodies in flight, retry");
@@ -232,9 +255,9 @@ impl Worker {
         let pre = c.prebody.as_mut().expect("Phase::Body has a body buffer");
         match c.req.body.ready(rbuf.filled()) {
             Ok(_) if limit > 0 && c.req.body.data_bytes() > limit => {
-                log!(
+                crate::log_limited!(
+                    Kind::BadRequest,
                     Info,
-                    "proxy",
                     "{}: chunked body over max_body_bytes ({limit}) (413)",
                     c.peer()
                 );
@@ -249,9 +272,9 @@ impl Worker {
                 c.req.body.forwarded(n);
             }
             Err(e) => {
-                log!(
+                crate::log_limited!(
+                    Kind::BadRequest,
                     Info,
-                    "proxy",
                     "{}: rejected request body: {e} (400)",
                     c.peer()
                 );
@@ -276,9 +299,9 @@ impl Worker {
             Io::Eof => {
                 // The client shut its side with the body short: it may still
                 // read, so it gets told; no backend ever saw the request.
-                log!(
+                crate::log_limited!(
+                    Kind::BadRequest,
                     Info,
-                    "proxy",
                     "{}: request body ended early (400)",
                     c.peer()
                 );
@@ -287,9 +310,9 @@ impl Worker {
                 true
             }
             Io::Failed(_) => {
-                log!(
+                crate::log_limited!(
+                    Kind::ClientClosed,
                     Info,
-                    "proxy",
                     "{}: client closed during the request body",
                     c.peer()
                 );
@@ -297,6 +320,61 @@ impl Worker {
                 true
             }
         }
+    }
+
+    /// A response is complete: the request-duration histogram, and the
+    /// access log line.
+    fn record_request(&mut self, ci: u32) {
+        let Worker {
+            sessions,
+            access,
+            shared,
+            backends,
+            ..
+        } = self;
+        let Some(c) = sessions.get_mut(ci) else {
+            return;
+        };
+        if c.status == 0 {
+            return;
+        }
+        let total = crate::sys::now_us().saturating_sub(c.req.t0_us);
+        shared.metrics.observe_request(total);
+        if let Some(log) = access.as_mut() {
+            let f = &c.alog;
+            let upstream = c
+                .req
+                .upstream_us
+                .and_then(|_| backends.get(c.backend))
+                .map(|b| b.sock);
+            let unix_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            let e = Entry {
+                unix_ms,
+                client: c
+                    .peer_ip
+                    .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)),
+                method: f.field(0),
+                target: f.field(1),
+                protocol: f.field(2),
+                status: c.status,
+                body_bytes: c.body_bytes,
+                referer: f.has[0].then(|| f.field(3)),
+                user_agent: f.has[1].then(|| f.field(4)),
+                request_us: total,
+                upstream,
+                upstream_connect_us: upstream.and(c.req.connect_us),
+                upstream_us: c.req.upstream_us,
+                retries: u32::from(c.req.attempts.saturating_sub(1)),
+            };
+            if let Err(err) = log.record(&e) {
+                crate::log_limited!(Kind::AccessLogWrite, Err, "access log: {err}");
+            }
+        }
+        c.status = 0;
+        c.body_bytes = 0;
+        c.alog.clear();
     }
 
     /// A page made here: `/metrics`, `/status`, `/status.json` (404 for
@@ -345,6 +423,7 @@ impl Worker {
 
     /// Next request on a kept-alive connection, or a graceful close.
     pub(super) fn after_response(&mut self, ci: u32) {
+        self.record_request(ci);
         self.release_prebody(ci);
         let c = self.sessions.get_mut(ci).expect("client");
         self.bufs.release(&mut c.reqhead);
@@ -369,6 +448,7 @@ impl Worker {
         };
         if c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
             c.req.started = true;
+            c.req.t0_us = crate::sys::now_us();
             c.deadline = self.now + t.client_header.as_millis() as u64;
         } else {
             self.bufs.release(&mut c.rbuf);
@@ -393,6 +473,8 @@ impl Worker {
         self.bufs.release(&mut c.reqhead);
         c.local.clear();
         c.said_close = !c.keep_alive;
+        c.status = status;
+        c.body_bytes = if c.req.is_head { 0 } else { body.len() as u64 };
         let conn = if c.keep_alive {
             ""
         } else {

@@ -52,6 +52,15 @@ pub(super) struct Req {
     pub(super) upgrade: bool,
     /// Bytes of a head have arrived (header timeout runs, not idle timeout).
     pub(super) started: bool,
+    /// Monotonic µs: the request's first byte read; the request wholly
+    /// sent upstream; a new upstream connect begun.
+    pub(super) t0_us: u64,
+    pub(super) t_sent_us: u64,
+    pub(super) t_connect_us: u64,
+    /// Connect (and TLS handshake) time; `Some(0)` on a pooled connection.
+    pub(super) connect_us: Option<u64>,
+    /// Request sent to response head, for the final response of a backend.
+    pub(super) upstream_us: Option<u64>,
 }
 
 impl Default for Req {
@@ -68,6 +77,11 @@ impl Default for Req {
             attempts: 0,
             upgrade: false,
             started: false,
+            t0_us: 0,
+            t_sent_us: 0,
+            t_connect_us: 0,
+            connect_us: None,
+            upstream_us: None,
         }
     }
 }
@@ -104,6 +118,14 @@ pub(super) struct Session {
     pub(super) prebody: Option<Vec<u8>>,
     /// Came in on the admin listener: answered here, never proxied.
     pub(super) admin: bool,
+    /// The client's address, for the access log.
+    pub(super) peer_ip: Option<std::net::IpAddr>,
+    /// Status and body bytes of the response in flight (0: none yet).
+    pub(super) status: u16,
+    pub(super) body_bytes: u64,
+    /// With an access log: the request line's parts and two headers,
+    /// copied before the head's bytes are reused (capacity kept).
+    pub(super) alog: AccessFields,
     /// A response generated here (errors, metrics) and how much is written.
     pub(super) local: Vec<u8>,
     pub(super) local_off: usize,
@@ -178,5 +200,35 @@ impl Worker {
         if let Some(c) = self.sessions.get(ci) {
             self.again.push((ci, c.gen));
         }
+    }
+}
+
+/// What the access log needs from a request head, copied out of it
+/// (method, target, protocol, referer, user agent, in `bytes`).
+#[derive(Default)]
+pub(super) struct AccessFields {
+    pub(super) bytes: Vec<u8>,
+    /// End offsets in `bytes` of the five fields; `has` marks the headers
+    /// that were present.
+    pub(super) ends: [u32; 5],
+    pub(super) has: [bool; 2],
+}
+
+impl AccessFields {
+    pub(super) fn clear(&mut self) {
+        self.bytes.clear();
+        self.ends = [0; 5];
+        self.has = [false; 2];
+    }
+
+    /// Appends field `i` (in order).
+    pub(super) fn push(&mut self, i: usize, value: &[u8]) {
+        self.bytes.extend_from_slice(value);
+        self.ends[i] = self.bytes.len() as u32;
+    }
+
+    pub(super) fn field(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start.min(self.bytes.len())..(self.ends[i] as usize).min(self.bytes.len())]
     }
 }

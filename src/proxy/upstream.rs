@@ -14,6 +14,8 @@ use crate::http::compose::{compose_response, hex_line, Framing};
 use crate::http::framing::response_meta;
 use crate::http::{parse_response, BodyMode, ResponseHead, Status};
 use crate::log;
+use crate::log::Kind;
+use crate::metrics::ErrorKind;
 use crate::net::tls::{failure_of, TlsFailure};
 use crate::net::{Conn, Io, Stream, Tcp, Transport};
 use crate::sys;
@@ -60,6 +62,19 @@ pub(super) enum UpstreamFailure {
 }
 
 impl UpstreamFailure {
+    /// The `kind` label of `lb_backend_errors_total`.
+    fn kind(&self) -> ErrorKind {
+        if self.tls().is_some() {
+            return ErrorKind::Tls;
+        }
+        match self {
+            UpstreamFailure::Connect(e) => ErrorKind::of_io(e, true),
+            UpstreamFailure::ConnectTimeout => ErrorKind::Timeout,
+            UpstreamFailure::Write(e) | UpstreamFailure::Read(e) => ErrorKind::of_io(e, false),
+            UpstreamFailure::ClosedBeforeResponse => ErrorKind::Reset,
+        }
+    }
+
     /// The TLS failure behind it, if any.
     fn tls(&self) -> Option<&TlsFailure> {
         match self {
@@ -130,6 +145,7 @@ impl Worker {
                 u.client = Some(ci);
                 u.reused = true;
                 c.up = Some(ui);
+                c.req.connect_us = Some(0);
                 c.deadline = self.now + sh.config.timeouts.upstream_response.as_millis() as u64;
                 sh.metrics.upstream_reuses.fetch_add(1, Relaxed);
                 sh.metrics.backend_requests[b].fetch_add(1, Relaxed);
@@ -148,8 +164,13 @@ impl Worker {
                         {
                             Ok(t) => Conn::Tls(Box::new(t)),
                             Err(e) => {
-                                log!(Err, "proxy", "backend {}: TLS: {e}", backend.name);
-                                self.backend_failed(b);
+                                crate::log_limited!(
+                                    Kind::ConnectFailed(b),
+                                    Err,
+                                    "backend {}: TLS: {e}",
+                                    backend.name
+                                );
+                                self.backend_failed(b, ErrorKind::Tls);
                                 skip |= 1 << pos;
                                 continue;
                             }
@@ -180,6 +201,8 @@ impl Worker {
                         return self.local_error(ci, 502, "internal error");
                     }
                     c.up = Some(ui);
+                    c.req.t_connect_us = sys::now_us();
+                    c.req.connect_us = None;
                     // Connect and (TLS) handshake: the connect timeout;
                     // the response timeout starts once they are done.
                     c.deadline = self.now + sh.config.timeouts.upstream_connect.as_millis() as u64;
@@ -188,17 +211,23 @@ impl Worker {
                     return;
                 }
                 Err(e) => {
-                    log!(Warn, "proxy", "backend {}: connect: {e}", backend.name);
-                    self.backend_failed(b);
+                    crate::log_limited!(
+                        Kind::ConnectFailed(b),
+                        Warn,
+                        "backend {}: connect: {e}",
+                        backend.name
+                    );
+                    self.backend_failed(b, ErrorKind::of_io(&e, true));
                     // Nothing was sent: the next backend is safe for any method.
                 }
             }
         }
     }
 
-    pub(super) fn backend_failed(&self, b: usize) {
+    pub(super) fn backend_failed(&self, b: usize, kind: ErrorKind) {
         let sh = &self.shared;
         sh.metrics.backend_failures[b].fetch_add(1, Relaxed);
+        sh.metrics.backend_error(b, kind);
         if sh
             .health
             .record_failure(b, self.now, self.backends.health_settings())
@@ -240,8 +269,8 @@ impl Worker {
                 "backend {name}: pooled connection failed: {why}"
             );
         } else {
-            log!(Warn, "proxy", "backend {name}: {why}");
-            self.backend_failed(b);
+            crate::log_limited!(Kind::UpstreamFailed(b), Warn, "backend {name}: {why}");
+            self.backend_failed(b, why.kind());
         }
         let c = self.sessions.get_mut(ci).expect("client");
         // A handshake that never finished carried no request byte.
@@ -301,6 +330,7 @@ impl Worker {
             match u.stream.handshake() {
                 Ok(true) => {
                     u.connected = true;
+                    c.req.connect_us = Some(sys::now_us().saturating_sub(c.req.t_connect_us));
                     c.deadline = *now + shared.config.timeouts.upstream_response.as_millis() as u64;
                 }
                 Ok(false) => return false,
@@ -326,9 +356,9 @@ impl Worker {
         let limit = shared.config.max_body_bytes;
         let pending = match c.req.body.ready(rbuf.filled()) {
             Ok(_) if limit > 0 && c.req.body.data_bytes() > limit => {
-                log!(
+                crate::log_limited!(
+                    Kind::BadRequest,
                     Info,
-                    "proxy",
                     "{}: chunked body over max_body_bytes ({limit})",
                     c.peer()
                 );
@@ -346,9 +376,9 @@ impl Worker {
             }
             Ok(p) => p,
             Err(e) => {
-                log!(
+                crate::log_limited!(
+                    Kind::BadRequest,
                     Info,
-                    "proxy",
                     "{}: rejected request body: {e} (400)",
                     c.peer()
                 );
@@ -373,9 +403,9 @@ impl Worker {
                 }
                 Io::Blocked => false,
                 Io::Eof | Io::Failed(_) => {
-                    log!(
+                    crate::log_limited!(
+                        Kind::ClientClosed,
                         Info,
-                        "proxy",
                         "{}: client closed during the request body",
                         c.peer()
                     );
@@ -406,6 +436,9 @@ impl Worker {
                 rbuf.consume(k);
                 c.req.body_sent += k as u64;
                 c.req.body.forwarded(k);
+                if c.request_sent() {
+                    c.req.t_sent_us = sys::now_us();
+                }
                 if !c.resp.head_done {
                     // While the client still owes body bytes, the clock is
                     // the client's (body progress); once all is sent, the
@@ -506,16 +539,16 @@ impl Worker {
     pub(super) fn bad_response(&mut self, ci: u32, why: &str) {
         let c = self.sessions.get_mut(ci).expect("client");
         let b = c.backend;
-        log!(
+        crate::log_limited!(
+            Kind::UpstreamFailed(b),
             Warn,
-            "proxy",
             "backend {}: invalid response: {why} (502)",
             self.backends.name(b)
         );
         if let Some(ui) = c.up.take() {
             self.close_upstream(ui);
         }
-        self.backend_failed(b);
+        self.backend_failed(b, ErrorKind::BadResponse);
         let c = self.sessions.get_mut(ci).expect("client");
         if c.resp.sent > 0 {
             // Part of the response is out: all the client can be told is
@@ -634,6 +667,10 @@ impl Worker {
         };
         bufs.release(&mut c.reqhead);
         shared.metrics.response(head.status);
+        let waited = sys::now_us().saturating_sub(c.req.t_sent_us);
+        shared.metrics.observe_upstream(c.backend, waited);
+        c.req.upstream_us = Some(waited);
+        c.status = head.status;
         let b = c.backend;
         c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
         if shared
@@ -717,9 +754,9 @@ impl Worker {
                 Io::Eof | Io::Failed(_) => {
                     // Closed or reset before the body was complete: the client
                     // must not take a short body for a whole one.
-                    log!(
+                    crate::log_limited!(
+                        Kind::UpstreamFailed(c.backend),
                         Warn,
-                        "proxy",
                         "backend {}: response body truncated",
                         self.backends.name(c.backend)
                     );
@@ -742,6 +779,7 @@ impl Worker {
                 let k = n - h;
                 rbuf.consume(k);
                 c.resp.body.forwarded(k);
+                c.body_bytes += k as u64;
                 c.resp.sent += n as u64;
                 c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
                 true
@@ -793,6 +831,7 @@ impl Worker {
                     }
                     c.pipe_len -= n;
                     c.resp.body.forwarded(n);
+                    c.body_bytes += n as u64;
                     c.resp.sent += n as u64;
                     progressed = true;
                 }
@@ -821,7 +860,11 @@ impl Worker {
                 }
                 _ => {
                     let name = &self.backends.name(c.backend);
-                    log!(Warn, "proxy", "backend {name}: response body truncated");
+                    crate::log_limited!(
+                        Kind::UpstreamFailed(c.backend),
+                        Warn,
+                        "backend {name}: response body truncated"
+                    );
                     self.close_client(ci);
                     return true;
                 }

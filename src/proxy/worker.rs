@@ -16,11 +16,13 @@ use super::downstream::DRAIN_IDLE_MS;
 use super::session::{Phase, Req, Resp, Session};
 use super::upstream::{Upstream, UpstreamFailure};
 use super::Shared;
+use crate::access_log::AccessLog;
 use crate::buf::BufPool;
 use crate::config::{MAX_BACKENDS, MAX_HEADER_LINES};
 use crate::event::{Events, Poller};
 use crate::http::HeaderRef;
 use crate::log;
+use crate::log::Kind;
 use crate::net::{Stream, Tcp, Transport};
 use crate::slab::Slab;
 use crate::sys;
@@ -60,6 +62,10 @@ pub struct Worker {
     pub(super) listener: Option<OwnedFd>,
     /// The admin listener (`--admin`): `/metrics`, `/status`, `/status.json`.
     pub(super) admin: Option<OwnedFd>,
+    /// `--access-log`: this worker's buffer and file.
+    pub(super) access: Option<AccessLog>,
+    /// The access log reopen generation seen (SIGUSR1).
+    pub(super) reopen_seen: u64,
     pub(super) listener_registered: bool,
     /// Deadline (ms) of a graceful shutdown in progress.
     pub(super) draining: Option<u64>,
@@ -94,6 +100,15 @@ pub struct Worker {
     pub(super) panic_path: Option<Box<[u8]>>,
 }
 
+impl Drop for Worker {
+    /// Lines still buffered go out at exit (and after a panic).
+    fn drop(&mut self) {
+        if let Some(log) = self.access.as_mut() {
+            let _ = log.flush();
+        }
+    }
+}
+
 impl Worker {
     /// A worker serving `listener`. The poller is created here, in the
     /// thread or process that will run the loop.
@@ -114,6 +129,12 @@ impl Worker {
             poller.add(w, WAKE)?;
         }
         let backends = BackendSet::load(shared.region);
+        let access = match &shared.config.access_log {
+            Some(path) => Some(AccessLog::open(path).map_err(|e| {
+                io::Error::new(e.kind(), format!("--access-log {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
         let trace = shared.config.trace;
         let strategy = shared.config.strategy;
         Ok(Worker {
@@ -122,6 +143,8 @@ impl Worker {
             events: Events::with_capacity(1024),
             listener: Some(listener),
             admin,
+            access,
+            reopen_seen: sys::reopen_generation(),
             listener_registered: true,
             draining: None,
             sessions: Slab::default(),
@@ -277,7 +300,7 @@ impl Worker {
                 {
                     // Out of descriptors: stop accepting until the next sweep
                     // rather than spin on a listener that stays readable.
-                    log!(Err, "proxy", "accept: {e}; pausing accepts");
+                    crate::log_limited!(Kind::AcceptFailing, Err, "accept: {e}; pausing accepts");
                     if self
                         .listener
                         .as_ref()
@@ -314,6 +337,10 @@ impl Worker {
             reqhead: None,
             prebody: None,
             admin,
+            peer_ip: peer,
+            status: 0,
+            body_bytes: 0,
+            alog: Default::default(),
             local: Vec::new(),
             local_off: 0,
             phase: Phase::Head,
@@ -417,6 +444,19 @@ impl Worker {
     }
 
     pub(super) fn sweep(&mut self) {
+        crate::log::report_suppressed();
+        if let Some(log) = self.access.as_mut() {
+            let gen = sys::reopen_generation();
+            if gen != self.reopen_seen {
+                self.reopen_seen = gen;
+                if let Err(e) = log.reopen() {
+                    crate::log!(Err, "main", "access log: reopening: {e}");
+                }
+            }
+            if let Err(e) = log.flush_if_due(self.now) {
+                crate::log_limited!(crate::log::Kind::AccessLogWrite, Err, "access log: {e}");
+            }
+        }
         // A worker with no requests still drops connections to removed backends.
         self.refresh_backends();
         let paused = self.listener.as_ref().filter(|_| !self.listener_registered);
@@ -453,13 +493,18 @@ impl Worker {
         let c = self.sessions.get_mut(ci).expect("client");
         match c.phase {
             Phase::Head if c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) => {
-                log!(Info, "proxy", "{}: request head timed out (408)", c.peer());
+                crate::log_limited!(
+                    Kind::SlowClient,
+                    Info,
+                    "{}: request head timed out (408)",
+                    c.peer()
+                );
                 self.local_error(ci, 408, "request head not received in time");
             }
             Phase::Body => {
-                log!(
+                crate::log_limited!(
+                    Kind::SlowClient,
                     Info,
-                    "proxy",
                     "{}: request body not received within client_body_ms (408)",
                     c.peer()
                 );
@@ -480,23 +525,28 @@ impl Worker {
                     // The client stopped sending its body: its fault, not the
                     // backend's. The half-sent request makes the backend
                     // connection unusable.
-                    log!(Info, "proxy", "{}: request body stalled (408)", c.peer());
+                    crate::log_limited!(
+                        Kind::SlowClient,
+                        Info,
+                        "{}: request body stalled (408)",
+                        c.peer()
+                    );
                     if let Some(ui) = c.up.take() {
                         self.close_upstream(ui);
                     }
                     self.local_error(ci, 408, "request body not received in time");
                 } else if !c.resp.head_done {
                     let b = c.backend;
-                    log!(
+                    crate::log_limited!(
+                        Kind::UpstreamFailed(b),
                         Warn,
-                        "proxy",
                         "backend {}: no response in time (504)",
                         self.backends.name(b)
                     );
                     if let Some(ui) = c.up.take() {
                         self.close_upstream(ui);
                     }
-                    self.backend_failed(b);
+                    self.backend_failed(b, crate::metrics::ErrorKind::Timeout);
                     self.local_error(ci, 504, "the backend did not answer in time");
                 } else {
                     log!(Warn, "proxy", "{}: body stalled; closing", c.peer());
