@@ -25,9 +25,12 @@ fn every_cli_error_exits_2_and_names_the_flag() {
         ([&b[..], &["-l", "verbose"]].concat(), "verbose"),
         ([&b[..], &["-m", "fork"]].concat(), "fork"),
         ([&b[..], &["-w", "65"]].concat(), "0..=64"),
-        ([&b[..], &["-k"]].concat(), "not supported yet"),
-        ([&b[..], &["--tls-trace"]].concat(), "not supported yet"),
-        (vec!["-b", "example.com:443"], "not supported yet"),
+        (
+            [&b[..], &["--ca-file", "/nonexistent/ca.pem"]].concat(),
+            "--ca-file",
+        ),
+        ([&b[..], &["--admin", "nowhere"]].concat(), "--admin"),
+        ([&b[..], &["--access-log="]].concat(), "--access-log"),
         (vec![], "no backends"),
         (vec!["-c", "/nonexistent/lb.json"], "/nonexistent/lb.json"),
     ];

@@ -9,6 +9,11 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 fn lb_with(backends: &[String], timeouts: &str) -> Lb {
+    lb_with_extra(backends, timeouts, "")
+}
+
+/// The same, with more top-level keys (`extra` starts with a comma).
+fn lb_with_extra(backends: &[String], timeouts: &str, extra: &str) -> Lb {
     let list: Vec<String> = backends
         .iter()
         .map(|b| {
@@ -17,7 +22,7 @@ fn lb_with(backends: &[String], timeouts: &str) -> Lb {
         })
         .collect();
     let cfg = format!(
-        r#"{{"backends":[{}],"timeouts":{{{timeouts}}}}}"#,
+        r#"{{"backends":[{}],"timeouts":{{{timeouts}}}{extra}}}"#,
         list.join(",")
     );
     let path = temp_file("timeouts.json", &cfg);
@@ -93,7 +98,13 @@ fn a_connect_that_hangs_times_out_and_the_next_backend_answers() {
 #[test]
 fn a_stalled_request_body_closes_the_connection() {
     let be = Backend::spawn(|m| ok(&m.body.len().to_string()));
-    let lb = lb_with(&[be.addr()], r#""body_progress_ms": 300"#);
+    // Streamed bodies (no buffering before the backend): the body-progress
+    // timeout is the one that runs. (Buffered bodies: tests/operator.rs.)
+    let lb = lb_with_extra(
+        &[be.addr()],
+        r#""body_progress_ms": 300"#,
+        r#", "request_buffer_bytes": 0"#,
+    );
     let mut s = TcpStream::connect(("127.0.0.1", lb.port)).unwrap();
     s.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     s.write_all(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\nonly ten!!")
