@@ -1,7 +1,7 @@
 # Two commands set everything up on a fresh machine with a Rust toolchain:
 #   make run    build, start backend1 (:9001), backend2 (:9002) and the load balancer (:8080)
 #   make test   the whole test suite
-.PHONY: run build test lint bench clean static
+.PHONY: run build test lint bench clean static fuzz
 
 CARGO ?= cargo
 PORT ?= 8080
@@ -55,6 +55,15 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	rustup target add $(CROSS_TARGETS) >/dev/null 2>&1 || true
 	for t in $(CROSS_TARGETS); do $(CARGO) clippy --target $$t --no-default-features --lib --bins -- -D warnings || exit 1; done
+
+# Coverage-guided fuzzing (cargo fuzz, libFuzzer; tests/fuzz/README.md):
+# each target in turn for FUZZ_SECONDS, seeded from ../shared/conformance.
+# Needs cargo-fuzz (cargo install cargo-fuzz); uses nightly where installed.
+# A failing input is kept in tests/fuzz/regressions/, replayed by make test.
+FUZZ_SECONDS ?= 120
+FUZZ_TARGETS ?= head chunked json config cli
+fuzz:
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" CARGO=$(CARGO) bash tests/fuzz/run.sh
 
 # The parser benchmark needs nothing but cargo, so it runs first and its
 # table is there even when bench.sh stops for want of nginx or wrk.
