@@ -12,6 +12,7 @@ pub mod backends;
 pub mod balance;
 pub mod body;
 pub mod downstream;
+pub mod forward;
 pub mod session;
 pub mod tunnel;
 pub mod upstream;
