@@ -18,7 +18,15 @@
 #      same backends, same wrk settings. On a 2-core machine wrk, the two
 #      backends and the proxy's workers share the 2 cores, which bounds those
 #      figures; the section says so;
-#   3. TLS to the backend: the same wrk runs (one worker each, the same
+#   3. the access log's cost: load_balancer -m mp -w 1 twice, started for
+#      these runs only, without and with --access-log bench/out/access.log,
+#      and nginx (one worker) without and with access_log (its combined
+#      format, buffer=64k flush=1s, to bench/out/access-nginx.log), the same
+#      backends and wrk settings, at BENCH_ACCESSLOG_CONNS connections (by
+#      default the first of BENCH_CONNS_LIST: 50), alternating runs; each
+#      log is truncated before a run and its lines counted after it (against
+#      wrk's request count); req/s, CPU µs/req and what the log adds;
+#   4. TLS to the backend: the same wrk runs (one worker each, the same
 #      connection counts, duration and runs) with every proxy forwarding the
 #      plain-HTTP requests over TLS to one HTTPS backend, a separate nginx
 #      with `ssl` (a private CA and a server certificate for localhost made
@@ -27,9 +35,9 @@
 #      upstream and session reuse, HAProxy `ssl verify required`; also counts
 #      the connections (TLS handshakes) the backend accepted per run and how
 #      many resumed a session. Skipped, with a message, without openssl;
-#   4. syscalls per request (strace -c on the proxy's worker during a separate
+#   5. syscalls per request (strace -c on the proxy's worker during a separate
 #      wrk run, never used for the throughput figures);
-#   5. a 1 GiB response streamed through the proxy versus directly from the
+#   6. a 1 GiB response streamed through the proxy versus directly from the
 #      origin (a second nginx serving a sparse file): MB/s, peak proxy RSS.
 # Prints all tables and writes bench/results.md and bench/results.svg; raw
 # output of every run goes to bench/out/.
@@ -43,6 +51,8 @@
 #                        large response always use one worker)
 #   BENCH_PORT_BASE=19100  backends BASE+1, BASE+2; file origin BASE+3;
 #                        TLS backend BASE+4 (its plain stub_status BASE+5);
+#                        access-log runs: load_balancer without/with BASE+6/+7,
+#                        nginx without/with BASE+8/+9;
 #                        load_balancer BASE+80, nginx BASE+81, haproxy BASE+82;
 #                        their 1 GiB-test twins BASE+83, BASE+84, BASE+85;
 #                        their TLS-backend twins BASE+86, BASE+87, BASE+88;
@@ -51,10 +61,16 @@
 #   BENCH_IDLE_CONNS=8000            idle keep-alive connections for the RSS test
 #   BENCH_STRACE_DURATION=3s  BENCH_STRACE_CONNS=50   the strace run (wrk -t1)
 #   BENCH_BODY_SIZE=1G  BENCH_BODY_RUNS=3   large-response test (truncate -s size)
+#   BENCH_ACCESSLOG_CONNS="50"  wrk connection counts of the access-log runs
+#                        (default: the first of BENCH_CONNS_LIST)
 #   BENCH_SKIP="..."     any of: haproxy idle strace body sp tls plain
+#                        accesslog accesslog-nginx
 #                        (sp: no -m sp row; tls: no TLS-to-the-backend section;
 #                        plain: none of the plain-HTTP throughput sections, at
-#                        any worker count: a quick check of the rest)
+#                        any worker count: a quick check of the rest; the
+#                        access-log runs are not among them; accesslog: no
+#                        access-log section; accesslog-nginx: that section
+#                        without its nginx pair)
 #   BENCH_NO_BUILD=1     skip `cargo build --release`
 #   BENCH_BIN_DIR=DIR    where the binaries are (default target/release)
 # Installs nothing: missing required tools are named with the apt command and
@@ -84,6 +100,7 @@ STRACE_CONNS=${BENCH_STRACE_CONNS:-50}
 BODY_SIZE=${BENCH_BODY_SIZE:-1G}
 BODY_RUNS=${BENCH_BODY_RUNS:-3}
 SKIP=" ${BENCH_SKIP:-} "
+ALOG_CONNS_LIST=${BENCH_ACCESSLOG_CONNS:-}
 BIN=${BENCH_BIN_DIR:-$ROOT/target/release}
 OUT=$ROOT/bench/out
 TLS_DIR=$OUT/tls
@@ -102,6 +119,12 @@ NGX_BODY_PORT=$((BASE + 84))
 HAP_BODY_PORT=$((BASE + 85))
 TLS_BE_PORT=$((BASE + 4))
 TLS_BE_STATUS_PORT=$((BASE + 5))
+# The access-log runs: load_balancer without and with --access-log, nginx
+# without and with access_log.
+LB_NOLOG_PORT=$((BASE + 6))
+LB_ALOG_PORT=$((BASE + 7))
+NGX_NOLOG_PORT=$((BASE + 8))
+NGX_ALOG_PORT=$((BASE + 9))
 LB_TLS_PORT=$((BASE + 86))
 NGX_TLS_PORT=$((BASE + 87))
 HAP_TLS_PORT=$((BASE + 88))
@@ -123,6 +146,13 @@ for c in "${CONNS_ARR[@]}"; do
         die "BENCH_CONNS_LIST must hold positive numbers, got '$c'"
     fi
 done
+[[ -n $ALOG_CONNS_LIST ]] || ALOG_CONNS_LIST=${CONNS_ARR[0]}
+read -r -a ALOG_CONNS_ARR <<<"$ALOG_CONNS_LIST"
+for c in "${ALOG_CONNS_ARR[@]}"; do
+    if ! [[ $c =~ ^[0-9]+$ ]] || ((c < 1)); then
+        die "BENCH_ACCESSLOG_CONNS must hold positive numbers, got '$c'"
+    fi
+done
 read -r -a WORKERS_ARR <<<"$WORKERS_LIST"
 ((${#WORKERS_ARR[@]})) || die "BENCH_WORKERS_LIST is empty"
 MULTI=()         # the worker counts other than 1, in order
@@ -135,7 +165,8 @@ for w in "${WORKERS_ARR[@]}"; do
     ((w == 1)) || MULTI+=("$w")
 done
 for s in ${BENCH_SKIP:-}; do
-    [[ $s =~ ^(haproxy|idle|strace|body|sp|tls|plain)$ ]] || die "BENCH_SKIP: unknown part '$s' (haproxy idle strace body sp tls plain)"
+    [[ $s =~ ^(haproxy|idle|strace|body|sp|tls|plain|accesslog|accesslog-nginx)$ ]] ||
+        die "BENCH_SKIP: unknown part '$s' (haproxy idle strace body sp tls plain accesslog accesslog-nginx)"
 done
 ((RUNS >= 1)) || die "BENCH_RUNS must be at least 1"
 ((BODY_RUNS >= 1)) || die "BENCH_BODY_RUNS must be at least 1"
@@ -261,7 +292,10 @@ for k in "${!MULTI[@]}"; do
 done
 TLS_PORTS=()
 ((HAVE_TLS)) && TLS_PORTS=("$TLS_BE_PORT" "$TLS_BE_STATUS_PORT" "$LB_TLS_PORT" "$NGX_TLS_PORT" "$HAP_TLS_PORT")
-for p in $P1 $P2 $ORIGIN_PORT $LB_PORT $NGX_PORT $HAP_PORT $LB_BODY_PORT $NGX_BODY_PORT $HAP_BODY_PORT "${SET_PORTS[@]}" "${TLS_PORTS[@]}"; do
+ALOG_PORTS=()
+skipped accesslog || ALOG_PORTS=("$LB_NOLOG_PORT" "$LB_ALOG_PORT")
+skipped accesslog || skipped accesslog-nginx || ALOG_PORTS+=("$NGX_NOLOG_PORT" "$NGX_ALOG_PORT")
+for p in $P1 $P2 $ORIGIN_PORT $LB_PORT $NGX_PORT $HAP_PORT $LB_BODY_PORT $NGX_BODY_PORT $HAP_BODY_PORT "${SET_PORTS[@]}" "${TLS_PORTS[@]}" "${ALOG_PORTS[@]}"; do
     if port_busy "$p"; then
         die "port $p on 127.0.0.1 is already in use (set BENCH_PORT_BASE to move the range)"
     fi
@@ -617,7 +651,9 @@ LB_BODY_WORKER=$LB_STARTED_WORKER
 # nginx under test with worker_processes WORKERS in front of the backends on
 # PORT and, with BODY-PORT, in front of the origin there (large-response
 # test); with `tls` (and an empty BODY-PORT) in front of the TLS backend
-# instead, over HTTPS, verified against the bench CA.
+# instead, over HTTPS, verified against the bench CA. Its access_log is
+# NGX_ACCESS_LOG (off unless the access-log runs set it).
+NGX_ACCESS_LOG=off
 nginx_conf() {
     local name=$1 workers=$2 port=$3 body_port=${4:-} body_upstream="" body_server=""
     local upstream="backends" servers="
@@ -665,7 +701,7 @@ events {
     worker_connections 20000;
 }
 http {
-    access_log off;
+    access_log $NGX_ACCESS_LOG;
     client_body_temp_path $TMP/$name-tmp/client_body;
     proxy_temp_path       $TMP/$name-tmp/proxy;
     fastcgi_temp_path     $TMP/$name-tmp/fastcgi;
@@ -753,9 +789,11 @@ if ((HAVE_HAPROXY)); then
 fi
 
 # Proxies are keyed lb, nginx, haproxy (one worker) and lb@N, lbsp@N,
-# nginx@N, haproxy@N (N workers, started and stopped around their runs);
-# NAME is by the part before the @.
-declare -A NAME=([lb]=load_balancer [lbsp]="load_balancer sp" [nginx]=nginx [haproxy]=haproxy)
+# nginx@N, haproxy@N (N workers, started and stopped around their runs),
+# lb@tls ... (TLS to the backend), lb@nolog, lbalog@log, nginx@nolog,
+# nginxalog@log (the access-log runs); NAME is by the part before the @.
+declare -A NAME=([lb]=load_balancer [lbsp]="load_balancer sp" [nginx]=nginx [haproxy]=haproxy
+                 [lbalog]="load_balancer access-log" [nginxalog]="nginx access-log")
 declare -A URL=([lb]=http://127.0.0.1:$LB_PORT/ [nginx]=http://127.0.0.1:$NGX_PORT/ [haproxy]=http://127.0.0.1:$HAP_PORT/)
 declare -A BODY_URL=([direct]=http://127.0.0.1:$ORIGIN_PORT/big.bin [lb]=http://127.0.0.1:$LB_BODY_PORT/big.bin
                      [nginx]=http://127.0.0.1:$NGX_BODY_PORT/big.bin [haproxy]=http://127.0.0.1:$HAP_BODY_PORT/big.bin)
@@ -1019,13 +1057,49 @@ tls_be_counts() {
 # line also gets the TLS backend's figures for the run: connections it
 # accepted, requests it served, and the range of its connection numbers
 # (tls_conns.py later adds what its log says about those connections).
-TP_TSV="" TP_LABEL="" TP_TAG="" TP_TLS=0
+# With TP_ALOG=1 (the access-log runs) the access log of a proxy that has one
+# (ALOG_FILE_OF[KEY]) is truncated before each run and, once the proxy has
+# flushed it, its lines counted after the run; each line gets the proxy
+# without its log (ALOG_BASE[KEY]), whether it logged (off/on) and the
+# log's lines (- when off). TP_CONNS (an array), when set, replaces
+# BENCH_CONNS_LIST.
+TP_TSV="" TP_LABEL="" TP_TAG="" TP_TLS=0 TP_ALOG=0 TP_CONNS=()
+ALOG_LINES=0
+
+# alog_settle FILE: waits until the proxy has written what it buffered (both
+# write their buffer once it is a second old: the load balancer's sweep,
+# every 100 ms, and nginx's flush=1s timer) and FILE's line count no longer
+# grows; sets ALOG_LINES.
+alog_settle() {
+    local prev=-1 i
+    sleep 1.2
+    for i in $(seq 20); do
+        ALOG_LINES=$(wc -l <"$1") || die "cannot read the access log $1"
+        ((ALOG_LINES == prev)) && return 0
+        prev=$ALOG_LINES
+        sleep 0.3
+    done
+    warn "the access log $1 was still growing 7 s after the run"
+}
+
+# alog_check NAME CONNS RUN WRK-LOG: warns unless the access log has a line
+# per request wrk completed (the last line of TP_TSV), plus at most one per
+# connection: the requests still in flight when wrk stopped.
+alog_check() {
+    local reqs
+    reqs=$(tail -n 1 "$TP_TSV" | cut -f10)
+    if ((ALOG_LINES < reqs || ALOG_LINES > reqs + $2)); then
+        warn "$1 c$2 run $3: its access log had $ALOG_LINES lines, wrk completed $reqs requests ($4): expected $reqs to $((reqs + $2)) (a line per request, those in flight when wrk stopped included)"
+    fi
+}
+declare -A ALOG_FILE_OF=() ALOG_BASE=()
 throughput() {
     local n=$1 conns run key name tag log line pid before before_pids after b0 b1 m0 m1 t0 t1 a0 r0 extra
     shift
-    local keys=("$@") names=()
+    local keys=("$@") names=() conns_list=("${CONNS_ARR[@]}")
+    ((${#TP_CONNS[@]} == 0)) || conns_list=("${TP_CONNS[@]}")
     for key in "${keys[@]}"; do names+=("${NAME[${key%@*}]// /-}"); done
-    for conns in "${CONNS_ARR[@]}"; do
+    for conns in "${conns_list[@]}"; do
         echo
         echo "== ${TP_LABEL:-$n worker(s)}: wrk -t$THREADS -c$conns -d$DURATION --latency, $RUNS run(s) each, alternating: ${names[*]}"
         ((n == 1)) || echo "   $(limit_note "$n")" | fold -s -w 100 | sed '2,$s/^/   /'
@@ -1035,6 +1109,8 @@ throughput() {
                 tag=$TP_TAG${name// /-}$( ((n == 1)) || echo "-w$n")
                 run_wrk "$name (warm-up)" "$OUT/warmup-$tag-c$conns.txt" \
                     -t"$THREADS" -c"$conns" -d"$WARMUP" "${URL[$key]}"
+                # Its last lines written before the next run truncates the log.
+                [[ -z ${ALOG_FILE_OF[$key]:-} ]] || alog_settle "${ALOG_FILE_OF[$key]}"
             done
         fi
         for run in $(seq "$RUNS"); do
@@ -1046,6 +1122,9 @@ throughput() {
                     tls_be_counts
                     a0=$BE_ACCEPTS r0=$BE_REQUESTS
                 fi
+                # O_APPEND writers (both proxies open it so): the next write
+                # lands at the new end.
+                [[ -z ${ALOG_FILE_OF[$key]:-} ]] || : >"${ALOG_FILE_OF[$key]}"
                 tree_cpu "${CPU_ROOT[$key]}"
                 before=$TREE_TICKS before_pids=$TREE_PIDS SIDE_BEFORE=""
                 for pid in "${!TREE_TICKS_OF[@]}"; do SIDE_BEFORE+="$pid:${TREE_TICKS_OF[$pid]} "; done
@@ -1066,12 +1145,24 @@ throughput() {
                     tls_be_counts
                     extra=$(printf '\t%d\t%d\t%d\t%d' $((BE_ACCEPTS - a0 - 1)) $((BE_REQUESTS - r0 - 1)) "$a0" "$BE_ACCEPTS")
                 fi
+                if ((TP_ALOG)); then
+                    if [[ -n ${ALOG_FILE_OF[$key]:-} ]]; then
+                        alog_settle "${ALOG_FILE_OF[$key]}"
+                        extra=$(printf '\t%s\ton\t%d' "${ALOG_BASE[$key]}" "$ALOG_LINES")
+                    else
+                        extra=$(printf '\t%s\toff\t-' "${ALOG_BASE[$key]}")
+                    fi
+                fi
                 line=$(python3 "$TMP/parse_wrk.py" "$log" "$name" "$n" "$conns" "$run" "$((after - before))" "$CLK_TCK" \
                     "$((b1 - b0))" "$m0" "$m1" "$((t1 - t0))") || die "could not parse wrk output $log"
                 printf '%s%s\n' "$line" "$extra" >>"$TP_TSV"
                 [[ $(tail -n 1 "$TP_TSV" | cut -f1) == "$name" ]] || die "no result parsed from $log"
-                tail -n 1 "$TP_TSV" | awk -F'\t' '{w = $18; printf "  %-16s c%-4s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  max %8.2f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n%20s cores busy: proxy %.2f, backends %.2f, other %.2f; idle %.2f, steal %.2f\n", $1, $3, $4, $5, $6, $7, $8, $9, $13, $11, $12, "", $9 / w, $14 / w, ($15 - $9 - $14) / w, $16 / w, $17 / w
-                    if (NF > 18) printf "%20s TLS backend: %d connection(s) accepted, %d requests served\n", "", $19, $20}'
+                tail -n 1 "$TP_TSV" | awk -F'\t' -v tls="$TP_TLS" -v alog="$TP_ALOG" '{w = $18; printf "  %-" (alog ? 24 : 16) "s c%-4s run %s: %8.0f req/s  p50 %7.3f ms  p99 %7.3f ms  max %8.2f ms  CPU %5.2f s  %6.2f us/req  errors: non-2xx %s, socket %s\n%20s cores busy: proxy %.2f, backends %.2f, other %.2f; idle %.2f, steal %.2f\n", $1, $3, $4, $5, $6, $7, $8, $9, $13, $11, $12, "", $9 / w, $14 / w, ($15 - $9 - $14) / w, $16 / w, $17 / w
+                    if (tls) printf "%20s TLS backend: %d connection(s) accepted, %d requests served\n", "", $19, $20
+                    if (alog && $20 == "on") printf "%20s access log: %d lines, wrk completed %d requests (%+d)\n", "", $21, $10, $21 - $10}'
+                if ((TP_ALOG)) && [[ -n ${ALOG_FILE_OF[$key]:-} ]]; then
+                    alog_check "$name" "$conns" "$run" "$log"
+                fi
             done
         done
     done
@@ -1108,7 +1199,62 @@ for n in "${WORKERS_ARR[@]}"; do
     k=$((k + 1))
 done
 
-# 5c. TLS to the backend: the same runs, one worker each, with every proxy
+# 5c. The access log's cost: the load balancer -m mp -w 1 without and with
+# --access-log, and nginx (one worker) without and with access_log (its
+# combined format, buffer=64k flush=1s), started for these runs only, in
+# front of the same backends; the same wrk settings, at ALOG_CONNS_ARR.
+ALOG_TSV=$OUT/accesslog.tsv
+ALOG_LB_FILE=$OUT/access.log
+ALOG_NGX_FILE=$OUT/access-nginx.log
+if skipped accesslog; then
+    echo "access log cost: skipped (BENCH_SKIP)"
+else
+    echo
+    echo "== access log cost: load_balancer -m mp -w 1 without and with --access-log $ALOG_LB_FILE$(skipped accesslog-nginx ||
+        echo ", nginx without and with access_log $ALOG_NGX_FILE combined buffer=64k flush=1s")"
+    ALOG_STOP=()
+    lb_start "load_balancer (no access log)" "$TMP/load_balancer-nolog.log" "$LB_NOLOG_PORT" mp 1 "127.0.0.1:$P1" "127.0.0.1:$P2"
+    URL[lb@nolog]=http://127.0.0.1:$LB_NOLOG_PORT/ CPU_ROOT[lb@nolog]=$LB_STARTED ALOG_BASE[lb@nolog]=load_balancer
+    ALOG_STOP+=("$LB_STARTED")
+    LB_EXTRA=(--access-log "$ALOG_LB_FILE")
+    lb_start "load_balancer (access log)" "$TMP/load_balancer-alog.log" "$LB_ALOG_PORT" mp 1 "127.0.0.1:$P1" "127.0.0.1:$P2"
+    LB_EXTRA=()
+    URL[lbalog@log]=http://127.0.0.1:$LB_ALOG_PORT/ CPU_ROOT[lbalog@log]=$LB_STARTED ALOG_BASE[lbalog@log]=load_balancer
+    ALOG_FILE_OF[lbalog@log]=$ALOG_LB_FILE
+    ALOG_STOP+=("$LB_STARTED")
+    ALOG_KEYS=(lb@nolog lbalog@log)
+    if ! skipped accesslog-nginx; then
+        nginx_conf nginx-nolog 1 "$NGX_NOLOG_PORT"
+        nginx_start nginx-nolog "$TMP/nginx-nolog.conf" "$NGX_NOLOG_PORT"
+        URL[nginx@nolog]=http://127.0.0.1:$NGX_NOLOG_PORT/ CPU_ROOT[nginx@nolog]=$NGINX_MASTER ALOG_BASE[nginx@nolog]=nginx
+        # shellcheck disable=SC2206  # pids: split on spaces
+        ALOG_STOP+=("$NGINX_MASTER" $NGINX_WORKERS)
+        NGX_ACCESS_LOG="$ALOG_NGX_FILE combined buffer=64k flush=1s"
+        nginx_conf nginx-alog 1 "$NGX_ALOG_PORT"
+        NGX_ACCESS_LOG=off
+        nginx_start nginx-alog "$TMP/nginx-alog.conf" "$NGX_ALOG_PORT"
+        URL[nginxalog@log]=http://127.0.0.1:$NGX_ALOG_PORT/ CPU_ROOT[nginxalog@log]=$NGINX_MASTER ALOG_BASE[nginxalog@log]=nginx
+        ALOG_FILE_OF[nginxalog@log]=$ALOG_NGX_FILE
+        # shellcheck disable=SC2206  # pids: split on spaces
+        ALOG_STOP+=("$NGINX_MASTER" $NGINX_WORKERS)
+        ALOG_KEYS+=(nginx@nolog nginxalog@log)
+    fi
+    for key in "${ALOG_KEYS[@]}"; do
+        check_proxy "$key"
+    done
+    printf 'proxy\tworkers\tconns\trun\treq_s\tp50_ms\tp99_ms\tmax_ms\tcpu_s\trequests\tnon2xx\tsock_err\tcpu_us_req\tbackends_cpu_s\tbusy_s\tidle_s\tsteal_s\twall_s\tbase\tlog\tlog_lines\n' >"$ALOG_TSV"
+    TP_TSV=$ALOG_TSV TP_LABEL="access log cost, 1 worker" TP_TAG=alog- TP_ALOG=1 TP_CONNS=("${ALOG_CONNS_ARR[@]}")
+    throughput 1 "${ALOG_KEYS[@]}"
+    TP_TSV=$RUNS_TSV TP_LABEL="" TP_TAG="" TP_ALOG=0 TP_CONNS=()
+    stop_procs "${ALOG_STOP[@]}"
+    # What the load balancers logged besides (at -l warn).
+    for f in "$TMP/load_balancer-nolog.log" "$TMP/load_balancer-alog.log"; do
+        n_lines=$(grep -c . "$f" 2>/dev/null || true)
+        ((${n_lines:-0} == 0)) || echo "  note: $(basename "$f") has $n_lines line(s), the first: $(head -n 1 "$f")"
+    done
+fi
+
+# 5d. TLS to the backend: the same runs, one worker each, with every proxy
 # forwarding over TLS to one HTTPS backend (a separate nginx); the backend
 # and these proxies are started for these runs only and stopped after them.
 
@@ -1261,7 +1407,7 @@ CONF
     done
 fi
 
-# 5d. Syscalls per request: separate runs under strace, not used above.
+# 5e. Syscalls per request: separate runs under strace, not used above.
 if ((HAVE_STRACE)); then
     echo
     echo "== syscalls per request: strace -c -f -p PID during wrk -t1 -c$STRACE_CONNS -d$STRACE_DURATION (separate runs)"
@@ -1299,7 +1445,7 @@ if ((HAVE_STRACE)); then
     done
 fi
 
-# 5e. Large response through each proxy versus directly from the origin.
+# 5f. Large response through each proxy versus directly from the origin.
 if skipped body; then
     echo "large response: skipped (BENCH_SKIP)"
 else
@@ -1340,6 +1486,7 @@ SETTINGS="wrk -t$THREADS -d$DURATION --latency at $(sed 's/ \([^ ]*\)$/ and \1/;
 NOTES=""
 skipped idle || NOTES+="; idle: $IDLE_CONNS connections"
 ((HAVE_STRACE)) && NOTES+="; strace: wrk -t1 -c$STRACE_CONNS -d$STRACE_DURATION"
+skipped accesslog || NOTES+="; access log cost: wrk at $(sed 's/ \([^ ]*\)$/ and \1/; s/ \([^ ]* and\)/, \1/g' <<<"${ALOG_CONNS_ARR[*]}") connections"
 skipped body || NOTES+="; large response: $BODY_BYTES bytes, $BODY_RUNS run(s) each"
 [[ -n $FD_NOTE ]] && NOTES+="; $FD_NOTE"
 [[ -n ${NGX_SPOOLED:-} ]] && NOTES+="; nginx spooled part of the large response to a temporary file (proxy_buffering on, its default)"
@@ -1448,6 +1595,50 @@ for w in workers_list:
             intro.append(s["note"])
     title = "Throughput and latency: " + ("one worker each" if w == 1 else f"{w} workers each")
     sections.append((title, "\n\n".join(intro + tput + ["\n".join(cpu_t)])))
+
+# The access log's cost: each proxy without and with its access log.
+alog = rows("accesslog.tsv")
+if alog:
+    t = ["Each proxy twice, started for these runs only, in front of the same backends, with the same wrk settings, "
+         "the runs alternating: the load balancer `-m mp -w 1` without and with `--access-log bench/out/access.log` "
+         "(nginx `combined` plus timings, buffered per worker, written at 64 KiB or once a second)"
+         + (", nginx `worker_processes 1` without and with `access_log bench/out/access-nginx.log combined buffer=64k "
+            "flush=1s`" if any(r["base"] == "nginx" for r in alog) else "")
+         + ". Each log is truncated before a run and its lines counted once the proxy has written them out; a line per "
+         "request wrk completed is expected, plus at most one per connection for the requests in flight when wrk stopped. "
+         "**CPU added** is CPU µs/req with the log minus without (the medians), and that as a share of the figure without; "
+         "**req/s change** the same for req/s. The last buffer, written after the run, is not in the run's CPU time: one "
+         "`write` of at most 64 KiB.", "",
+         "| proxy | conns | req/s, no log | req/s, log | req/s change | CPU µs/req, no log | CPU µs/req, log "
+         "| CPU added µs/req | CPU added | log lines / wrk requests, all runs | errors |",
+         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    bases = []
+    for r in alog:
+        if r["base"] not in bases:
+            bases.append(r["base"])
+    aconns = []
+    for r in alog:
+        if int(r["conns"]) not in aconns:
+            aconns.append(int(r["conns"]))
+    pct = lambda a, b: f"{(a / b - 1) * 100:+.1f}%" if b else "n/a"
+    for c in aconns:
+        for b in bases:
+            off = [r for r in alog if r["base"] == b and int(r["conns"]) == c and r["log"] == "off"]
+            on = [r for r in alog if r["base"] == b and int(r["conns"]) == c and r["log"] == "on"]
+            if not off or not on:
+                continue
+            m = {side: {k: statistics.median(float(r[k]) for r in rs) for k in ("req_s", "cpu_us_req")}
+                 for side, rs in (("off", off), ("on", on))}
+            errs = sum(int(r["non2xx"]) + int(r["sock_err"]) for r in off + on)
+            reqs = sum(int(r["requests"]) for r in off + on)
+            errors |= errs > 0
+            lines = sum(int(r["log_lines"]) for r in on)
+            on_reqs = sum(int(r["requests"]) for r in on)
+            t.append(f"| {b} | {c} | {m['off']['req_s']:.0f} | {m['on']['req_s']:.0f} | {pct(m['on']['req_s'], m['off']['req_s'])} | "
+                     f"{m['off']['cpu_us_req']:.2f} | {m['on']['cpu_us_req']:.2f} | "
+                     f"{m['on']['cpu_us_req'] - m['off']['cpu_us_req']:+.2f} | {pct(m['on']['cpu_us_req'], m['off']['cpu_us_req'])} | "
+                     f"{lines} / {on_reqs} | {errs} of {reqs} |")
+    sections.append(("Access log cost", "\n".join(t)))
 
 # TLS to the backend: the same tables, the TLS backend's columns added.
 if tls_runs:
@@ -1606,6 +1797,7 @@ one = "one worker each" + (" (HAProxy one thread)" if "haproxy" in names else ""
 tput_workers = "; ".join(
     ([f"throughput at {ws} worker(s) per proxy (each section says how each proxy ran them)"] if workers_list else [])
     + (["the same with TLS to the backend at one worker each"] if tls_runs else [])
+    + (["the access log's cost at one worker each"] if alog else [])
     + ([f"idle, syscall and large-response tests with {one}"] if idle or st or body else []))
 head = [f"date: {date}", f"machine: {machine}", f"versions: {versions}", "",
         f"settings: {settings}; {tput_workers + '; ' if tput_workers else ''}all on 127.0.0.1{notes}"]
