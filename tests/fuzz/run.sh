@@ -83,14 +83,17 @@ for t in $TARGETS; do
   before=$(ls "$FUZZ/artifacts/$t" | sort)
   echo "== $t: fuzzing for $SECONDS_EACH s (log: tests/fuzz/out/$t.log)"
   start=$(date +%s)
-  # Absolute paths: the cli target works in a scratch directory of its own.
-  $CARGO "+$TOOLCHAIN" fuzz run --fuzz-dir "$FUZZ" -s "$san" --target-dir "$tdir" "$t" \
+  # Absolute paths: the cli target works in a scratch directory of its own,
+  # which the targets make under TMPDIR (removed after the run).
+  rm -rf "$FUZZ/out/tmp" && mkdir -p "$FUZZ/out/tmp"
+  TMPDIR=$FUZZ/out/tmp $CARGO "+$TOOLCHAIN" fuzz run --fuzz-dir "$FUZZ" -s "$san" --target-dir "$tdir" "$t" \
     "$FUZZ/corpus/$t" "$FUZZ/seeds/$t" "$FUZZ/regressions/$t" -- \
     -max_total_time="$SECONDS_EACH" -max_len="$(max_len "$t")" \
     -dict="$FUZZ/dict/$t.dict" -timeout=20 -rss_limit_mb=2048 \
     -artifact_prefix="$FUZZ/artifacts/$t/" -print_final_stats=1 \
     >"$FUZZ/out/$t.log" 2>&1
   rc=$?
+  rm -rf "$FUZZ/out/tmp"
   took=$(( $(date +%s) - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$FUZZ/out/$t.log" | tail -1)
   execs=${execs:-0}
