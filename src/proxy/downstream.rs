@@ -255,14 +255,7 @@ impl Worker {
         let pre = c.prebody.as_mut().expect("Phase::Body has a body buffer");
         match c.req.body.ready(rbuf.filled()) {
             Ok(_) if limit > 0 && c.req.body.data_bytes() > limit => {
-                crate::log_limited!(
-                    Kind::BadRequest,
-                    Info,
-                    "{}: chunked body over max_body_bytes ({limit}) (413)",
-                    c.peer()
-                );
-                c.keep_alive = false;
-                self.local_error(ci, 413, "request body too large");
+                self.refuse_body(ci, BodyRefusal::TooLarge(limit));
                 return true;
             }
             Ok(n) => {
@@ -272,15 +265,7 @@ impl Worker {
                 c.req.body.forwarded(n);
             }
             Err(e) => {
-                crate::log_limited!(
-                    Kind::BadRequest,
-                    Info,
-                    "{}: rejected request body: {e} (400)",
-                    c.peer()
-                );
-                shared.metrics.bad_requests.fetch_add(1, Relaxed);
-                c.keep_alive = false;
-                self.local_error(ci, 400, &e.to_string());
+                self.refuse_body(ci, BodyRefusal::Malformed(e));
                 return true;
             }
         }
@@ -375,6 +360,47 @@ impl Worker {
         c.status = 0;
         c.body_bytes = 0;
         c.alog.clear();
+    }
+
+    /// A request body that cannot go on: over `max_body_bytes` (413) or
+    /// badly framed (400). The backend connection, if any, carries a partial
+    /// request and is closed; once part of a response is out, all the client
+    /// can be told is a close.
+    pub(super) fn refuse_body(&mut self, ci: u32, why: BodyRefusal) {
+        let c = self.sessions.get_mut(ci).expect("client");
+        let (status, detail) = match &why {
+            BodyRefusal::TooLarge(limit) => {
+                crate::log_limited!(
+                    Kind::BadRequest,
+                    Info,
+                    "{}: chunked body over max_body_bytes ({limit}) (413)",
+                    c.peer()
+                );
+                (413, "request body too large".to_string())
+            }
+            BodyRefusal::Malformed(e) => {
+                crate::log_limited!(
+                    Kind::BadRequest,
+                    Info,
+                    "{}: rejected request body: {e} (400)",
+                    c.peer()
+                );
+                self.shared.metrics.bad_requests.fetch_add(1, Relaxed);
+                (400, e.to_string())
+            }
+        };
+        c.keep_alive = false;
+        if let Some(ui) = c.up.take() {
+            self.close_upstream(ui);
+        }
+        let c = self.sessions.get_mut(ci).expect("client");
+        if c.resp.sent > 0 {
+            return self.close_client(ci);
+        }
+        if let Some(w) = c.wbuf.as_mut() {
+            w.clear(); // a response head composed but not sent
+        }
+        self.local_error(ci, status, &detail);
     }
 
     /// A page made here: `/metrics`, `/status`, `/status.json` (404 for
@@ -606,4 +632,11 @@ impl Page {
             _ => None,
         }
     }
+}
+
+/// Why a request body is refused (see [`Worker::refuse_body`]).
+pub(super) enum BodyRefusal {
+    /// Chunked data over `max_body_bytes` (this limit).
+    TooLarge(u64),
+    Malformed(crate::http::ChunkError),
 }

@@ -6,6 +6,7 @@
 
 use super::balance::candidates;
 use super::body::Body;
+use super::downstream::BodyRefusal;
 use super::session::{Phase, Resp};
 use super::worker::{token, Worker, KIND_UPSTREAM};
 use crate::buf::Buf;
@@ -352,38 +353,12 @@ impl Worker {
         let limit = shared.config.max_body_bytes;
         let pending = match c.req.body.ready(rbuf.filled()) {
             Ok(_) if limit > 0 && c.req.body.data_bytes() > limit => {
-                crate::log_limited!(
-                    Kind::BadRequest,
-                    Info,
-                    "{}: chunked body over max_body_bytes ({limit})",
-                    c.peer()
-                );
-                c.keep_alive = false;
-                if let Some(ui) = c.up.take() {
-                    self.close_upstream(ui);
-                }
-                let c = self.sessions.get(ci).expect("client");
-                if c.resp.head_done {
-                    self.close_client(ci);
-                } else {
-                    self.local_error(ci, 413, "request body too large");
-                }
+                self.refuse_body(ci, BodyRefusal::TooLarge(limit));
                 return true;
             }
             Ok(p) => p,
             Err(e) => {
-                crate::log_limited!(
-                    Kind::BadRequest,
-                    Info,
-                    "{}: rejected request body: {e} (400)",
-                    c.peer()
-                );
-                shared.metrics.bad_requests.fetch_add(1, Relaxed);
-                c.keep_alive = false;
-                if let Some(ui) = c.up.take() {
-                    self.close_upstream(ui);
-                }
-                self.local_error(ci, 400, &e.to_string());
+                self.refuse_body(ci, BodyRefusal::Malformed(e));
                 return true;
             }
         };
