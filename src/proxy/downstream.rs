@@ -531,24 +531,11 @@ impl Worker {
     }
 
     pub(super) fn step_local(&mut self, ci: u32) -> bool {
-        let c = self.sessions.get_mut(ci).expect("client");
         // An interim response may still sit in wbuf ahead of this one.
-        if let Some(w) = c.wbuf.as_mut().filter(|w| !w.is_empty()) {
-            if !c.stream.writable {
-                return false;
-            }
-            return match c.stream.write_from(&[IoSlice::new(w.filled())]) {
-                Io::Moved(n) => {
-                    w.consume(n);
-                    true
-                }
-                Io::Blocked => false,
-                Io::Eof | Io::Failed(_) => {
-                    self.close_client(ci);
-                    true
-                }
-            };
+        if let Some(progressed) = self.flush_wbuf(ci) {
+            return progressed;
         }
+        let c = self.sessions.get_mut(ci).expect("client");
         if c.local_off == c.local.len() {
             c.local.clear();
             if c.local.capacity() > 4096 {

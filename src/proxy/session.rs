@@ -11,8 +11,9 @@
 use super::body::Body;
 use super::worker::Worker;
 use crate::buf::Buf;
-use crate::net::{Stream, Tcp};
+use crate::net::{Io, Stream, Tcp};
 use crate::sys;
+use std::io::IoSlice;
 
 /// Steps one `drive` call may take before yielding to other connections.
 const DRIVE_BUDGET: u32 = 256;
@@ -171,6 +172,28 @@ impl Session {
 }
 
 impl Worker {
+    /// Writes what waits in `wbuf` for the client (an interim response
+    /// ahead of the final one): `None` when nothing waits, else whether it
+    /// progressed (a failed write closes the client, which is progress).
+    pub(super) fn flush_wbuf(&mut self, ci: u32) -> Option<bool> {
+        let c = self.sessions.get_mut(ci)?;
+        let w = c.wbuf.as_mut().filter(|w| !w.is_empty())?;
+        if !c.stream.writable {
+            return Some(false);
+        }
+        Some(match c.stream.write_from(&[IoSlice::new(w.filled())]) {
+            Io::Moved(n) => {
+                w.consume(n);
+                true
+            }
+            Io::Blocked => false,
+            Io::Eof | Io::Failed(_) => {
+                self.close_client(ci);
+                true
+            }
+        })
+    }
+
     /// Advances a client connection as far as its sockets allow.
     pub(super) fn drive(&mut self, ci: u32) {
         for _ in 0..DRIVE_BUDGET {

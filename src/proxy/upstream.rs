@@ -450,24 +450,10 @@ impl Worker {
         if c.resp.head_done {
             return self.step_response_body(ci, ui);
         }
-        if let Some(w) = c
-            .wbuf
-            .as_mut()
-            .filter(|w| !w.is_empty() && c.stream.writable)
-        {
+        if c.stream.writable && c.wbuf.as_ref().is_some_and(|w| !w.is_empty()) {
             // An interim response (100 Continue) goes out at once: the client
             // may be waiting for it before it sends the body.
-            return match c.stream.write_from(&[IoSlice::new(w.filled())]) {
-                Io::Moved(n) => {
-                    w.consume(n);
-                    true
-                }
-                Io::Blocked => false,
-                Io::Eof | Io::Failed(_) => {
-                    self.close_client(ci);
-                    true
-                }
-            };
+            return self.flush_wbuf(ci).unwrap_or(false);
         }
         if let Some(b) = u.rbuf.as_ref().filter(|b| !b.is_empty()) {
             match parse_response(b.filled(), hdrs) {
