@@ -57,7 +57,7 @@ lint:
 	for t in $(CROSS_TARGETS); do $(CARGO) clippy --target $$t --no-default-features --lib --bins -- -D warnings || exit 1; done
 
 # Coverage-guided fuzzing (cargo fuzz, libFuzzer; tests/fuzz/README.md):
-# each target in turn for FUZZ_SECONDS, seeded from ../shared/conformance.
+# each target in turn for FUZZ_SECONDS, seeded from tests/conformance/.
 # Needs cargo-fuzz (cargo install cargo-fuzz); uses nightly where installed.
 # A failing input is kept in tests/fuzz/regressions/, replayed by make test.
 FUZZ_SECONDS ?= 120

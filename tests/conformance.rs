@@ -1,10 +1,11 @@
-//! External HTTP/1.1 corpora (../shared/conformance): llhttp's parser tests
+//! External HTTP/1.1 corpora (tests/conformance/): llhttp's parser tests
 //! through the parser, on every SIMD level and the scalar twin.
 //!
-//! Rules (from the corpus README): where llhttp rejects, this parser must
-//! reject too; where llhttp parses, this parser parses the same messages or
-//! rejects by a rule listed in `STRICTER` with its RFC 9112 reason; where
-//! llhttp needs more bytes or switches to a tunnel, this parser says the same.
+//! Rules (from tests/conformance/README.md): where llhttp rejects, this
+//! parser must reject too; where llhttp parses, this parser parses the same
+//! messages or rejects by a rule listed in `STRICTER` with its RFC 9112
+//! reason; where llhttp needs more bytes or switches to a tunnel, this parser
+//! says the same.
 //! Lenient types (llhttp run with a relaxation flag) are informational.
 //!
 //! Most of llhttp's HTTP/1.1 requests carry no Host, which RFC 9112 3.2

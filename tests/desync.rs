@@ -1,12 +1,12 @@
-//! AWS http-desync-guardian's smuggling cases (../shared/conformance)
+//! AWS http-desync-guardian's smuggling cases (tests/conformance/)
 //! through the running load balancer to a backend that records every byte
 //! it receives.
 //!
-//! Rules (corpus README): Severe never reaches a backend (400, or 501 for an
-//! unknown transfer coding, and the connection closed); Ambiguous is rejected
-//! the same way or forwarded with exactly one framing header; Compliant is
-//! forwarded, except where listed in `COMPLIANT_REJECTED` with the reason;
-//! Acceptable may go either way.
+//! Rules (tests/conformance/README.md): Severe never reaches a backend (400,
+//! or 501 for an unknown transfer coding, and the connection closed);
+//! Ambiguous is rejected the same way or forwarded with exactly one framing
+//! header; Compliant is forwarded, except where listed in
+//! `COMPLIANT_REJECTED` with the reason; Acceptable may go either way.
 //!
 //! Nearly none of the corpus's HTTP/1.1 requests carries a Host, which RFC
 //! 9112 3.2 requires (a server MUST answer 400 without one). So the corpus

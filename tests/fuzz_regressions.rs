@@ -3,7 +3,7 @@
 //! once) and the committed seeds under tests/fuzz/seeds/<target>/ go
 //! through the same functions the fuzzer runs (tests/fuzz/checks.rs), and
 //! so do the inputs made from the conformance corpora
-//! (../shared/conformance/), which `make fuzz` also writes as seeds.
+//! (tests/conformance/), which `make fuzz` also writes as seeds.
 //!
 //! `write_seeds` (ignored) writes those conformance inputs into the fuzz
 //! corpus dirs: `FUZZ_CORPUS=tests/fuzz/corpus cargo test --test
@@ -105,7 +105,7 @@ fn cli_regressions_and_seeds() {
 /// One conformance corpus: its lines and the JSON of each.
 fn corpus(name: &str) -> Vec<(String, lb::config::json::Json)> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/conformance")
+        .join("tests/conformance")
         .join(name)
         .join("cases.jsonl");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

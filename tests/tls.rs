@@ -15,7 +15,7 @@ use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 fn big(n: usize, seed: u8) -> Vec<u8> {
     (0..n)
@@ -311,6 +311,51 @@ fn tls_trace_prints_the_handshake_summary() {
     }
 }
 
+/// What the backend sends of a 100-byte Content-Length body before its cut.
+const CUT_LENGTH_BODY: &[u8] = &[b'x'; 90];
+/// What the backend sends of a close-delimited body before its cut.
+const CUT_CLOSE_BODY: &[u8] = b"some bytes, then a cut";
+
+/// A chunked body as the proxy writes it (hex size lines without
+/// extensions), read strictly from bytes that may stop anywhere: the data
+/// of the chunks, and whether a last chunk (size 0) began. Panics on bad
+/// framing.
+fn dechunk(mut b: &[u8]) -> (Vec<u8>, bool) {
+    let mut data = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else {
+            assert!(
+                b.iter().all(u8::is_ascii_hexdigit),
+                "bad chunk size line: {}",
+                show(b)
+            );
+            return (data, false);
+        };
+        let line = &b[..eol];
+        assert!(
+            !line.is_empty() && line.iter().all(u8::is_ascii_hexdigit),
+            "bad chunk size line: {}",
+            show(line)
+        );
+        let size = usize::from_str_radix(std::str::from_utf8(line).unwrap(), 16).unwrap();
+        b = &b[eol + 2..];
+        if size == 0 {
+            return (data, true);
+        }
+        if b.len() < size + 2 {
+            data.extend_from_slice(&b[..b.len().min(size)]);
+            return (data, false);
+        }
+        data.extend_from_slice(&b[..size]);
+        assert_eq!(
+            &b[size..size + 2],
+            b"\r\n",
+            "chunk data not followed by CRLF"
+        );
+        b = &b[size + 2..];
+    }
+}
+
 #[test]
 fn a_tls_response_cut_without_close_notify_is_never_a_clean_short_body() {
     let ca = Ca::new("lb test CA");
@@ -320,13 +365,17 @@ fn a_tls_response_cut_without_close_notify_is_never_a_clean_short_body() {
             return;
         };
         drop(reader);
-        let resp: &[u8] = if start.get(1).is_some_and(|t| t == "/length") {
-            b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part"
+        let mut resp = Vec::new();
+        if start.get(1).is_some_and(|t| t == "/length") {
+            // 90 of the 100 declared bytes.
+            resp.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n");
+            resp.extend_from_slice(CUT_LENGTH_BODY);
         } else {
             // Close-delimited: only a close_notify would end it cleanly.
-            b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nsome bytes, then a cut"
-        };
-        let _ = tls.write_all(resp);
+            resp.extend_from_slice(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n");
+            resp.extend_from_slice(CUT_CLOSE_BODY);
+        }
+        let _ = tls.write_all(&resp);
         let _ = tls.flush();
         thread::sleep(Duration::from_millis(100));
         // A TCP close with no close_notify.
@@ -343,17 +392,57 @@ fn a_tls_response_cut_without_close_notify_is_never_a_clean_short_body() {
     for path in ["/length", "/until-close"] {
         let mut c = lb.conn();
         c.send(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes());
-        let all = String::from_utf8_lossy(&c.read_to_close()).into_owned();
-        assert!(all.starts_with("HTTP/1.1 200 OK"), "{path}: {all:?}");
-        // Neither a complete Content-Length body nor a final chunk.
-        assert!(
-            !all.ends_with("0\r\n\r\n"),
-            "{path}: presented as complete: {all:?}"
-        );
-        assert!(!all.contains(&"x".repeat(91)), "{path}");
+        // The response started, so it cannot become a 502: the client
+        // connection must be closed with the body short by its own framing.
+        let all = c.read_to_close();
+        let at = all
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .unwrap_or_else(|| panic!("{path}: no complete head: {}", show(&all)))
+            + 4;
+        let (head, body) = all.split_at(at);
+        let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+        assert!(head.starts_with("http/1.1 200 ok\r\n"), "{path}: {head:?}");
+        if path == "/length" {
+            // Forwarded with the length the backend declared, and fewer body
+            // bytes than that: the client sees a short body, never a whole one.
+            assert!(
+                head.contains("\r\ncontent-length: 100\r\n") && !head.contains("transfer-encoding"),
+                "{path}: the declared length must reach the client: {head:?}"
+            );
+            assert!(
+                body.len() < 100 && CUT_LENGTH_BODY.starts_with(body),
+                "{path}: {} body bytes, not a prefix of the {} sent: {}",
+                body.len(),
+                CUT_LENGTH_BODY.len(),
+                show(body)
+            );
+        } else {
+            // Re-chunked for the HTTP/1.1 client: the bytes that came are
+            // passed on, and no last chunk says the body is whole.
+            assert!(
+                head.contains("\r\ntransfer-encoding: chunked\r\n")
+                    && !head.contains("content-length"),
+                "{path}: expected a re-chunked response: {head:?}"
+            );
+            let (data, last_chunk) = dechunk(body);
+            assert!(
+                !last_chunk,
+                "{path}: presented as complete with a last chunk: {}",
+                show(body)
+            );
+            assert!(
+                CUT_CLOSE_BODY.starts_with(&data),
+                "{path}: data {} is not a prefix of what was sent",
+                show(&data)
+            );
+        }
     }
     assert!(
-        lb.log_has("close_notify") || lb.log_has("truncated"),
+        eventually(Duration::from_secs(5), || {
+            let log = lb.log_text();
+            log.contains("close_notify") || log.contains("truncated")
+        }),
         "{}",
         lb.log_text()
     );
@@ -419,13 +508,70 @@ fn a_response_followed_at_once_by_close_notify_is_served_and_nothing_spins() {
     for _ in 0..20 {
         assert_eq!(get(lb.port, "/").text(), "done");
     }
+    // One more on a client connection that stays open through the idle
+    // interval, so a session left spinning by that close would still be there.
+    let mut held = lb.conn();
+    assert_eq!(held.get("/").text(), "done");
+    // Idle but for the probes (each one a connection that ends the same
+    // way): the load balancer's processes (the master, its worker and its
+    // prober; or the one process in sp mode) must sleep. A loop that spins
+    // burns a whole core (~100% of the interval); idle they use ~1%.
+    let probes_before = be.connections.load(Ordering::Relaxed);
+    let (ticks_before, t0) = (lb_cpu_ticks(lb.pid()), Instant::now());
+    thread::sleep(Duration::from_secs(2));
+    let (ticks_after, wall) = (lb_cpu_ticks(lb.pid()), t0.elapsed());
+    let used = ticks_after
+        .iter()
+        .map(|(pid, t)| t.saturating_sub(ticks_before.get(pid).copied().unwrap_or(0)))
+        .sum::<u64>();
+    let cpu = Duration::from_secs_f64(used as f64 / clock_ticks_per_second() as f64);
+    assert!(
+        cpu < wall / 5,
+        "the load balancer used {cpu:?} of CPU in {wall:?} idle (a spin?): \
+         per pid before {ticks_before:?}, after {ticks_after:?}"
+    );
     // Probes went on (each one a connection): the prober is not stuck.
-    let before = be.connections.load(Ordering::Relaxed);
     assert!(
         eventually(Duration::from_secs(5), || be
             .connections
             .load(Ordering::Relaxed)
-            >= before + 5),
-        "probes stopped"
+            >= probes_before + 5),
+        "probes stopped: {} connections before the idle interval, {} now",
+        probes_before,
+        be.connections.load(Ordering::Relaxed)
     );
+    // And the held client connection still works.
+    assert_eq!(held.get("/").text(), "done");
+}
+
+/// User + system CPU time, in clock ticks, of the load balancer `master`
+/// and each of its child processes (workers, prober), by pid, from
+/// /proc/PID/stat (a process's figures include all of its threads).
+fn lb_cpu_ticks(master: u32) -> std::collections::BTreeMap<u32, u64> {
+    let mut pids = vec![master];
+    pids.extend(children(master).into_iter().map(|(pid, _)| pid));
+    pids.into_iter()
+        .filter_map(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            // "pid (comm) state ppid ...": utime and stime are fields 14 and
+            // 15, the 12th and 13th after the ')' that ends comm.
+            let rest = stat.rsplit_once(')')?.1;
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let utime: u64 = f.get(11)?.parse().ok()?;
+            let stime: u64 = f.get(12)?.parse().ok()?;
+            Some((pid, utime + stime))
+        })
+        .collect()
+}
+
+/// `sysconf(_SC_CLK_TCK)`, the unit of /proc's CPU times (100 on Linux).
+fn clock_ticks_per_second() -> u64 {
+    std::process::Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|&t| t > 0)
+        .unwrap_or(100)
 }

@@ -36,7 +36,12 @@ pub struct Lb {
 impl Lb {
     /// Starts `load_balancer -h 127.0.0.1 -p PORT ARGS...` and waits until it accepts.
     pub fn start(args: &[&str]) -> Lb {
-        Lb::start_bin(LB, args)
+        // `LB_BIN=/path/to/old/load_balancer` runs a test against another
+        // build (to show a test fails on the code before a fix).
+        match std::env::var("LB_BIN") {
+            Ok(bin) => Lb::start_bin(&bin, args),
+            Err(_) => Lb::start_bin(LB, args),
+        }
     }
 
     /// The same, from the binary at `bin` (an upgrade test's copy).
@@ -709,11 +714,12 @@ pub fn shutdown_write(c: &Client) {
     let _ = c.w.shutdown(Shutdown::Write);
 }
 
-/// The cases of a corpus in ../shared/conformance/NAME/cases.jsonl, read with
-/// the project's own JSON parser.
+/// The cases of a corpus in tests/conformance/NAME/cases.jsonl (the
+/// project's copy, see tests/conformance/README.md), read with the project's
+/// own JSON parser.
 pub fn corpus(name: &str) -> Vec<lb::config::json::Json> {
     let path = format!(
-        "{}/../shared/conformance/{name}/cases.jsonl",
+        "{}/tests/conformance/{name}/cases.jsonl",
         env!("CARGO_MANIFEST_DIR")
     );
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));

@@ -57,15 +57,15 @@ for t in $TARGETS; do
   mkdir -p "$FUZZ/corpus/$t" "$FUZZ/regressions/$t" "$FUZZ/artifacts/$t"
 done
 
-# Seeds from the conformance corpora (../shared/conformance, as CI lays it
-# out), written by the stable test that also replays them.
-if [ -d "$ROOT/../shared/conformance" ]; then
-  echo "== seeds from ../shared/conformance"
+# Seeds from the conformance corpora (the project's copy in
+# tests/conformance/), written by the stable test that also replays them.
+if [ -d "$ROOT/tests/conformance" ]; then
+  echo "== seeds from tests/conformance"
   FUZZ_CORPUS=$FUZZ/corpus $CARGO test --profile ci --test fuzz_regressions -q \
     -- --ignored --exact write_seeds >"$FUZZ/out/seeds.log" 2>&1 \
     || { cat "$FUZZ/out/seeds.log" >&2; echo "writing seeds failed" >&2; exit 1; }
 else
-  echo "note: no ../shared/conformance: fuzzing from the committed seeds only" >&2
+  echo "note: no tests/conformance: fuzzing from the committed seeds only" >&2
 fi
 
 failed=()
