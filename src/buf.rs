@@ -97,11 +97,17 @@ pub struct BufPool {
     free: Vec<Buf>,
     /// Buffers handed out and not yet returned.
     pub in_use: usize,
+    /// Most buffers in use at once since the last [`BufPool::trim`].
+    peak: usize,
 }
+
+/// Buffers a pool keeps however quiet it gets.
+const KEEP_MIN: usize = 64;
 
 impl BufPool {
     pub fn take(&mut self) -> Buf {
         self.in_use += 1;
+        self.peak = self.peak.max(self.in_use);
         self.free.pop().unwrap_or_else(|| Buf {
             data: vec![0u8; BUF_SIZE].into_boxed_slice(),
             start: 0,
@@ -133,6 +139,19 @@ impl BufPool {
     pub fn free_count(&self) -> usize {
         self.free.len()
     }
+
+    /// Gives memory back after a burst: keeps what the busiest moment since
+    /// the last call needed (at least [`KEEP_MIN`]), frees the rest, and
+    /// starts a new period. Steady traffic has the same peak every period,
+    /// so it frees (and later allocates) nothing.
+    pub fn trim(&mut self) {
+        let keep = self.peak.max(KEEP_MIN).saturating_sub(self.in_use);
+        if self.free.len() > keep {
+            self.free.truncate(keep);
+            self.free.shrink_to_fit();
+        }
+        self.peak = self.in_use;
+    }
 }
 
 #[cfg(test)]
@@ -152,5 +171,20 @@ mod tests {
         assert_eq!((b.start, b.end), (0, 0));
         p.give(b);
         assert_eq!((p.in_use, p.free_count()), (0, 1));
+    }
+
+    #[test]
+    fn trim_gives_back_what_a_burst_left() {
+        let mut p = BufPool::default();
+        let burst: Vec<Buf> = (0..500).map(|_| p.take()).collect();
+        for b in burst {
+            p.give(b);
+        }
+        p.trim(); // the burst was this period's peak: all kept
+        assert_eq!(p.free_count(), 500);
+        let held = p.take();
+        p.trim(); // a quiet period: back to the floor
+        assert_eq!(p.free_count(), KEEP_MIN - 1);
+        p.give(held);
     }
 }

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use crate::config::file::{self, ConfigError};
 use crate::config::{
     parse_backend_addr, parse_port, validate_host, BackendSpec, Config, LogLevel, Mode, Strategy,
-    MAX_BACKENDS,
+    MAX_BACKENDS, MAX_CONNECTIONS_LIMIT,
 };
 
 /// The exit status for a usage or configuration error.
@@ -150,6 +150,7 @@ enum Opt {
     CaFile,
     Admin,
     AccessLog,
+    MaxConnections,
     Trace,
     TlsTrace,
     Check,
@@ -171,6 +172,7 @@ const FLAGS: &[(Option<char>, &str, bool, Opt)] = &[
     (None, "ca-file", true, Opt::CaFile),
     (None, "admin", true, Opt::Admin),
     (None, "access-log", true, Opt::AccessLog),
+    (None, "max-connections", true, Opt::MaxConnections),
     (Some('t'), "trace", false, Opt::Trace),
     (None, "tls-trace", false, Opt::TlsTrace),
     (None, "check", false, Opt::Check),
@@ -242,6 +244,9 @@ Options:
                        /status.json (default: off)
       --access-log F   One line per request to F, or - for standard output;
                        SIGUSR1 reopens it (default: off)
+      --max-connections N  Client connections per worker; above it the
+                       worker stops accepting until one closes (default:
+                       from the descriptor limit, room left for upstreams)
       --check          Validate the configuration and exit (like nginx -t)
       --help           Show this help and exit
       --version        Show the version and exit
@@ -423,6 +428,15 @@ impl Builder {
                 }
                 self.cfg.access_log = Some(PathBuf::from(value));
             }
+            Opt::MaxConnections => {
+                self.cfg.max_connections = Some(value.as_str())
+                    .filter(|v| {
+                        !v.is_empty() && v.len() <= 7 && v.bytes().all(|b| b.is_ascii_digit())
+                    })
+                    .and_then(|v| v.parse::<usize>().ok())
+                    .filter(|&n| (1..=MAX_CONNECTIONS_LIMIT).contains(&n))
+                    .ok_or_else(|| invalid("expected an integer 1..=1000000"))?;
+            }
             Opt::Trace => self.cfg.trace = true,
             Opt::TlsTrace => self.cfg.tls_trace = true,
             Opt::Check => self.check = true,
@@ -436,6 +450,7 @@ impl Builder {
         self.cfg.flag_backends = from_flags;
         self.cfg.strategy_given = self.strategy.is_some();
         let mut strategy = self.strategy;
+        let mut metrics_on_traffic_port = None;
         if let Some(path) = &self.config_path {
             let fc = file::load(path).map_err(CliError::Config)?;
             let from_file = fc.backends.len();
@@ -461,7 +476,11 @@ impl Builder {
             if self.cfg.access_log.is_none() {
                 self.cfg.access_log = fc.access_log;
             }
-            self.cfg.metrics_on_traffic_port = fc.metrics_on_traffic_port;
+            metrics_on_traffic_port = fc.metrics_on_traffic_port;
+            self.cfg.trusted_client_headers = fc.trusted_client_headers;
+            if self.cfg.max_connections == 0 {
+                self.cfg.max_connections = fc.max_connections;
+            }
         }
         if from_flags > MAX_BACKENDS {
             return Err(CliError::TooManyBackends {
@@ -472,6 +491,10 @@ impl Builder {
         if self.backends.is_empty() {
             return Err(CliError::NoBackends);
         }
+        // `/metrics` on the traffic port only when nothing else serves it,
+        // unless the file says so.
+        self.cfg.metrics_on_traffic_port =
+            metrics_on_traffic_port.unwrap_or(self.cfg.admin.is_none());
         self.cfg.strategy = strategy.unwrap_or(self.cfg.strategy);
         self.cfg.config_path = self.config_path;
         self.cfg.backends = self.backends;

@@ -53,6 +53,18 @@ pub struct Metrics {
     pub upstream_response: [Histogram; MAX_BACKENDS],
     /// `lb_backend_errors_total`, by backend id and [`ErrorKind`].
     pub backend_errors: [[AtomicU64; ErrorKind::COUNT]; MAX_BACKENDS],
+    // Added in what was padding (zero in a region made by an older build).
+    /// Upstream connections closed instead of pooled: bytes were waiting
+    /// past the response (`lb_upstream_unread_closes_total`).
+    pub upstream_unread: AtomicU64,
+    /// Times accepting paused: `max_connections` reached, or out of
+    /// descriptors (`lb_accept_pauses_total`).
+    pub accept_pauses: AtomicU64,
+    /// Upstream attempts that failed for a local reason (no descriptor, no
+    /// memory): not counted against the backend (`lb_local_errors_total`).
+    pub local_errors: AtomicU64,
+    /// Request bodies refused for arriving below `client_body_min_rate`.
+    pub slow_bodies: AtomicU64,
 }
 
 /// Upper bounds of the latency buckets, in microseconds (the `le` labels are
@@ -290,6 +302,10 @@ impl Default for Metrics {
             request_duration: Histogram::default(),
             upstream_response: std::array::from_fn(|_| Histogram::default()),
             backend_errors: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU64::new(0))),
+            upstream_unread: AtomicU64::new(0),
+            accept_pauses: AtomicU64::new(0),
+            local_errors: AtomicU64::new(0),
+            slow_bodies: AtomicU64::new(0),
         }
     }
 }
@@ -494,6 +510,30 @@ impl View<'_> {
             "lb_upstream_reuses_total",
             "Requests sent on a pooled backend connection.",
             self.sum(|m| &m.upstream_reuses),
+        );
+        counter(
+            &mut o,
+            "lb_upstream_unread_closes_total",
+            "Backend connections closed instead of pooled: bytes waited past the response.",
+            self.sum(|m| &m.upstream_unread),
+        );
+        counter(
+            &mut o,
+            "lb_accept_pauses_total",
+            "Times a worker stopped accepting: max_connections reached or out of descriptors.",
+            self.sum(|m| &m.accept_pauses),
+        );
+        counter(
+            &mut o,
+            "lb_local_errors_total",
+            "Backend attempts that failed for a local reason (descriptors, memory); not held against the backend.",
+            self.sum(|m| &m.local_errors),
+        );
+        counter(
+            &mut o,
+            "lb_slow_request_bodies_total",
+            "Request bodies refused (408) for arriving below client_body_min_rate.",
+            self.sum(|m| &m.slow_bodies),
         );
         counter(
             &mut o,

@@ -81,6 +81,11 @@ pub fn run(region: &Region, tls: Option<&Arc<TlsContext>>, stop: impl Fn() -> bo
                 let id = e.id as usize;
                 let name = format!("{}:{}", e.host(), e.port);
                 next_at[id] = now + health.probe_interval_ms;
+                let Some(result) = result else {
+                    // Not probed: this process is out of descriptors or
+                    // memory. That says nothing about the backend.
+                    continue;
+                };
                 match result {
                     Ok(status) => {
                         if region.health.record_probe_success(id, &health) {
@@ -126,6 +131,8 @@ enum Step {
     Sending(usize),
     Reading,
     Done(Result<u16, String>),
+    /// Not made: a local failure (see [`probe_all`]).
+    Local,
 }
 
 struct Probe {
@@ -135,13 +142,15 @@ struct Probe {
     response: Vec<u8>,
 }
 
-/// Probes every backend in `due` at once; one result per backend, in order.
+/// Probes every backend in `due` at once; one result per backend, in order:
+/// `None` when no probe could be made for a local reason (no descriptor, no
+/// memory: [`sys::is_local_exhaustion`]), which is no verdict on the backend.
 fn probe_all(
     due: &[&BackendEntry],
     health: &HealthSettings,
     tls: Option<&Arc<TlsContext>>,
     hdrs: &mut [HeaderRef],
-) -> Vec<Result<u16, String>> {
+) -> Vec<Option<Result<u16, String>>> {
     let deadline = sys::now_ms() + health.probe_timeout_ms.max(1);
     let mut probes: Vec<Probe> = due
         .iter()
@@ -169,6 +178,19 @@ fn probe_all(
                     request,
                     response: Vec::new(),
                 },
+                Err(err) if sys::is_local_exhaustion(&err) => {
+                    crate::log_limited!(
+                        crate::log::Kind::AcceptFailing,
+                        Err,
+                        "probe of {name} not made: {err}"
+                    );
+                    Probe {
+                        conn: None,
+                        step: Step::Local,
+                        request,
+                        response: Vec::new(),
+                    }
+                }
                 Err(err) => Probe {
                     conn: None,
                     step: Step::Done(Err(format!("connect: {err}"))),
@@ -185,7 +207,7 @@ fn probe_all(
             let events = match p.step {
                 Step::Connecting | Step::Sending(_) => libc::POLLOUT,
                 Step::Reading => libc::POLLIN,
-                Step::Done(_) => continue,
+                Step::Done(_) | Step::Local => continue,
             };
             let conn = p.conn.as_ref().expect("a probe in progress has a socket");
             fds.push(libc::pollfd {
@@ -220,8 +242,9 @@ fn probe_all(
     probes
         .into_iter()
         .map(|p| match p.step {
-            Step::Done(r) => r,
-            _ => Err("unfinished".into()),
+            Step::Done(r) => Some(r),
+            Step::Local => None,
+            _ => Some(Err("unfinished".into())),
         })
         .collect()
 }
@@ -268,7 +291,7 @@ fn advance(p: &mut Probe, hdrs: &mut [HeaderRef]) {
                     Err(e) => p.step = Step::Done(Err(format!("reading: {e}"))),
                 }
             }
-            Step::Done(_) => {
+            Step::Done(_) | Step::Local => {
                 p.conn = None;
                 return;
             }
@@ -332,6 +355,7 @@ mod tests {
             None,
             &mut hdrs,
         );
+        let r: Vec<Result<u16, String>> = r.into_iter().map(|x| x.expect("probed")).collect();
         assert_eq!(r[0], Ok(204));
         assert_eq!(
             r[1],

@@ -181,6 +181,17 @@ pub fn run(cfg: Config) -> i32 {
             "admin listener on {a}: /metrics, /status, /status.json"
         );
     }
+    log!(
+        Info,
+        "main",
+        "/metrics on the traffic port: {}",
+        match (cfg.metrics_on_traffic_port, cfg.admin.is_some()) {
+            (true, false) => "on (no admin listener; --admin moves it there)",
+            (true, true) => "on (metrics_on_traffic_port: true)",
+            (false, true) => "off (served by the admin listener)",
+            (false, false) => "off (metrics_on_traffic_port: false)",
+        }
+    );
     let adopted = inherited.region.and_then(|fd| match Region::adopt(fd) {
         Ok(r) => Some(r),
         Err(e) => {

@@ -52,8 +52,13 @@ pub struct FileConfig {
     pub max_body_bytes: u64,
     /// `"admin"`: `host:port` of the admin listener.
     pub admin: Option<std::net::SocketAddr>,
-    /// `"metrics_on_traffic_port"`, true if absent.
-    pub metrics_on_traffic_port: bool,
+    /// `"metrics_on_traffic_port"`; if absent, true unless an admin
+    /// listener is configured.
+    pub metrics_on_traffic_port: Option<bool>,
+    /// `"max_connections"`, 0 (from the descriptor limit) if absent.
+    pub max_connections: usize,
+    /// `"trusted_client_headers"`, lowercase; none if absent.
+    pub trusted_client_headers: Vec<String>,
     /// `"access_log"`: a path (relative to the file's directory) or `-`.
     pub access_log: Option<PathBuf>,
     /// `"request_buffer_bytes"`, 64 KiB if absent.
@@ -214,12 +219,12 @@ impl fmt::Display for Problem {
 
 const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
                         request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, \
-                        unhealthy_threshold, \
+                        max_connections, trusted_client_headers, unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
 const TIMEOUT_KEYS: &str =
     "client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, body_progress_ms, \
-     client_body_ms";
+     client_body_ms, client_body_min_rate";
 const HEALTH_KEYS: &str =
     "unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const BACKEND_KEYS: &str = "host, port, weight, tls";
@@ -396,8 +401,10 @@ impl Reader<'_> {
         let mut request_buffer_bytes = super::DEFAULT_REQUEST_BUFFER_BYTES;
         let mut ca_file = None;
         let mut admin = None;
-        let mut metrics_on_traffic_port = true;
+        let mut metrics_on_traffic_port = None;
         let mut access_log = None;
+        let mut max_connections = 0;
+        let mut trusted_client_headers = Vec::new();
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
             match key.as_str() {
@@ -430,9 +437,34 @@ impl Reader<'_> {
                     admin = Some(a);
                 }
                 "metrics_on_traffic_port" => {
-                    metrics_on_traffic_port = v
-                        .as_bool()
-                        .ok_or_else(|| self.bad(v, "metrics_on_traffic_port", "true or false"))?;
+                    metrics_on_traffic_port =
+                        Some(v.as_bool().ok_or_else(|| {
+                            self.bad(v, "metrics_on_traffic_port", "true or false")
+                        })?);
+                }
+                "max_connections" => {
+                    const EXPECTED: &str = "an integer 1..=1000000 (client connections per worker)";
+                    max_connections = self.int(
+                        v,
+                        "max_connections",
+                        EXPECTED,
+                        1,
+                        super::MAX_CONNECTIONS_LIMIT as u64,
+                    )? as usize;
+                }
+                "trusted_client_headers" => {
+                    const EXPECTED: &str = "a list of header names among Forwarded, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port, X-Real-IP, True-Client-IP, X-Client-IP";
+                    let items = v
+                        .as_array()
+                        .ok_or_else(|| self.bad(v, "trusted_client_headers", EXPECTED))?;
+                    for item in items {
+                        let name = item
+                            .as_str()
+                            .map(str::to_ascii_lowercase)
+                            .filter(|n| super::IDENTITY_HEADERS.contains(&n.as_str()))
+                            .ok_or_else(|| self.bad(item, "trusted_client_headers", EXPECTED))?;
+                        trusted_client_headers.push(name);
+                    }
                 }
                 "access_log" => {
                     const EXPECTED: &str = "a file name, or \"-\" for standard output";
@@ -484,6 +516,13 @@ impl Reader<'_> {
                     let mut inner = Vec::new();
                     for (key, v) in self.object(v, "\"timeouts\"")? {
                         self.once(&mut inner, key, v)?;
+                        if key == "client_body_min_rate" {
+                            const RATE: &str =
+                                "an integer 0..=1073741824 (bytes per second; 0 turns it off)";
+                            timeouts.client_body_min_rate =
+                                self.int(v, "client_body_min_rate", RATE, 0, 1 << 30)?;
+                            continue;
+                        }
                         let slot = match key.as_str() {
                             "client_header_ms" => &mut timeouts.client_header,
                             "client_idle_ms" => &mut timeouts.client_idle,
@@ -556,6 +595,8 @@ impl Reader<'_> {
             admin,
             metrics_on_traffic_port,
             access_log,
+            max_connections,
+            trusted_client_headers,
         })
     }
 
@@ -587,7 +628,10 @@ impl Reader<'_> {
                 health.healthy_threshold = n as u32;
             }
             "probe_interval_ms" => {
-                health.probe_interval_ms = self.int(v, "probe_interval_ms", MS, 1, MAX_PROBE_MS)?;
+                const EXPECTED: &str =
+                    "an integer 0..=86400000 (milliseconds; 0 turns active probing off)";
+                health.probe_interval_ms =
+                    self.int(v, "probe_interval_ms", EXPECTED, 0, MAX_PROBE_MS)?;
             }
             "probe_timeout_ms" => {
                 health.probe_timeout_ms = self.int(v, "probe_timeout_ms", MS, 1, MAX_PROBE_MS)?;
@@ -939,7 +983,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, trusted_client_headers, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,
@@ -963,7 +1007,7 @@ mod tests {
             ),
             (
                 r#"{"probe_interval_ms":[]}"#,
-                "backends.json:1:22: \"probe_interval_ms\" must be an integer 1..=86400000 (milliseconds), got an array",
+                "backends.json:1:22: \"probe_interval_ms\" must be an integer 0..=86400000 (milliseconds; 0 turns active probing off), got an array",
             ),
             (
                 r#"{"probe_timeout_ms":86400001}"#,

@@ -22,6 +22,8 @@ pub const MAX_HEADER_BYTES: usize = 8192;
 pub const MAX_HEADER_LINES: usize = 256;
 /// Idle upstream connections kept per backend per worker.
 pub const MAX_IDLE_CONNS: usize = 128;
+/// Largest `max_connections` accepted.
+pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 /// Maximum config file size.
 pub const MAX_CONFIG_SIZE: usize = 64 * 1024;
 
@@ -162,7 +164,14 @@ pub struct Timeouts {
     /// A request body buffered before a backend is chosen (at most
     /// `request_buffer_bytes`) must arrive whole within this (408 after).
     pub client_body: Duration,
+    /// Least average rate of a request body, bytes per second over each
+    /// [`BODY_RATE_WINDOW_MS`] (Apache's `mod_reqtimeout` MinRate): a body
+    /// slower than that gets 408 and holds no backend longer. 0: off.
+    pub client_body_min_rate: u64,
 }
+
+/// The window over which `client_body_min_rate` is measured.
+pub const BODY_RATE_WINDOW_MS: u64 = 5_000;
 
 impl Default for Timeouts {
     fn default() -> Self {
@@ -173,6 +182,7 @@ impl Default for Timeouts {
             upstream_response: Duration::from_secs(60),
             body_progress: Duration::from_secs(60),
             client_body: Duration::from_secs(10),
+            client_body_min_rate: 500,
         }
     }
 }
@@ -261,6 +271,39 @@ pub struct Config {
     /// Request bodies up to this size are read whole before a backend is
     /// chosen (slow uploads hold no backend connection); 0 turns it off.
     pub request_buffer_bytes: u64,
+    /// `--max-connections` / `"max_connections"`: client connections per
+    /// worker; 0 means from the descriptor limit ([`default_max_connections`]).
+    pub max_connections: usize,
+    /// `"trusted_client_headers"`: identity headers a client may send on
+    /// (for a chain of proxies); every other one in [`IDENTITY_HEADERS`] is
+    /// removed before a request goes upstream. Lowercase.
+    pub trusted_client_headers: Vec<String>,
+}
+
+/// Headers that say who the client is or how it connected. A client's own
+/// copies never reach a backend unless named in `trusted_client_headers`:
+/// the proxy writes its own (`X-Forwarded-For`, `X-Forwarded-Proto`,
+/// `Forwarded`, as `forwarded` says) or none.
+pub const IDENTITY_HEADERS: [&str; 8] = [
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-forwarded-port",
+    "x-real-ip",
+    "true-client-ip",
+    "x-client-ip",
+];
+
+/// Descriptors kept aside per worker for listeners, the log, pipes.
+const RESERVED_FDS: u64 = 64;
+
+/// `max_connections` when none is configured: each client connection may
+/// hold one upstream connection too, so half of what the descriptor limit
+/// (`nofile`, shared by the threads of one process in sp mode) leaves.
+pub fn default_max_connections(nofile: u64, workers_sharing: usize) -> usize {
+    let per_process = nofile.saturating_sub(RESERVED_FDS) / 2;
+    (per_process / workers_sharing.max(1) as u64).clamp(16, MAX_CONNECTIONS_LIMIT as u64) as usize
 }
 
 impl Default for Config {
@@ -289,6 +332,8 @@ impl Default for Config {
             admin: None,
             metrics_on_traffic_port: true,
             access_log: None,
+            max_connections: 0,
+            trusted_client_headers: Vec::new(),
         }
     }
 }

@@ -4,22 +4,35 @@
 //!
 //! Header lines that pass through are copied verbatim; only the proxy's own
 //! lines (framing, `Connection`, forwarding headers) are written by it.
+//!
+//! Framing is decided here and nowhere else: every `Content-Length` and
+//! `Transfer-Encoding` line received is dropped, and [`framing_header`]
+//! writes the one the proxy's own parse says, in both directions. What a
+//! `Connection` header names cannot change that (`framing::is_never_hop_by_hop`).
 #![forbid(unsafe_code)]
 
 use super::target::AbsoluteForm;
 use super::{BodyMode, ConnectionOpts, HeaderRef, RequestHead, ResponseHead};
 use crate::buf::Buf;
-use crate::config::{ForwardedHeaders, HeaderMode};
+use crate::config::{ForwardedHeaders, HeaderMode, IDENTITY_HEADERS};
 
 /// What the upstream head needs besides the parsed request.
 pub struct RequestOut<'a> {
     pub conn: &'a ConnectionOpts,
     pub body: BodyMode,
+    /// The Content-Length received (kept when 0).
+    pub content_length: Option<u64>,
     /// Keep `Upgrade` and send `Connection: upgrade`.
     pub upgrade: bool,
+    /// The proxy answered `Expect: 100-continue` itself (it reads the body
+    /// before choosing a backend): the header is not sent on.
+    pub strip_expect: bool,
     /// The client's address as text.
     pub peer: &'a [u8],
     pub fwd: &'a ForwardedHeaders,
+    /// Identity headers the client may send on (`trusted_client_headers`,
+    /// lowercase); the others in `IDENTITY_HEADERS` are removed.
+    pub trusted: &'a [String],
     /// An absolute-form target: sent on in origin-form, with `Host` set to
     /// its authority (RFC 9112 section 3.2.2: the received Host is ignored).
     pub absolute: Option<AbsoluteForm>,
@@ -58,14 +71,25 @@ pub fn compose_request(
         let name = h.name.of(buf);
         let keep = if o.upgrade && name.eq_ignore_ascii_case(b"upgrade") {
             true
-        } else if o.conn.is_hop_by_hop(buf, name)
+        } else if is_framing(name)
+            || o.conn.is_hop_by_hop(buf, name)
+            || (o.strip_expect && name.eq_ignore_ascii_case(b"expect"))
             || (o.absolute.is_some() && name.eq_ignore_ascii_case(b"host"))
         {
             false
+        } else if fwd
+            .iter()
+            .any(|(n, mode)| *mode != HeaderMode::Off && name.eq_ignore_ascii_case(n))
+        {
+            false // a forwarding header the proxy sets itself: written below
+        } else if is_identity(name) {
+            // Who the client is, as the client says: not passed on unless
+            // configured as trusted (a proxy in front of this one).
+            o.trusted
+                .iter()
+                .any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
         } else {
-            // A forwarding header the proxy sets itself is written below.
-            !fwd.iter()
-                .any(|(n, mode)| *mode != HeaderMode::Off && name.eq_ignore_ascii_case(n))
+            true
         };
         if keep {
             ok &= out.push(h.line.of(buf));
@@ -74,9 +98,7 @@ pub fn compose_request(
     if o.upgrade {
         ok &= out.push(b"Connection: upgrade\r\n");
     }
-    if o.body == BodyMode::Chunked {
-        ok &= out.push(b"Transfer-Encoding: chunked\r\n");
-    }
+    ok &= framing_header(out, o.body == BodyMode::Chunked, o.content_length);
     ok &= forwarding_header(
         out,
         buf,
@@ -109,6 +131,52 @@ pub fn compose_request(
         &[b"for=", node[0], node[1], node[2], b";proto=http"],
     );
     ok && out.push(b"\r\n")
+}
+
+/// One of [`IDENTITY_HEADERS`].
+#[inline]
+fn is_identity(name: &[u8]) -> bool {
+    matches!(name.first(), Some(b'x' | b'X' | b'f' | b'F' | b't' | b'T'))
+        && IDENTITY_HEADERS
+            .iter()
+            .any(|n| n.len() == name.len() && name.eq_ignore_ascii_case(n.as_bytes()))
+}
+
+/// `Content-Length` or `Transfer-Encoding`: never copied, always written by
+/// [`framing_header`].
+#[inline]
+fn is_framing(name: &[u8]) -> bool {
+    (name.len() == 14 && name.eq_ignore_ascii_case(b"content-length"))
+        || (name.len() == 17 && name.eq_ignore_ascii_case(b"transfer-encoding"))
+}
+
+/// The one framing header of a forwarded message: `Transfer-Encoding:
+/// chunked` for a chunked body, else `Content-Length: n` when there is a
+/// length to state, else nothing (no body, or a body delimited by close).
+fn framing_header(out: &mut Buf, chunked: bool, content_length: Option<u64>) -> bool {
+    if chunked {
+        return out.push(b"Transfer-Encoding: chunked\r\n");
+    }
+    match content_length {
+        Some(n) => {
+            let mut digits = [0u8; 20];
+            out.push(b"Content-Length: ") && out.push(dec(n, &mut digits)) && out.push(b"\r\n")
+        }
+        None => true,
+    }
+}
+
+/// `n` in decimal, in the tail of `out`.
+fn dec(mut n: u64, out: &mut [u8; 20]) -> &[u8] {
+    let mut k = out.len();
+    loop {
+        k -= 1;
+        out[k] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &out[k..];
+        }
+    }
 }
 
 /// One forwarding header: `prefix` is `Name: `; this hop's value is the
@@ -144,7 +212,10 @@ fn forwarding_header(
 #[derive(Clone, Copy)]
 pub enum Framing {
     Message {
+        /// The body goes out chunked (as received, or re-chunked).
         chunked: bool,
+        /// Otherwise, the `Content-Length` to state, if any.
+        content_length: Option<u64>,
         keep_alive: bool,
         client_11: bool,
     },
@@ -168,7 +239,12 @@ pub fn compose_response(
     let upgrade = matches!(framing, Framing::Upgrade);
     for h in hdrs {
         let name = h.name.of(buf);
-        if (upgrade && name.eq_ignore_ascii_case(b"upgrade")) || !conn.is_hop_by_hop(buf, name) {
+        let keep = if upgrade && name.eq_ignore_ascii_case(b"upgrade") {
+            true
+        } else {
+            !is_framing(name) && !conn.is_hop_by_hop(buf, name)
+        };
+        if keep {
             ok &= out.push(h.line.of(buf));
         }
     }
@@ -176,12 +252,11 @@ pub fn compose_response(
         Framing::Upgrade => ok &= out.push(b"Connection: upgrade\r\n"),
         Framing::Message {
             chunked,
+            content_length,
             keep_alive,
             client_11,
         } => {
-            if chunked {
-                ok &= out.push(b"Transfer-Encoding: chunked\r\n");
-            }
+            ok &= framing_header(out, chunked, content_length);
             if !keep_alive {
                 ok &= out.push(b"Connection: close\r\n");
             } else if !client_11 {
@@ -246,9 +321,12 @@ mod tests {
         let o = RequestOut {
             conn: &meta.conn,
             body: meta.body,
+            content_length: meta.content_length,
             upgrade: meta.upgrade,
+            strip_expect: false,
             peer,
             fwd,
+            trusted: &[],
             absolute: meta.absolute,
         };
         let mut out = crate::buf::BufPool::default().take();
@@ -342,6 +420,104 @@ mod tests {
         );
     }
 
+    /// `Connection` naming a framing, routing or forwarding header does not
+    /// strip it: the upstream request carries the proxy's own framing.
+    #[test]
+    fn connection_cannot_strip_framing_host_or_forwarding() {
+        let fwd = ForwardedHeaders::default();
+        let cases = [
+            (
+                "POST /a HTTP/1.1\r\nHost: x\r\nConnection: Content-Length\r\nContent-Length: 5\r\n\r\n",
+                "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Proto: http\r\n\r\n",
+            ),
+            (
+                "POST /a HTTP/1.1\r\nHost: x\r\nconnection: keep-alive, transfer-ENCODING\r\nTransfer-Encoding: chunked\r\n\r\n",
+                "POST /a HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Proto: http\r\n\r\n",
+            ),
+            (
+                "GET /a HTTP/1.1\r\nConnection: Host, X-Forwarded-For, X-Forwarded-Proto\r\nHost: x\r\n\r\n",
+                "GET /a HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Proto: http\r\n\r\n",
+            ),
+            // A zero length is stated, not dropped (a backend may want 411).
+            (
+                "POST /a HTTP/1.1\r\nContent-Length: 0\r\nHost: x\r\n\r\n",
+                "POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nX-Forwarded-For: 9.9.9.9\r\nX-Forwarded-Proto: http\r\n\r\n",
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                request(input.as_bytes(), &fwd, b"9.9.9.9"),
+                want,
+                "{input:?}"
+            );
+        }
+    }
+
+    /// Client-supplied identity headers are removed unless trusted.
+    #[test]
+    fn identity_headers_removed_unless_trusted() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Port: 1\r\nForwarded: for=6.6.6.6\r\nX-Keep: 1\r\n\r\n";
+        let fwd = ForwardedHeaders::default();
+        assert_eq!(
+            request(raw, &fwd, b"1.2.3.4"),
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Keep: 1\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+        let mut hdrs = vec![HeaderRef::default(); 64];
+        let Ok(Status::Complete(head)) = parse_request(raw, &mut hdrs) else {
+            panic!("parses")
+        };
+        let meta = request_meta(raw, &head, &hdrs).unwrap();
+        let trusted = ["x-real-ip".to_string(), "forwarded".to_string()];
+        let o = RequestOut {
+            conn: &meta.conn,
+            body: meta.body,
+            content_length: meta.content_length,
+            upgrade: false,
+            strip_expect: false,
+            peer: b"1.2.3.4",
+            fwd: &fwd,
+            trusted: &trusted,
+            absolute: None,
+        };
+        let mut out = crate::buf::BufPool::default().take();
+        assert!(compose_request(
+            raw,
+            &head,
+            &hdrs[..head.header_count],
+            &o,
+            &mut out
+        ));
+        assert_eq!(
+            String::from_utf8_lossy(out.filled()),
+            "GET / HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Keep: 1\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: http\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn response_framing_is_written_from_the_parse() {
+        let raw =
+            b"HTTP/1.1 200 OK\r\nConnection: Content-Length\r\nContent-Length: 5\r\nA: b\r\n\r\n";
+        let mut hdrs = vec![HeaderRef::default(); 8];
+        let Ok(Status::Complete(head)) = parse_response(raw, &mut hdrs) else {
+            panic!("parses")
+        };
+        let meta = response_meta(raw, &head, &hdrs[..head.header_count], false).unwrap();
+        assert_eq!(meta.body, BodyMode::ContentLength(5));
+        let framing = Framing::Message {
+            chunked: false,
+            content_length: meta.content_length,
+            keep_alive: true,
+            client_11: true,
+        };
+        assert_eq!(
+            response(raw, framing),
+            "HTTP/1.1 200 OK\r\nA: b\r\nContent-Length: 5\r\n\r\n"
+        );
+        let mut d = [0u8; 20];
+        assert_eq!(dec(0, &mut d), b"0");
+        assert_eq!(dec(u64::MAX, &mut d), b"18446744073709551615");
+    }
+
     #[test]
     fn request_upgrade_keeps_upgrade() {
         let fwd = ForwardedHeaders {
@@ -367,6 +543,7 @@ mod tests {
             (
                 Framing::Message {
                     chunked: true,
+                    content_length: None,
                     keep_alive: true,
                     client_11: true,
                 },
@@ -375,6 +552,7 @@ mod tests {
             (
                 Framing::Message {
                     chunked: false,
+                    content_length: None,
                     keep_alive: false,
                     client_11: true,
                 },
@@ -383,6 +561,7 @@ mod tests {
             (
                 Framing::Message {
                     chunked: false,
+                    content_length: None,
                     keep_alive: true,
                     client_11: false,
                 },
@@ -411,9 +590,12 @@ mod tests {
         let o = RequestOut {
             conn: &meta.conn,
             body: meta.body,
+            content_length: meta.content_length,
             upgrade: false,
+            strip_expect: false,
             peer: b"1.2.3.4",
             fwd: &fwd,
+            trusted: &[],
             absolute: None,
         };
         let mut out = crate::buf::BufPool::default().take();

@@ -28,7 +28,9 @@ pub struct ConnectionOpts {
     pub close: bool,
     pub keep_alive: bool,
     pub upgrade: bool,
-    /// Other options: names of further hop-by-hop headers to strip.
+    /// Other options: names of further hop-by-hop headers to strip. Names
+    /// the proxy never strips on request ([`is_never_hop_by_hop`]: framing,
+    /// `Host`, the forwarding headers) are not kept here.
     pub named: [Span; MAX_CONNECTION_TOKENS],
     pub named_len: usize,
 }
@@ -47,6 +49,27 @@ impl ConnectionOpts {
     pub fn persistent(&self, minor: u8) -> bool {
         !self.close && (minor >= 1 || self.keep_alive)
     }
+}
+
+/// Headers a `Connection` option cannot make hop-by-hop. Framing
+/// (`Content-Length`, `Transfer-Encoding`) and routing (`Host`) are the
+/// proxy's to decide: honouring `Connection: Content-Length` would forward a
+/// body with no framing, which the next hop reads as a second request. The
+/// forwarding headers (`X-Forwarded-*`, `Forwarded`) are the proxy's own:
+/// it writes them, or removes the client's (ARCHITECTURE.md, "Connection
+/// options").
+pub fn is_never_hop_by_hop(name: &[u8]) -> bool {
+    const NAMES: [&[u8]; 4] = [
+        b"content-length",
+        b"transfer-encoding",
+        b"host",
+        b"forwarded",
+    ];
+    const PREFIX: &[u8] = b"x-forwarded-";
+    NAMES
+        .iter()
+        .any(|n| n.len() == name.len() && n.eq_ignore_ascii_case(name))
+        || (name.len() > PREFIX.len() && name[..PREFIX.len()].eq_ignore_ascii_case(PREFIX))
 }
 
 /// The hop-by-hop headers of RFC 9110 section 7.6.1, plus the framing
@@ -70,6 +93,8 @@ fn is_standard_hop_by_hop(name: &[u8]) -> bool {
 #[derive(Clone, Copy, Debug)]
 pub struct RequestMeta {
     pub body: BodyMode,
+    /// The Content-Length received (also when 0, which is `BodyMode::None`).
+    pub content_length: Option<u64>,
     pub conn: ConnectionOpts,
     pub expect_continue: bool,
     /// Safe to send twice (RFC 9110 section 9.2.2).
@@ -88,6 +113,10 @@ pub struct RequestMeta {
 #[derive(Clone, Copy, Debug)]
 pub struct ResponseMeta {
     pub body: BodyMode,
+    /// The Content-Length to state: the one received, also on a response
+    /// that has no body (to HEAD, 304) where it describes the
+    /// representation; never on 1xx and 204 (RFC 9110 8.6).
+    pub content_length: Option<u64>,
     pub conn: ConnectionOpts,
 }
 
@@ -184,6 +213,9 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
                 } else {
                     if t.eq_ignore_ascii_case(b"upgrade") {
                         c.conn.upgrade = true;
+                    }
+                    if is_never_hop_by_hop(t) {
+                        continue;
                     }
                     if c.conn.named_len == MAX_CONNECTION_TOKENS {
                         return Err(ParseError::TooManyConnectionTokens);
@@ -293,6 +325,7 @@ pub fn request_meta(
     };
     Ok(RequestMeta {
         body,
+        content_length: c.content_length,
         conn: c.conn,
         expect_continue: c.expect_continue && head.minor == 1,
         idempotent: matches!(
@@ -329,7 +362,12 @@ pub fn response_meta(
             (false, None) => BodyMode::UntilClose,
         }
     };
-    Ok(ResponseMeta { body, conn: c.conn })
+    let no_length = head.status < 200 || head.status == 204;
+    Ok(ResponseMeta {
+        body,
+        content_length: c.content_length.filter(|_| !no_length),
+        conn: c.conn,
+    })
 }
 
 #[cfg(test)]
@@ -504,6 +542,26 @@ mod tests {
         assert!(!m.conn.is_hop_by_hop(raw, b"x-bar"));
         let m = meta(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap();
         assert!(m.conn.persistent(0));
+    }
+
+    /// Framing, routing and the proxy's own headers stay end-to-end whatever
+    /// `Connection` names (a smuggling vector when honoured).
+    #[test]
+    fn connection_cannot_name_framing_or_routing() {
+        let raw = b"POST / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, CONTENT-length, Transfer-Encoding, host, X-Forwarded-For, forwarded, x-forwarded-host, X-Other\r\nContent-Length: 3\r\n\r\n";
+        let m = meta(raw).unwrap();
+        assert_eq!(m.content_length, Some(3));
+        for name in [
+            &b"Content-Length"[..],
+            b"Host",
+            b"X-Forwarded-For",
+            b"Forwarded",
+            b"X-Forwarded-Host",
+        ] {
+            assert!(!m.conn.is_hop_by_hop(raw, name), "{name:?}");
+        }
+        assert!(m.conn.is_hop_by_hop(raw, b"x-other"));
+        assert!(is_never_hop_by_hop(b"X-FORWARDED-PORT") && !is_never_hop_by_hop(b"x-forwarded-"));
     }
 
     #[test]

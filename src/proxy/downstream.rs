@@ -183,14 +183,28 @@ impl Worker {
             rbuf.consume(head.len);
             return self.local_error(ci, 503, "no backends configured");
         }
+        // The first `request_buffer_bytes` of every body (all of a smaller
+        // one) are read before a backend is chosen, so a slow upload holds
+        // no backend connection until that much has come; the rest, if
+        // any, streams. `Expect: 100-continue` is answered here then.
+        let cap = shared.config.request_buffer_bytes as usize;
+        let buffer = match meta.body {
+            BodyMode::ContentLength(n) => (n as usize).min(cap),
+            BodyMode::Chunked => cap,
+            BodyMode::None | BodyMode::UntilClose => 0,
+        };
+        let buffer = if meta.upgrade { 0 } else { buffer };
         let mut out = c.reqhead.take().unwrap_or_else(|| bufs.take());
         out.clear();
         let o = RequestOut {
             conn: &meta.conn,
             body: meta.body,
+            content_length: meta.content_length,
             upgrade: meta.upgrade,
+            strip_expect: buffer > 0 && meta.expect_continue,
             peer: &c.peer[..c.peer_len as usize],
             fwd: &shared.config.forwarded,
+            trusted: &shared.config.trusted_client_headers,
             absolute: meta.absolute,
         };
         if !compose_request(buf, &head, &hdrs[..head.header_count], &o, &mut out) {
@@ -201,19 +215,14 @@ impl Worker {
         rbuf.consume(head.len);
         c.reqhead = Some(out);
         c.tried = 0;
-        // A body small enough is read whole before a backend is chosen, so a
-        // slow upload holds no backend connection. Not with `Expect:
-        // 100-continue` (the client waits for the backend's 100) nor an
-        // upgrade.
-        let cap = shared.config.request_buffer_bytes as usize;
-        let buffer = match meta.body {
-            BodyMode::ContentLength(n) => (n as usize).min(cap + 1),
-            BodyMode::Chunked => cap,
-            BodyMode::None | BodyMode::UntilClose => 0,
-        };
-        if buffer == 0 || buffer > cap || meta.expect_continue || meta.upgrade {
+        c.req.rate_since = self.now;
+        if buffer == 0 {
             c.phase = Phase::Proxy;
             return self.connect(ci);
+        }
+        if meta.expect_continue {
+            let w = c.wbuf.get_or_insert_with(|| bufs.take());
+            w.push(b"HTTP/1.1 100 Continue\r\n\r\n");
         }
         self.start_body(ci, buffer);
     }
@@ -239,9 +248,14 @@ impl Worker {
     }
 
     /// Reads the request body into `prebody` (its framing validated as it
-    /// comes); once whole, or once a chunked body outgrows the buffer (the
-    /// rest then streams), a backend is chosen.
+    /// comes); once whole, or once `request_buffer_bytes` of it are here
+    /// (the rest then streams), a backend is chosen.
     pub(super) fn step_body(&mut self, ci: u32) -> bool {
+        let c = self.sessions.get_mut(ci).expect("client");
+        if c.wbuf.as_ref().is_some_and(|w| !w.is_empty()) && c.stream.writable {
+            // Our own `100 Continue`: the client may wait for it.
+            return self.flush_wbuf(ci).unwrap_or(false);
+        }
         let Worker {
             sessions,
             bufs,
@@ -279,7 +293,10 @@ impl Worker {
             return false;
         }
         match c.stream.read_into(rbuf) {
-            Io::Moved(_) => true,
+            Io::Moved(n) => {
+                c.req.rate_bytes += n as u64;
+                true
+            }
             Io::Blocked => false,
             Io::Eof => {
                 // The client shut its side with the body short: it may still
@@ -309,7 +326,7 @@ impl Worker {
 
     /// A response is complete: the request-duration histogram, and the
     /// access log line.
-    fn record_request(&mut self, ci: u32) {
+    pub(super) fn record_request(&mut self, ci: u32) {
         let Worker {
             sessions,
             access,
@@ -389,18 +406,7 @@ impl Worker {
                 (400, e.to_string())
             }
         };
-        c.keep_alive = false;
-        if let Some(ui) = c.up.take() {
-            self.close_upstream(ui);
-        }
-        let c = self.sessions.get_mut(ci).expect("client");
-        if c.resp.sent > 0 {
-            return self.close_client(ci);
-        }
-        if let Some(w) = c.wbuf.as_mut() {
-            w.clear(); // a response head composed but not sent
-        }
-        self.local_error(ci, status, &detail);
+        self.fail_exchange(ci, status, &detail);
     }
 
     /// A page made here: `/metrics`, `/status`, `/status.json` (404 for

@@ -88,13 +88,15 @@ impl Worker {
                 Io::Eof | Io::Failed(_) => {
                     // Closed or reset before the body was complete: the client
                     // must not take a short body for a whole one.
+                    let b = c.backend;
                     crate::log_limited!(
-                        Kind::UpstreamFailed(c.backend),
+                        Kind::UpstreamFailed(b),
                         Warn,
                         "backend {}: response body truncated",
-                        self.backends.name(c.backend)
+                        self.backends.name(b)
                     );
-                    self.close_client(ci);
+                    self.backend_failed(b, crate::metrics::ErrorKind::Reset);
+                    self.fail_exchange(ci, 502, "the backend closed during the response");
                     true
                 }
             };
@@ -193,13 +195,15 @@ impl Worker {
                     u.stream.readable = c.pipe_len > 0
                 }
                 _ => {
-                    let name = &self.backends.name(c.backend);
+                    let b = c.backend;
+                    let name = &self.backends.name(b);
                     crate::log_limited!(
-                        Kind::UpstreamFailed(c.backend),
+                        Kind::UpstreamFailed(b),
                         Warn,
                         "backend {name}: response body truncated"
                     );
-                    self.close_client(ci);
+                    self.backend_failed(b, crate::metrics::ErrorKind::Reset);
+                    self.fail_exchange(ci, 502, "the backend closed during the response");
                     return true;
                 }
             }

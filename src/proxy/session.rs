@@ -62,6 +62,10 @@ pub(super) struct Req {
     pub(super) connect_us: Option<u64>,
     /// Request sent to response head, for the final response of a backend.
     pub(super) upstream_us: Option<u64>,
+    /// `client_body_min_rate`: when the current window began (ms) and the
+    /// body bytes read from the client in it.
+    pub(super) rate_since: u64,
+    pub(super) rate_bytes: u64,
 }
 
 impl Default for Req {
@@ -83,6 +87,8 @@ impl Default for Req {
             t_connect_us: 0,
             connect_us: None,
             upstream_us: None,
+            rate_since: 0,
+            rate_bytes: 0,
         }
     }
 }

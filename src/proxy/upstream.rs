@@ -207,6 +207,22 @@ impl Worker {
                     sh.metrics.backend_requests[b].fetch_add(1, Relaxed);
                     return;
                 }
+                Err(e) if sys::is_local_exhaustion(&e) => {
+                    // Out of descriptors or memory here: no backend would do
+                    // better, and none is to blame.
+                    crate::log_limited!(
+                        Kind::AcceptFailing,
+                        Err,
+                        "connect to backend {}: {e} (503; not counted against the backend)",
+                        backend.name
+                    );
+                    sh.metrics.local_errors.fetch_add(1, Relaxed);
+                    return self.local_error(
+                        ci,
+                        503,
+                        "the load balancer is out of resources, retry",
+                    );
+                }
                 Err(e) => {
                     crate::log_limited!(
                         Kind::ConnectFailed(b),
@@ -221,6 +237,12 @@ impl Worker {
         }
     }
 
+    /// A failure that says the backend is unreachable or dead (connect
+    /// refused or timed out, reset, no response in time, TLS handshake):
+    /// counted by kind and against its health (passive checking, as nginx's
+    /// `proxy_next_upstream error timeout`). A response that is merely
+    /// malformed is [`Worker::bad_response`]: counted, not held against the
+    /// backend's health, since one client can provoke it.
     pub(super) fn backend_failed(&self, b: usize, kind: ErrorKind) {
         let sh = &self.shared;
         sh.metrics.backend_failures[b].fetch_add(1, Relaxed);
@@ -284,14 +306,31 @@ impl Worker {
             c.req.sent_any = false;
             self.shared.metrics.retries.fetch_add(1, Relaxed);
             self.connect(ci);
-        } else if c.resp.sent == 0 {
-            if let Some(w) = c.wbuf.as_mut() {
-                w.clear();
-            }
-            c.keep_alive = false;
-            self.local_error(ci, 502, "the backend failed");
         } else {
+            self.fail_exchange(ci, 502, "the backend failed");
+        }
+    }
+
+    /// The one way an exchange that cannot go on ends: the upstream
+    /// connection is closed (it carries a partial request or response),
+    /// whatever was queued for the client is dropped, and the client gets
+    /// `status` if nothing of a response reached it yet, else a cut (all it
+    /// can be told is that the response ended early). Either way the
+    /// exchange is recorded: an access log line and the histogram.
+    pub(super) fn fail_exchange(&mut self, ci: u32, status: u16, detail: &str) {
+        let c = self.sessions.get_mut(ci).expect("client");
+        if let Some(ui) = c.up.take() {
+            self.close_upstream(ui);
+        }
+        let c = self.sessions.get_mut(ci).expect("client");
+        c.keep_alive = false;
+        if c.resp.sent > 0 {
             self.close_client(ci);
+        } else {
+            if let Some(w) = c.wbuf.as_mut() {
+                w.clear(); // a response head composed but not sent
+            }
+            self.local_error(ci, status, detail);
         }
     }
 
@@ -368,7 +407,8 @@ impl Worker {
                 return false;
             }
             return match c.stream.read_into(rbuf) {
-                Io::Moved(_) => {
+                Io::Moved(n) => {
+                    c.req.rate_bytes += n as u64;
                     c.deadline = *now + shared.config.timeouts.body_progress.as_millis() as u64;
                     true
                 }
@@ -407,7 +447,9 @@ impl Worker {
                 rbuf.consume(k);
                 c.req.body_sent += k as u64;
                 c.req.body.forwarded(k);
-                if c.request_sent() {
+                if c.request_sent() || c.req.t_sent_us == 0 {
+                    // From the first byte sent, then from the last: a backend
+                    // may answer before the whole body is sent (413).
                     c.req.t_sent_us = sys::now_us();
                 }
                 if !c.resp.head_done {
@@ -502,24 +544,10 @@ impl Worker {
             "backend {}: invalid response: {why} (502)",
             self.backends.name(b)
         );
-        if let Some(ui) = c.up.take() {
-            self.close_upstream(ui);
-        }
-        self.backend_failed(b, ErrorKind::BadResponse);
-        let c = self.sessions.get_mut(ci).expect("client");
-        if c.resp.sent > 0 {
-            // Part of the response is out: all the client can be told is
-            // that it ended early.
-            self.close_client(ci);
-        } else {
-            // Nothing reached the client yet (the head may sit composed in
-            // wbuf): it gets a whole 502 instead.
-            if let Some(w) = c.wbuf.as_mut() {
-                w.clear();
-            }
-            c.keep_alive = false;
-            self.local_error(ci, 502, "invalid response from backend");
-        }
+        // Counted, not held against the backend's health: a client can
+        // provoke a malformed response (a long target echoed into a header).
+        self.shared.metrics.backend_error(b, ErrorKind::BadResponse);
+        self.fail_exchange(ci, 502, "invalid response from backend");
     }
 
     pub(super) fn start_response(&mut self, ci: u32, ui: u32, head: ResponseHead) {
@@ -595,8 +623,10 @@ impl Worker {
         }
         c.said_close = !c.keep_alive;
         let w = c.wbuf.get_or_insert_with(|| bufs.take());
+        let chunked = rechunk || meta.body == BodyMode::Chunked;
         let framing = Framing::Message {
-            chunked: rechunk || meta.body == BodyMode::Chunked,
+            chunked,
+            content_length: meta.content_length.filter(|_| !chunked),
             keep_alive: c.keep_alive,
             client_11,
         };
@@ -651,9 +681,18 @@ impl Worker {
             let clean = c.resp.reusable && c.request_sent();
             let b = c.backend;
             let u = self.ups.get_mut(ui).expect("upstream");
+            // Bytes past the response (a backend that sent more than it
+            // framed; a spliced body moves exactly its length) would be read
+            // as the next client's response. A stream not known to be empty
+            // (no short read or EAGAIN since its last event) is peeked at.
+            let unread = u.rbuf.as_ref().is_some_and(|r| !r.is_empty())
+                || ((u.stream.readable || u.stream.hup) && u.stream.io.peer_closed_or_dirty());
+            if clean && unread {
+                self.shared.metrics.upstream_unread.fetch_add(1, Relaxed);
+            }
             if clean
+                && !unread
                 && u.epoch == self.id_epoch[b]
-                && u.rbuf.as_ref().is_none_or(|r| r.is_empty())
                 && self.pools[b].len() < MAX_IDLE_CONNS
             {
                 u.client = None;

@@ -18,7 +18,7 @@ use super::upstream::{Upstream, UpstreamFailure};
 use super::Shared;
 use crate::access_log::AccessLog;
 use crate::buf::BufPool;
-use crate::config::{MAX_BACKENDS, MAX_HEADER_LINES};
+use crate::config::{BODY_RATE_WINDOW_MS, MAX_BACKENDS, MAX_HEADER_LINES};
 use crate::event::{Events, Poller};
 use crate::http::HeaderRef;
 use crate::log;
@@ -45,6 +45,10 @@ pub(super) const KIND_UPSTREAM: u64 = 1;
 const SWEEP_MS: u64 = 100;
 /// Longest a graceful shutdown waits for requests in flight.
 const SHUTDOWN_MS: u64 = 10_000;
+/// How often spare buffers and pipes beyond recent need are given back.
+const TRIM_MS: u64 = 10_000;
+/// Spare splice pipes kept (two descriptors each).
+const PIPES_KEEP: usize = 8;
 /// Idle pooled upstream connections older than this are closed.
 const UPSTREAM_IDLE_MS: u64 = 30_000;
 
@@ -67,6 +71,13 @@ pub struct Worker {
     /// The access log reopen generation seen (SIGUSR1).
     pub(super) reopen_seen: u64,
     pub(super) listener_registered: bool,
+    pub(super) admin_registered: bool,
+    /// Client connections this worker holds at most (`max_connections`):
+    /// at the limit it stops accepting until one closes, as nginx's
+    /// `worker_connections`; the rest wait in the listen queue.
+    pub(super) max_conns: usize,
+    /// After `EMFILE` and friends: no accept before this time (ms).
+    pub(super) accept_retry_at: u64,
     /// Deadline (ms) of a graceful shutdown in progress.
     pub(super) draining: Option<u64>,
     pub(super) sessions: Slab<Session>,
@@ -83,6 +94,8 @@ pub struct Worker {
     pub(super) id_epoch: [u64; MAX_BACKENDS],
     pub(super) now: u64,
     pub(super) next_sweep: u64,
+    /// When spare buffers and pipes are next given back (`TRIM_MS`).
+    pub(super) next_trim: u64,
     /// Request bodies read before a backend is chosen: spare vectors, and
     /// the bytes (capacity) held by sessions now, bounded by
     /// `REQUEST_BUFFER_CAP_BYTES`.
@@ -137,6 +150,17 @@ impl Worker {
         };
         let trace = shared.config.trace;
         let strategy = shared.config.strategy;
+        let max_conns = match shared.config.max_connections {
+            0 => {
+                // Threads of one process share its descriptor table.
+                let sharing = match shared.config.mode {
+                    crate::config::Mode::Sp => shared.config.workers.max(1),
+                    crate::config::Mode::Mp => 1,
+                };
+                crate::config::default_max_connections(sys::fd_limit(), sharing)
+            }
+            n => n,
+        };
         Ok(Worker {
             shared,
             poller,
@@ -146,6 +170,9 @@ impl Worker {
             access,
             reopen_seen: sys::reopen_generation(),
             listener_registered: true,
+            admin_registered: true,
+            max_conns,
+            accept_retry_at: 0,
             draining: None,
             sessions: Slab::default(),
             ups: Slab::default(),
@@ -157,6 +184,7 @@ impl Worker {
             id_epoch: [0; MAX_BACKENDS],
             now: sys::now_ms(),
             next_sweep: 0,
+            next_trim: 0,
             pipes: Vec::new(),
             body_pool: Vec::new(),
             body_buffered: 0,
@@ -283,6 +311,18 @@ impl Worker {
     /// Accepts a batch from the traffic listener, or from the admin one.
     pub(super) fn accept(&mut self, admin: bool) {
         for _ in 0..64 {
+            if !admin && self.sessions.len() >= self.max_conns {
+                // At `max_connections`: the rest wait in the listen queue
+                // until a connection closes (`resume_accepting`).
+                crate::log_limited!(
+                    Kind::Overloaded,
+                    Warn,
+                    "{} client connections (max_connections): pausing accepts",
+                    self.sessions.len()
+                );
+                self.pause_accepting(false);
+                return;
+            }
             // Looked up each time round: `add_client` borrows all of `self`.
             let listener = if admin { &self.admin } else { &self.listener };
             let Some(listener) = listener.as_ref() else {
@@ -291,26 +331,50 @@ impl Worker {
             match sys::accept(listener.as_fd()) {
                 Ok((fd, peer)) => self.add_client(fd, peer, admin),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(_) if admin => return,
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) =>
-                {
+                Err(e) if sys::is_local_exhaustion(&e) => {
                     // Out of descriptors: stop accepting until the next sweep
                     // rather than spin on a listener that stays readable.
                     crate::log_limited!(Kind::AcceptFailing, Err, "accept: {e}; pausing accepts");
-                    if self
-                        .listener
-                        .as_ref()
-                        .is_some_and(|l| self.poller.delete(l.as_fd()).is_ok())
-                    {
-                        self.listener_registered = false;
-                    }
+                    self.accept_retry_at = self.now + SWEEP_MS;
+                    self.pause_accepting(admin);
                     return;
                 }
                 Err(_) => continue, // ECONNABORTED and friends: that client is gone
+            }
+        }
+    }
+
+    /// Takes a listener out of the poller (it is level-triggered: left in,
+    /// a queue the worker will not take from would wake it forever).
+    fn pause_accepting(&mut self, admin: bool) {
+        let (l, registered) = if admin {
+            (&self.admin, &mut self.admin_registered)
+        } else {
+            (&self.listener, &mut self.listener_registered)
+        };
+        if *registered
+            && l.as_ref()
+                .is_some_and(|l| self.poller.delete(l.as_fd()).is_ok())
+        {
+            *registered = false;
+            self.shared.metrics.accept_pauses.fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Puts paused listeners back once there is room (below
+    /// `max_connections`, and past an `EMFILE` back-off).
+    pub(super) fn resume_accepting(&mut self) {
+        if self.now < self.accept_retry_at {
+            return;
+        }
+        if !self.listener_registered && self.sessions.len() < self.max_conns {
+            if let Some(l) = self.listener.as_ref() {
+                self.listener_registered = self.poller.add_listener(l.as_fd(), LISTENER).is_ok();
+            }
+        }
+        if !self.admin_registered {
+            if let Some(l) = self.admin.as_ref() {
+                self.admin_registered = self.poller.add_listener(l.as_fd(), ADMIN).is_ok();
             }
         }
     }
@@ -389,6 +453,9 @@ impl Worker {
     }
 
     pub(super) fn close_client(&mut self, ci: u32) {
+        // An exchange cut short (by either side) still gets its access log
+        // line and histogram observation, with what was sent.
+        self.record_request(ci);
         self.release_prebody(ci);
         let Some(mut c) = self.sessions.remove(ci) else {
             return;
@@ -403,6 +470,9 @@ impl Worker {
             self.pipes.push(p);
         }
         self.shared.metrics.connections_active.fetch_sub(1, Relaxed);
+        if !self.listener_registered {
+            self.resume_accepting();
+        }
     }
 
     /// Picks up a change of the live backend set (one atomic load when there
@@ -459,10 +529,12 @@ impl Worker {
         }
         // A worker with no requests still drops connections to removed backends.
         self.refresh_backends();
-        let paused = self.listener.as_ref().filter(|_| !self.listener_registered);
-        if paused.is_some_and(|l| self.poller.add_listener(l.as_fd(), LISTENER).is_ok()) {
-            self.listener_registered = true;
+        if self.now >= self.next_trim {
+            self.next_trim = self.now + TRIM_MS;
+            self.bufs.trim();
+            self.pipes.truncate(PIPES_KEEP);
         }
+        self.resume_accepting();
         let mut idx = std::mem::take(&mut self.scratch);
         idx.clear();
         idx.extend(self.sessions.indices());
@@ -473,6 +545,17 @@ impl Worker {
                 .is_some_and(|c| c.deadline <= self.now)
             {
                 self.timeout(ci);
+            } else if self.body_too_slow(ci) {
+                let c = self.sessions.get(ci).expect("checked");
+                crate::log_limited!(
+                    Kind::SlowClient,
+                    Info,
+                    "{}: request body slower than client_body_min_rate (408)",
+                    c.peer()
+                );
+                self.shared.metrics.slow_bodies.fetch_add(1, Relaxed);
+                self.fail_exchange(ci, 408, "request body too slow");
+                self.drive(ci);
             }
         }
         idx.clear();
@@ -487,6 +570,42 @@ impl Worker {
             self.close_upstream(ui);
         }
         self.scratch = idx;
+    }
+
+    /// `client_body_min_rate`: whether a request body the worker is waiting
+    /// for (buffering it, or streaming it to a connected backend) came
+    /// slower than the rate over the last window; starts a new window when
+    /// one is over and the rate was met.
+    fn body_too_slow(&mut self, ci: u32) -> bool {
+        let rate = self.shared.config.timeouts.client_body_min_rate;
+        let Some(c) = self.sessions.get_mut(ci) else {
+            return false;
+        };
+        let waiting = match c.phase {
+            Phase::Body => true,
+            Phase::Proxy => {
+                !c.resp.head_done
+                    && !c.req.body.is_complete()
+                    && c.rbuf.as_ref().is_none_or(|b| b.is_empty())
+                    && c.up
+                        .and_then(|ui| self.ups.get(ui))
+                        .is_some_and(|u| u.connected)
+            }
+            _ => false,
+        };
+        if rate == 0 || !waiting {
+            return false;
+        }
+        let elapsed = self.now.saturating_sub(c.req.rate_since);
+        if elapsed < BODY_RATE_WINDOW_MS {
+            return false;
+        }
+        if c.req.rate_bytes.saturating_mul(1000) < rate.saturating_mul(elapsed) {
+            return true;
+        }
+        c.req.rate_since = self.now;
+        c.req.rate_bytes = 0;
+        false
     }
 
     pub(super) fn timeout(&mut self, ci: u32) {
@@ -531,10 +650,7 @@ impl Worker {
                         "{}: request body stalled (408)",
                         c.peer()
                     );
-                    if let Some(ui) = c.up.take() {
-                        self.close_upstream(ui);
-                    }
-                    self.local_error(ci, 408, "request body not received in time");
+                    self.fail_exchange(ci, 408, "request body not received in time");
                 } else if !c.resp.head_done {
                     let b = c.backend;
                     crate::log_limited!(
@@ -543,14 +659,11 @@ impl Worker {
                         "backend {}: no response in time (504)",
                         self.backends.name(b)
                     );
-                    if let Some(ui) = c.up.take() {
-                        self.close_upstream(ui);
-                    }
                     self.backend_failed(b, crate::metrics::ErrorKind::Timeout);
-                    self.local_error(ci, 504, "the backend did not answer in time");
+                    self.fail_exchange(ci, 504, "the backend did not answer in time");
                 } else {
                     log!(Warn, "proxy", "{}: body stalled; closing", c.peer());
-                    return self.close_client(ci);
+                    self.fail_exchange(ci, 504, "response body stalled");
                 }
             }
         }

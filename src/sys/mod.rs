@@ -322,6 +322,16 @@ pub fn peer_closed_or_dirty(fd: BorrowedFd<'_>) -> bool {
     }
 }
 
+/// An error that says this process is out of descriptors or memory
+/// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): the proxy's problem, never a
+/// verdict on the peer it was trying to reach.
+pub fn is_local_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
 /// Half-closes the write side (used after an error response, so the client
 /// reads it before the connection goes).
 pub fn shutdown_write(fd: BorrowedFd<'_>) {
@@ -388,6 +398,19 @@ pub fn raise_fd_limit() {
         lim.rlim_cur = lim.rlim_max;
         // SAFETY: lim is a valid rlimit.
         let _ = syscall!(setrlimit(libc::RLIMIT_NOFILE, &lim));
+    }
+}
+
+/// The soft limit on open files (`RLIMIT_NOFILE`), after [`raise_fd_limit`].
+pub fn fd_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid rlimit to fill.
+    match syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim)) {
+        Ok(_) if lim.rlim_cur != libc::RLIM_INFINITY => lim.rlim_cur as u64,
+        _ => 1 << 20,
     }
 }
 
