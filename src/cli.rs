@@ -68,6 +68,8 @@ pub enum CliError {
         from_file: usize,
     },
     NoBackends,
+    /// The same backend twice: both places named.
+    DuplicateBackend(String),
     /// The `-c` file is unreadable or invalid (the error names the file).
     Config(ConfigError),
 }
@@ -122,6 +124,7 @@ impl fmt::Display for CliError {
                 from_flags + from_file
             ),
             CliError::NoBackends => f.write_str("no backends: give -b HOST:PORT or -c FILE"),
+            CliError::DuplicateBackend(why) => f.write_str(why),
             CliError::Config(e) => write!(f, "{e}"),
         }
     }
@@ -461,6 +464,13 @@ impl Builder {
                 });
             }
             self.backends.extend(fc.backends);
+            if let Some(why) = crate::config::duplicate_backend(
+                &self.backends,
+                from_flags,
+                Some((path, &fc.backend_pos)),
+            ) {
+                return Err(CliError::DuplicateBackend(why));
+            }
             strategy = strategy.or(fc.strategy);
             self.cfg.health = fc.health;
             self.cfg.timeouts = fc.timeouts;
@@ -490,6 +500,9 @@ impl Builder {
         }
         if self.backends.is_empty() {
             return Err(CliError::NoBackends);
+        }
+        if let Some(why) = crate::config::duplicate_backend(&self.backends, from_flags, None) {
+            return Err(CliError::DuplicateBackend(why));
         }
         // `/metrics` on the traffic port only when nothing else serves it,
         // unless the file says so.

@@ -103,6 +103,13 @@ impl Reloader {
         }
         let mut specs = self.flag_backends.clone();
         specs.extend(fc.backends);
+        if let Some(why) = crate::config::duplicate_backend(
+            &specs,
+            self.flag_backends.len(),
+            Some((&self.path, &fc.backend_pos)),
+        ) {
+            return Err(why);
+        }
         if specs.is_empty() {
             return Err(format!("{}: no backends", self.path.display()));
         }

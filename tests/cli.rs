@@ -93,3 +93,62 @@ fn help_version_and_check() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("no-such-host.invalid"), "{err}");
 }
+
+/// The same backend twice (flags, file, or one of each) is refused, naming
+/// both places; so is a flag out of range for the new limits.
+#[test]
+fn duplicate_backends_are_refused_naming_both_places() {
+    let (code, _, err) = run_lb(&["-b", "127.0.0.1:9001", "-b", "127.0.0.1:9001"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("listed twice") && err.contains("flag 1 of 2") && err.contains("flag 2 of 2"),
+        "{err}"
+    );
+    let cfg = temp_file(
+        "dup.json",
+        "{\"backends\": [\n  {\"host\": \"a.test\", \"port\": 1},\n  {\"host\": \"A.TEST\", \"port\": 1}\n]}",
+    );
+    let (code, _, err) = run_lb(&["--check", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("dup.json:2:3") && err.contains("dup.json:3:3"),
+        "{err}"
+    );
+    let (code, _, err) = run_lb(&["-b", "a.test:1", "--check", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("-b a.test:1") && err.contains("dup.json:2:3"),
+        "{err}"
+    );
+    // Different TLS settings are different backends.
+    let (code, _, err) = run_lb(&[
+        "--check",
+        "-b",
+        "127.0.0.1:9443",
+        "-b",
+        "https://127.0.0.1:9443",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run_lb(&["-b", "127.0.0.1:9001", "--max-connections", "0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--max-connections"), "{err}");
+}
+
+/// A config path that is a FIFO is refused at once (opening it would block
+/// until a writer came), with a message naming it.
+#[test]
+fn a_fifo_as_the_config_file_is_refused_not_waited_on() {
+    let dir = temp_file("placeholder", "");
+    let fifo = dir.parent().unwrap().join("lb.json");
+    let ok = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(ok.success());
+    let (code, _, err) = run_lb(&["--check", "-c", fifo.to_str().unwrap()]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("not a regular file") && err.contains("lb.json"),
+        "{err}"
+    );
+}

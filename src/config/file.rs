@@ -55,6 +55,8 @@ pub struct FileConfig {
     /// `"metrics_on_traffic_port"`; if absent, true unless an admin
     /// listener is configured.
     pub metrics_on_traffic_port: Option<bool>,
+    /// Where each of `backends` is in the file (for errors naming it).
+    pub backend_pos: Vec<super::json::Pos>,
     /// `"max_connections"`, 0 (from the descriptor limit) if absent.
     pub max_connections: usize,
     /// `"trusted_client_headers"`, lowercase; none if absent.
@@ -242,14 +244,19 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.to_path_buf(),
         error,
     };
+    // Looked at before it is opened: opening a FIFO would block until a
+    // writer came (the master, or `--check`, would hang).
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() {
+            "is a directory"
+        } else {
+            "is not a regular file (a FIFO, socket or device)"
+        };
+        return Err(io_err(io::Error::new(io::ErrorKind::InvalidInput, what)));
+    }
     let file = File::open(path).map_err(io_err)?;
     let meta = file.metadata().map_err(io_err)?;
-    if meta.is_dir() {
-        return Err(io_err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "is a directory",
-        )));
-    }
     if meta.len() > MAX_CONFIG_SIZE as u64 {
         return Err(ConfigError::TooLarge {
             path: path.to_path_buf(),
@@ -574,6 +581,12 @@ impl Reader<'_> {
                 }
             }
         }
+        let backend_pos: Vec<super::json::Pos> = members
+            .iter()
+            .find(|(k, _)| k == "backends")
+            .and_then(|(_, v)| v.as_array())
+            .map(|items| items.iter().map(|b| b.pos).collect())
+            .unwrap_or_default();
         let backends = backends.ok_or_else(|| {
             self.err(
                 doc,
@@ -597,6 +610,7 @@ impl Reader<'_> {
             access_log,
             max_connections,
             trusted_client_headers,
+            backend_pos,
         })
     }
 

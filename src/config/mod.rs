@@ -338,6 +338,40 @@ impl Default for Config {
     }
 }
 
+/// The first backend listed twice (same host, port and TLS setting), as an
+/// error naming both places: `-b` flags come first in `specs` (`flags` of
+/// them), then the file's entries at `file_pos` in `file`. Two identical
+/// entries would be two identical Prometheus series and a double share.
+pub fn duplicate_backend(
+    specs: &[BackendSpec],
+    flags: usize,
+    file: Option<(&std::path::Path, &[json::Pos])>,
+) -> Option<String> {
+    let place = |i: usize| -> String {
+        if i < flags {
+            format!("-b {} (flag {} of {flags})", specs[i], i + 1)
+        } else {
+            match file.and_then(|(p, pos)| Some((p, pos.get(i - flags)?))) {
+                Some((p, pos)) => format!("{}:{}:{}", p.display(), pos.line, pos.col),
+                None => format!("the config file's backend {}", i - flags + 1),
+            }
+        }
+    };
+    for j in 1..specs.len() {
+        let b = &specs[j];
+        if let Some(i) = specs[..j].iter().position(|a| {
+            a.port == b.port && a.tls == b.tls && a.host.eq_ignore_ascii_case(&b.host)
+        }) {
+            return Some(format!(
+                "backend {b} is listed twice: {} and {}",
+                place(i),
+                place(j)
+            ));
+        }
+    }
+    None
+}
+
 /// Why a hostname cannot be used; callers add what the host was given for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HostError {
