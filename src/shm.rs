@@ -429,11 +429,23 @@ fn memfd(size: usize) -> io::Result<Option<OwnedFd>> {
     use std::os::fd::FromRawFd;
     let name = b"load_balancer-region\0";
     // SAFETY: name is NUL-terminated.
-    let raw = syscall!(memfd_create(name.as_ptr().cast(), libc::MFD_CLOEXEC))?;
+    let raw = syscall!(memfd_create(
+        name.as_ptr().cast(),
+        libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING
+    ))?;
     // SAFETY: memfd_create returned a new fd that nothing else owns.
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // SAFETY: fd is a valid memfd.
     syscall!(ftruncate(raw, size as libc::off_t))?;
+    // Its size is fixed from here on: no process holding it (a successor,
+    // a worker) can shrink it under another's mapping (SIGBUS) or grow it,
+    // and the seals themselves cannot be changed.
+    // SAFETY: fd is a valid memfd created with MFD_ALLOW_SEALING.
+    syscall!(fcntl(
+        raw,
+        libc::F_ADD_SEALS,
+        libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL
+    ))?;
     Ok(Some(fd))
 }
 
@@ -469,6 +481,22 @@ mod tests {
         assert_eq!(out[1].host(), "::1");
         assert_eq!(out[1].addr(), "[::1]:2".parse().unwrap());
         assert_eq!((out[1].weight, out[1].tls, out[1].id), (1, 1, 1));
+    }
+
+    /// The region's memfd cannot change size: a successor or a worker that
+    /// tried would SIGBUS every other mapping.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn the_region_memfd_is_sealed() {
+        use std::os::fd::AsRawFd;
+        let (_r, fd) = Region::create().unwrap();
+        let fd = fd.expect("a memfd on Linux");
+        // SAFETY: fd is a live memfd; F_GET_SEALS takes no argument.
+        let seals = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_GET_SEALS) };
+        let want = libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_SEAL;
+        assert_eq!(seals & want, want, "seals {seals:#x}");
+        // SAFETY: as above; a shrink the seal must refuse.
+        assert_eq!(unsafe { libc::ftruncate(fd.as_raw_fd(), 4096) }, -1);
     }
 
     #[test]

@@ -103,15 +103,7 @@ unsafe fn set_errno(v: libc::c_int) {
 /// A fresh non-blocking, close-on-exec self-pipe for this process (a forked
 /// worker makes its own, so the master's signals do not wake it).
 pub fn renew_wake_pipe() -> io::Result<()> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for the two descriptors pipe writes.
-    syscall!(pipe(fds.as_mut_ptr()))?;
-    for fd in fds {
-        // SAFETY: fd was just returned by pipe.
-        let _ = syscall!(fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK));
-        // SAFETY: as above.
-        let _ = syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC));
-    }
+    let fds = raw_pipe(true)?;
     let old_r = WAKE_R.swap(fds[0], Ordering::SeqCst);
     let old_w = WAKE_W.swap(fds[1], Ordering::SeqCst);
     for fd in [old_r, old_w] {
@@ -351,16 +343,40 @@ pub fn inherited_fd(var: &str) -> io::Result<Option<OwnedFd>> {
 
 /// A close-on-exec pipe whose read end is non-blocking: (read, write).
 pub fn pipe_pair() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: fds has room for the two descriptors pipe writes.
-    syscall!(pipe(fds.as_mut_ptr()))?;
-    // SAFETY: pipe just returned these two descriptors; nobody else owns them.
+    let fds = raw_pipe(false)?;
+    // SAFETY: raw_pipe just returned these two descriptors; nobody else owns them.
     let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    set_cloexec(r.as_fd(), true)?;
-    set_cloexec(w.as_fd(), true)?;
     // SAFETY: r is a live pipe fd; O_NONBLOCK is an integer flag.
     syscall!(fcntl(r.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK))?;
     Ok((r, w))
+}
+
+/// A close-on-exec pipe (both ends non-blocking if `nonblocking`), made in
+/// one call where the system has `pipe2`: no window in which a concurrent
+/// `fork`/`exec` (an upgrade's successor) inherits it.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn raw_pipe(nonblocking: bool) -> io::Result<[libc::c_int; 2]> {
+    let mut fds = [0 as libc::c_int; 2];
+    let flags = libc::O_CLOEXEC | if nonblocking { libc::O_NONBLOCK } else { 0 };
+    // SAFETY: fds has room for the two descriptors pipe2 writes.
+    syscall!(pipe2(fds.as_mut_ptr(), flags))?;
+    Ok(fds)
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn raw_pipe(nonblocking: bool) -> io::Result<[libc::c_int; 2]> {
+    let mut fds = [0 as libc::c_int; 2];
+    // SAFETY: fds has room for the two descriptors pipe writes.
+    syscall!(pipe(fds.as_mut_ptr()))?;
+    for fd in fds {
+        // SAFETY: fd was just returned by pipe.
+        let _ = syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC));
+        if nonblocking {
+            // SAFETY: as above.
+            let _ = syscall!(fcntl(fd, libc::F_SETFL, libc::O_NONBLOCK));
+        }
+    }
+    Ok(fds)
 }
 
 /// Stops a listening socket for every process that shares it: queued and new
