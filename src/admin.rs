@@ -388,7 +388,7 @@ mod tests {
             ..HealthSettings::default()
         };
         let st = Settings::new(Strategy::WeightedRoundRobin, &health);
-        let generation = r.publish(&backends, &st);
+        let generation = r.publish(&backends, &st).unwrap();
         r.health.reset(5);
         for _ in 0..3 {
             r.health.record_failure(2, 0, &HealthSettings::default());

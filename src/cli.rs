@@ -658,7 +658,7 @@ mod tests {
                 c.backends == [be("a", 1), be("b", 2), be("c", 3), be("d", 4), be("::1", 5)]
             }),
             ("-b http://a:80", |c| c.backends == [be("a", 80)]),
-            ("-b a:1 -b a:1", |c| c.backends.len() == 2),
+            ("-b a:1 -b a:2", |c| c.backends.len() == 2),
         ];
         for (line, check) in cases {
             let cfg = run(line);

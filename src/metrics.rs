@@ -588,11 +588,16 @@ impl View<'_> {
             "lb_config_reloads_total{{result=\"failure\"}} {}",
             p.reloads_failed.load(Relaxed)
         );
-        counter(
-            &mut o,
-            "lb_upgrades_total",
-            "Binary upgrades (SIGUSR2) this process took over from.",
-            p.upgrades.load(Relaxed),
+        let _ = write!(o, "# HELP lb_upgrades_total Binary upgrades (SIGUSR2), by result: handed over to a ready successor, or not (it failed, was not ready in time, or a stop signal cancelled it).\n# TYPE lb_upgrades_total counter\n");
+        let _ = writeln!(
+            o,
+            "lb_upgrades_total{{result=\"success\"}} {}",
+            p.upgrades.load(Relaxed)
+        );
+        let _ = writeln!(
+            o,
+            "lb_upgrades_total{{result=\"failure\"}} {}",
+            p.upgrades_failed.load(Relaxed)
         );
         gauge(
             &mut o,
@@ -711,7 +716,7 @@ mod tests {
             crate::config::Strategy::RoundRobin,
             &crate::config::HealthSettings::default(),
         );
-        let generation = r.publish(&[a, b], &st);
+        let generation = r.publish(&[a, b], &st).unwrap();
         r.health.reset(2);
         r.process.workers_configured.store(2, Relaxed);
         r.process.workers_live.store(2, Relaxed);
@@ -855,7 +860,7 @@ mod tests {
             crate::config::Strategy::RoundRobin,
             &crate::config::HealthSettings::default(),
         );
-        let generation = r.publish(&[a, b], &st);
+        let generation = r.publish(&[a, b], &st).unwrap();
         r.health.reset(6);
         r.workers[0].observe_request(400);
         r.workers[1].observe_request(2_000);

@@ -30,13 +30,25 @@ const MAX_PROBE_RESPONSE: usize = 8192;
 const TICK_MS: u64 = 100;
 
 /// Runs probes until `stop()` says so. TLS backends are probed over TLS.
-pub fn run(region: &Region, tls: Option<&Arc<TlsContext>>, stop: impl Fn() -> bool) {
+/// While `may_write()` is false (the prober of an upgrade's successor,
+/// before its hand-over) it probes nothing: the health block is the
+/// region owner's to write.
+pub fn run(
+    region: &Region,
+    tls: Option<&Arc<TlsContext>>,
+    stop: impl Fn() -> bool,
+    may_write: impl Fn() -> bool,
+) {
     let mut entries: Vec<BackendEntry> = Vec::new();
     let mut next_at = [0u64; MAX_BACKENDS];
     let mut seen_gen = 0;
     let mut known: Vec<BackendEntry> = Vec::new();
     let mut hdrs = vec![HeaderRef::default(); MAX_HEADER_LINES];
     while !stop() {
+        if !may_write() {
+            sys::wait_for_signal(TICK_MS as i32);
+            continue;
+        }
         let (gen, settings) = region.read_backends(&mut entries);
         let health = settings.health();
         if seen_gen == 0 {

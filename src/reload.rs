@@ -18,7 +18,7 @@
 use crate::config::file::{self, FileConfig};
 use crate::config::{BackendSpec, Config, HealthSettings, Strategy, MAX_BACKENDS};
 use crate::proxy::backends::{assign_ids, resolve_all};
-use crate::shm::{BackendEntry, Region, Settings};
+use crate::shm::{BackendEntry, NotOwner, Region, Settings};
 use crate::sys;
 use std::path::{Path, PathBuf};
 
@@ -81,7 +81,7 @@ impl Reloader {
         let fc = file::load(&self.path).map_err(|e| e.to_string())?;
         let (specs, strategy, health) = self.combine(fc)?;
         let entries = resolve_all(&specs)?;
-        Ok(publish_change(region, entries, strategy, &health))
+        publish_change(region, entries, strategy, &health).map_err(|e| e.to_string())
     }
 
     fn combine(
@@ -136,7 +136,18 @@ pub fn publish_change(
     mut entries: Vec<BackendEntry>,
     strategy: Strategy,
     health: &HealthSettings,
-) -> Applied {
+) -> Result<Applied, NotOwner> {
+    // Checked before the health and counter resets below, not only by
+    // `publish`: a process that does not own the region writes none of it.
+    let me = crate::sys::getpid() as u32;
+    if !region.owned_by(me) {
+        return Err(NotOwner {
+            owner: region
+                .control
+                .owner
+                .load(std::sync::atomic::Ordering::Acquire),
+        });
+    }
     let mut old = Vec::new();
     region.read_backends(&mut old);
     let (added, removed) = assign_ids(&mut entries, &old);
@@ -161,14 +172,14 @@ pub fn publish_change(
         .filter(|e| added.contains(&e.id))
         .map(name)
         .collect();
-    let generation = region.publish(&entries, &Settings::new(strategy, health));
-    Applied {
+    let generation = region.publish(&entries, &Settings::new(strategy, health))?;
+    Ok(Applied {
         generation,
         backends: entries.iter().map(name).collect(),
         added: added_names,
         removed: removed_names,
         strategy,
-    }
+    })
 }
 
 /// Watches one file. Linux: inotify on its directory, matching the name, so
@@ -242,7 +253,8 @@ mod tests {
             resolve_all(&[spec(1), spec(2)]).unwrap(),
             Strategy::RoundRobin,
             &h,
-        );
+        )
+        .unwrap();
         r.workers[0].backend_requests[1].store(7, Relaxed);
         // Left over from a backend that had id 2 long ago.
         r.workers[1].backend_requests[2].store(9, Relaxed);
@@ -254,7 +266,8 @@ mod tests {
             resolve_all(&[spec(2), spec(3)]).unwrap(),
             Strategy::Random,
             &h,
-        );
+        )
+        .unwrap();
         assert_eq!(applied.generation, 2);
         assert_eq!(applied.added, ["127.0.0.1:3"]);
         assert_eq!(applied.removed, ["127.0.0.1:1"]);

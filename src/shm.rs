@@ -43,7 +43,7 @@ use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 /// "LBREGION" in ASCII.
 pub const MAGIC: u64 = 0x4C42_5245_4749_4F4E;
 /// Bumped whenever a block below changes size, order or meaning.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Worker slots in the region: the most workers one load balancer runs.
 pub const MAX_WORKERS: usize = 64;
 /// Longest hostname (RFC 1035), stored NUL-terminated.
@@ -71,8 +71,15 @@ pub struct Control {
     pub seq: AtomicU64,
     /// Round robin across all workers: each pick takes the next number.
     pub rr_counter: AtomicU64,
+    /// The pid of the supervisor that owns the region: the only process
+    /// that may publish, and the one whose workers' gauges (`workers_live`,
+    /// a dead worker's slot gauges) count. Set at creation; at an upgrade
+    /// the old owner hands it over with a compare-and-swap once the
+    /// successor reported ready ([`Region::hand_over`]).
+    pub owner: AtomicU32,
 }
 const _: () = assert!(size_of::<Control>() == 64);
+const _: () = assert!(offset_of!(Control, owner) == 32);
 
 /// What the supervisor knows about its workers, for `/metrics`.
 #[repr(C, align(64))]
@@ -88,8 +95,31 @@ pub struct Process {
     pub reloads_failed: AtomicU64,
     /// Binary upgrades this region has been handed over through.
     pub upgrades: AtomicU64,
+    /// Upgrades that did not hand over (the successor failed, was not ready
+    /// in time, or was cancelled by a stop signal).
+    pub upgrades_failed: AtomicU64,
 }
 const _: () = assert!(size_of::<Process>() == 64);
+
+/// Tries a reader makes before backing off (`Region::read_backends`).
+pub const READ_SPINS: u32 = 100_000;
+
+/// `publish` by a process that does not own the region.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotOwner {
+    /// The pid that owns it.
+    pub owner: u32,
+}
+
+impl std::fmt::Display for NotOwner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the shared region belongs to pid {}: only its owner publishes",
+            self.owner
+        )
+    }
+}
 
 /// Longest `health_path` the region holds.
 pub const HEALTH_PATH_BYTES: usize = 220;
@@ -300,7 +330,26 @@ impl Region {
             .process
             .started_ms
             .store(crate::sys::now_ms(), Ordering::Relaxed);
+        region
+            .control
+            .owner
+            .store(crate::sys::getpid() as u32, Ordering::Release);
         Ok((region, fd))
+    }
+
+    /// Whether process `pid` owns the region (may publish, owns the gauges).
+    #[inline]
+    pub fn owned_by(&self, pid: u32) -> bool {
+        self.control.owner.load(Ordering::Acquire) == pid
+    }
+
+    /// Hands the region from `from` to `to` (an upgrade's successor that
+    /// reported ready). False if `from` did not own it.
+    pub fn hand_over(&self, from: u32, to: u32) -> bool {
+        self.control
+            .owner
+            .compare_exchange(from, to, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
     }
 
     /// Maps the region a predecessor created (binary upgrade), refusing one
@@ -343,13 +392,33 @@ impl Region {
     /// Replaces the live backend set (the supervisor only; one publisher at a
     /// time). Writes the inactive array, flips `active_index`, bumps
     /// `generation`. Returns the new generation.
-    pub fn publish(&self, entries: &[BackendEntry], settings: &Settings) -> u64 {
+    ///
+    /// Only the owner publishes (`NotOwner` otherwise: a successor before
+    /// its hand-over, an old process after it), and `seq` is taken odd with a
+    /// compare-and-swap, so even a second caller in the owner (there is none
+    /// by design) waits rather than interleaving a torn array.
+    pub fn publish(&self, entries: &[BackendEntry], settings: &Settings) -> Result<u64, NotOwner> {
+        let me = crate::sys::getpid() as u32;
+        if !self.owned_by(me) {
+            return Err(NotOwner {
+                owner: self.control.owner.load(Ordering::Acquire),
+            });
+        }
         let n = entries.len().min(MAX_BACKENDS);
         let c = &self.control;
-        let next = 1 - c.active_index.load(Ordering::Relaxed) as usize;
-        let s = c.seq.load(Ordering::Relaxed);
-        c.seq.store(s + 1, Ordering::Relaxed);
+        let s = loop {
+            let s = c.seq.load(Ordering::Relaxed);
+            if s & 1 == 0
+                && c.seq
+                    .compare_exchange_weak(s, s + 1, Ordering::Acquire, Ordering::Relaxed)
+                    .is_ok()
+            {
+                break s;
+            }
+            std::hint::spin_loop();
+        };
         fence(Ordering::Release);
+        let next = 1 - c.active_index.load(Ordering::Relaxed) as usize;
         let arr = &self.arrays[next];
         // SAFETY: only the publisher writes the arrays; readers that overlap
         // see `seq` odd or changed and retry (volatile: no torn assumptions).
@@ -365,7 +434,7 @@ impl Region {
         c.backend_count.store(n as u32, Ordering::Relaxed);
         let g = c.generation.fetch_add(1, Ordering::Relaxed) + 1;
         c.seq.store(s + 2, Ordering::Release);
-        g
+        Ok(g)
     }
 
     /// The live generation: a worker compares it per request (one load).
@@ -376,9 +445,35 @@ impl Region {
 
     /// Copies the live backend set into `out`; returns its generation and
     /// settings.
+    ///
+    /// Bounded: a publish takes microseconds, so a reader that finds no
+    /// stable copy in [`READ_SPINS`] tries backs off (1 ms sleeps), says so
+    /// once, and gives up with what it has when this process is shutting
+    /// down (a publisher that died mid-write is the only way there: its
+    /// workers are told to stop by the parent-death signal).
     pub fn read_backends(&self, out: &mut Vec<BackendEntry>) -> (u64, Settings) {
         let c = &self.control;
+        let mut tries = 0u32;
         loop {
+            tries = tries.saturating_add(1);
+            if tries > READ_SPINS {
+                if tries == READ_SPINS + 1 {
+                    crate::log!(
+                        Err,
+                        "region",
+                        "no stable copy of the backend set after {READ_SPINS} tries (seq {}); waiting",
+                        c.seq.load(Ordering::Relaxed)
+                    );
+                }
+                if crate::sys::shutdown_requested() {
+                    out.clear();
+                    // SAFETY: plain-old-data; possibly torn, and only used
+                    // by a process on its way out.
+                    let settings = unsafe { std::ptr::read_volatile(self.settings.get()) };
+                    return (0, settings);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             let s1 = c.seq.load(Ordering::Acquire);
             if s1 & 1 == 1 {
                 std::hint::spin_loop();
@@ -465,7 +560,7 @@ mod tests {
         let a = BackendEntry::new("a.example", "127.0.0.1:1".parse().unwrap(), 5, false, 0);
         let b = BackendEntry::new("::1", "[::1]:2".parse().unwrap(), 1, true, 1);
         let st = Settings::new(Strategy::Random, &HealthSettings::default());
-        assert_eq!(r.publish(&[a], &st), 1);
+        assert_eq!(r.publish(&[a], &st).unwrap(), 1);
         let mut out = Vec::new();
         let (g, got) = r.read_backends(&mut out);
         assert_eq!(g, 1);
@@ -474,7 +569,7 @@ mod tests {
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].host(), "a.example");
         assert_eq!(out[0].addr(), "127.0.0.1:1".parse().unwrap());
-        assert_eq!(r.publish(&[a, b], &st), 2);
+        assert_eq!(r.publish(&[a, b], &st).unwrap(), 2);
         assert_eq!(r.control.active_index.load(Ordering::Relaxed), 0);
         assert_eq!(r.read_backends(&mut out).0, 2);
         assert_eq!(out.len(), 2);
@@ -521,11 +616,11 @@ mod tests {
             })
             .collect();
         let st = Settings::new(Strategy::RoundRobin, &HealthSettings::default());
-        r.publish(&sets[0], &st);
+        r.publish(&sets[0], &st).unwrap();
         std::thread::scope(|s| {
             s.spawn(|| {
                 for k in 0..20_000 {
-                    r.publish(&sets[k % 4], &st);
+                    r.publish(&sets[k % 4], &st).unwrap();
                 }
             });
             let mut out = Vec::new();

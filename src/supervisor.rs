@@ -21,10 +21,11 @@ use crate::reload::{publish_change, Reloader};
 use crate::shm::{Region, Settings, MAX_WORKERS};
 use crate::sys::{self, Signal};
 use crate::upgrade::{self, Inherited, Outcome, Pending, SelfExe};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, OwnedFd};
-use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Longest the supervisor waits for workers to drain after a shutdown signal
@@ -110,6 +111,9 @@ pub fn run(cfg: Config) -> i32 {
         return 1;
     }
     let exe = SelfExe::record();
+    // Whatever a parent leaked to this process is not passed on to a
+    // successor; the upgrade's own descriptors are taken next.
+    sys::cloexec_inherited();
     let inherited = match Inherited::from_env() {
         Ok(i) => i,
         Err(e) => {
@@ -204,6 +208,8 @@ pub fn run(cfg: Config) -> i32 {
         }
     });
     let upgraded = adopted.is_some();
+    // A successor writes nothing to the region until its predecessor hands
+    // it over (`Supervisor::took_over`): a failed upgrade leaves no trace.
     let (region, memfd) = match adopted {
         Some((r, fd)) => (r, Some(fd)),
         None => match Region::create() {
@@ -214,19 +220,18 @@ pub fn run(cfg: Config) -> i32 {
             }
         },
     };
-    if upgraded {
-        region.process.upgrades.fetch_add(1, Relaxed);
-        region.process.workers_live.store(0, Relaxed);
-        publish_change(region, entries.clone(), cfg.strategy, &cfg.health);
-    } else {
-        region.publish(&entries, &Settings::new(cfg.strategy, &cfg.health));
-        region.health.reset(entries.len());
-    }
     let workers = worker_count(&cfg);
-    region
-        .process
-        .workers_configured
-        .store(workers as u32, Relaxed);
+    if !upgraded {
+        if let Err(e) = region.publish(&entries, &Settings::new(cfg.strategy, &cfg.health)) {
+            eprintln!("load_balancer: {e}");
+            return 1;
+        }
+        region.health.reset(entries.len());
+        region
+            .process
+            .workers_configured
+            .store(workers as u32, Relaxed);
+    }
     let names: Vec<String> = entries
         .iter()
         .map(|e| format!("{}:{}", e.host(), e.port))
@@ -252,12 +257,16 @@ pub fn run(cfg: Config) -> i32 {
         cfg,
         region,
         memfd,
-        listener,
-        admin,
+        listener: Mutex::new(Some(listener)),
+        admin: Mutex::new(admin),
         workers,
         exe,
         tls: Some(tls),
-        ready: std::sync::Mutex::new(inherited.ready),
+        ready: Mutex::new(inherited.ready),
+        upgraded,
+        pid: sys::getpid() as u32,
+        started: AtomicU64::new(0),
+        running: AtomicUsize::new(0),
     };
     match sup.cfg.mode {
         Mode::Mp => sup.run_processes(),
@@ -270,15 +279,31 @@ struct Supervisor {
     region: &'static Region,
     /// The region's memfd, handed to a successor binary.
     memfd: Option<OwnedFd>,
-    listener: OwnedFd,
+    /// The listening socket; closed (taken) when draining starts. Never
+    /// `shutdown()`: another process (a successor, a worker still draining)
+    /// may hold it, and a shut socket reports hang-up to all of them.
+    listener: Mutex<Option<OwnedFd>>,
     /// `--admin`: its own listener, served by the workers.
-    admin: Option<OwnedFd>,
+    admin: Mutex<Option<OwnedFd>>,
     workers: usize,
     exe: SelfExe,
     tls: Option<Arc<TlsContext>>,
     /// Started by a predecessor: where to say "ready" once serving.
-    ready: std::sync::Mutex<Option<OwnedFd>>,
+    ready: Mutex<Option<OwnedFd>>,
+    /// Started by a predecessor (an adopted region): until it hands the
+    /// region over, this process writes nothing to it.
+    upgraded: bool,
+    /// This supervisor's pid (the region's owner word holds it once owned).
+    pid: u32,
+    /// Readiness: bit i set once worker i's loop runs (it has its poller,
+    /// listener and access log), bit 63 once the prober runs.
+    started: AtomicU64,
+    /// sp: worker threads running now.
+    running: AtomicUsize,
 }
+
+/// The prober's bit in `Supervisor::started`.
+const PROBER_BIT: u64 = 1 << 63;
 
 /// One worker slot: the process running in it, and its restarts.
 #[derive(Default)]
@@ -300,6 +325,11 @@ struct Control {
     /// the listening socket the successor now uses.
     handed_over: bool,
     draining: bool,
+    /// Every worker and the prober reported running; the predecessor (if
+    /// any) was told.
+    ready_reported: bool,
+    /// A successor did what it defers until the hand-over (`took_over`).
+    took_over: bool,
     /// mp: the worker processes, to pass SIGUSR1 on to.
     worker_pids: Vec<libc::pid_t>,
 }
@@ -311,45 +341,50 @@ impl Control {
             pending: None,
             handed_over: false,
             draining: false,
+            ready_reported: false,
+            took_over: false,
             worker_pids: Vec::new(),
         }
     }
 }
 
 impl Supervisor {
-    /// Runs one worker loop in the calling thread or process, in slot `i`.
-    fn run_worker(&self, i: usize) -> i32 {
+    /// Whether this supervisor owns the region (see `shm::Control::owner`):
+    /// only then are the gauges of its workers its to write.
+    fn owns(&self) -> bool {
+        self.region.owned_by(self.pid)
+    }
+
+    /// A duplicate of the listener (or the admin listener) for a worker.
+    fn dup_of(l: &Mutex<Option<OwnedFd>>) -> io::Result<Option<OwnedFd>> {
+        match l.lock().ok().as_deref().and_then(Option::as_ref) {
+            Some(fd) => sys::dup(fd.as_fd()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs one worker loop in the calling thread or process, in slot `i`;
+    /// `running` is called once the loop is about to run (readiness).
+    fn run_worker(
+        &self,
+        i: usize,
+        listener: OwnedFd,
+        admin: Option<OwnedFd>,
+        running: &dyn Fn(),
+    ) -> i32 {
         let shared = Arc::new(Shared::new(
             self.cfg.clone(),
             self.region,
             i,
             self.tls.clone(),
         ));
-        let listener = match sys::dup(self.listener.as_fd()) {
-            Ok(l) => l,
-            Err(e) => {
-                log!(
-                    Err,
-                    "main",
-                    "worker {i}: cannot duplicate the listener: {e}"
-                );
-                return 1;
-            }
-        };
         let seed = sys::now_ms() ^ (u64::from(sys::getpid().unsigned_abs()) << 16) ^ i as u64;
         let stop = Arc::new(AtomicBool::new(false));
-        let admin = match self.admin.as_ref().map(|a| sys::dup(a.as_fd())).transpose() {
-            Ok(a) => a,
-            Err(e) => {
-                log!(
-                    Err,
-                    "main",
-                    "worker {i}: cannot duplicate the admin listener: {e}"
-                );
-                return 1;
-            }
-        };
-        match Worker::new(shared, listener, admin, stop, seed).and_then(|mut w| w.run()) {
+        let run = Worker::new(shared, listener, admin, stop, seed).and_then(|mut w| {
+            running();
+            w.run()
+        });
+        match run {
             Ok(()) => 0,
             Err(e) => {
                 log!(Err, "main", "worker {i} failed: {e}");
@@ -358,16 +393,69 @@ impl Supervisor {
         }
     }
 
-    /// Once the workers run: tells a predecessor (binary upgrade) to drain.
-    fn report_ready(&self) {
+    /// Ready: every worker's loop runs and the prober runs. Then (once) a
+    /// predecessor is told (binary upgrade), or, without one, the service
+    /// manager. Until then a predecessor keeps serving, and stops this
+    /// process if it is not ready in time.
+    fn report_ready_once(&self, ctl: &mut Control) {
+        let all = (1u64 << self.workers) - 1 | PROBER_BIT;
+        if ctl.ready_reported || self.started.load(Relaxed) & all != all {
+            return;
+        }
+        ctl.ready_reported = true;
         if let Some(fd) = self.ready.lock().ok().and_then(|mut r| r.take()) {
+            log!(
+                Info,
+                "main",
+                "upgrade: {} workers and the prober are running; telling the old process",
+                self.workers
+            );
             upgrade::report_ready(fd);
+        }
+    }
+
+    /// A successor, once its predecessor handed the region over: what a
+    /// process starting afresh writes at start, now its to write.
+    fn took_over(&self, ctl: &Control, live: usize) {
+        let p = &self.region.process;
+        p.upgrades.fetch_add(1, Relaxed);
+        p.workers_configured.store(self.workers as u32, Relaxed);
+        p.workers_live.store(live as u32, Relaxed);
+        // The configuration file as it is now (it may have changed since
+        // this process started), else the one it started with.
+        let published = match ctl.reloader.as_ref() {
+            Some(r) => r.reload(self.region),
+            None => resolve_all(&self.cfg.backends).and_then(|entries| {
+                publish_change(self.region, entries, self.cfg.strategy, &self.cfg.health)
+                    .map_err(|e| e.to_string())
+            }),
+        };
+        match published {
+            Ok(a) => log!(
+                Info,
+                "main",
+                "upgrade: handed over; serving generation {} (backends {})",
+                a.generation,
+                a.backends.join(", ")
+            ),
+            Err(e) => log!(
+                Err,
+                "main",
+                "upgrade: handed over, but this configuration could not be published ({e}); serving the old one"
+            ),
         }
     }
 
     /// Everything but the workers, once per turn of the loop. True when the
     /// workers should start draining (shutdown, or a successor took over).
-    fn tick(&self, ctl: &mut Control) -> bool {
+    fn tick(&self, ctl: &mut Control, live: usize) -> bool {
+        self.report_ready_once(ctl);
+        if self.upgraded && !ctl.took_over && ctl.ready_reported && self.owns() {
+            // The predecessor handed the region over (its owner word names
+            // this process now).
+            ctl.took_over = true;
+            self.took_over(ctl, live);
+        }
         self.reload_if_due(ctl);
         if sys::take_signal(Signal::Reopen) {
             match &self.cfg.access_log {
@@ -392,17 +480,41 @@ impl Supervisor {
         if sys::take_signal(Signal::Upgrade) {
             self.start_upgrade(ctl);
         }
+        if sys::shutdown_requested() {
+            if let Some(p) = ctl.pending.take() {
+                // A stop during an upgrade (a restart script, systemd
+                // stopping the unit) cancels it: the successor goes, and
+                // this process drains as usual.
+                log!(
+                    Warn,
+                    "main",
+                    "upgrade cancelled by a stop signal: stopping the new process pid {}",
+                    p.pid
+                );
+                p.child.signal(libc::SIGKILL);
+                self.region.process.upgrades_failed.fetch_add(1, Relaxed);
+            }
+        }
         if let Some(outcome) = ctl.pending.as_ref().and_then(Pending::poll) {
-            let pid = ctl.pending.take().map_or(0, |p| p.pid);
+            let p = ctl.pending.take().expect("polled");
+            let pid = p.pid;
             match outcome {
-                Outcome::Ready => {
+                Outcome::Ready if self.region.hand_over(self.pid, pid as u32) => {
                     log!(
                         Info,
                         "main",
                         "upgrade: new process pid {pid} is serving; this one (pid {}) stops accepting and drains",
-                        sys::getpid()
+                        self.pid
                     );
                     ctl.handed_over = true;
+                }
+                Outcome::Ready => {
+                    log!(
+                        Err,
+                        "main",
+                        "upgrade: pid {pid} is ready but this process does not own the region; stopping it"
+                    );
+                    p.child.signal(libc::SIGKILL);
                 }
                 Outcome::Failed(why) => {
                     log!(
@@ -410,7 +522,8 @@ impl Supervisor {
                         "main",
                         "upgrade failed: new process pid {pid}: {why}; still serving"
                     );
-                    sys::kill(pid, libc::SIGKILL);
+                    p.child.signal(libc::SIGKILL);
+                    self.region.process.upgrades_failed.fetch_add(1, Relaxed);
                 }
             }
         }
@@ -424,10 +537,13 @@ impl Supervisor {
                     "shutting down: draining {} workers",
                     self.workers
                 );
-                // Refuse queued and new connections for every process sharing
-                // the socket. Not after a hand-over: the successor uses it.
-                sys::stop_listening(self.listener.as_fd());
             }
+            // This process's copies of the listeners go; once the workers
+            // have closed theirs (they do as they start draining) a socket
+            // nobody else holds is closed and new connections are refused.
+            // After a hand-over the successor holds it and serves.
+            drop(self.listener.lock().ok().and_then(|mut l| l.take()));
+            drop(self.admin.lock().ok().and_then(|mut l| l.take()));
             return true;
         }
         false
@@ -446,6 +562,17 @@ impl Supervisor {
             return;
         };
         if !(r.changed() || hup) || ctl.draining {
+            return;
+        }
+        if !self.owns() {
+            // A successor before its hand-over: it publishes the file as it
+            // is then (`took_over`).
+            log!(
+                Info,
+                "reload",
+                "{}: changed; applied once this process takes over",
+                r.path().display()
+            );
             return;
         }
         let p = &self.region.process;
@@ -490,8 +617,16 @@ impl Supervisor {
             return;
         }
         let region_fd = self.memfd.as_ref().map(|f| f.as_fd());
-        let admin = self.admin.as_ref().map(|a| a.as_fd());
-        match upgrade::start(&self.exe, self.listener.as_fd(), admin, region_fd) {
+        let listener = self.listener.lock();
+        let admin = self.admin.lock();
+        let (Ok(listener), Ok(admin)) = (listener, admin) else {
+            return;
+        };
+        let Some(l) = listener.as_ref() else {
+            return;
+        };
+        let admin = admin.as_ref().map(|a| a.as_fd());
+        match upgrade::start(&self.exe, l.as_fd(), admin, region_fd) {
             Ok(p) => {
                 log!(
                     Info,
@@ -516,19 +651,34 @@ impl Supervisor {
     fn run_processes(self) -> i32 {
         sys::set_process_name("lb: master");
         let master = sys::getpid();
+        // Children say they run by writing their slot number (255: the
+        // prober) here; the master reads it each turn (readiness).
+        let (started_r, started_w) = match sys::pipe_pair() {
+            Ok(p) => p,
+            Err(e) => {
+                log!(Err, "main", "cannot create the start pipe: {e}");
+                return 1;
+            }
+        };
         let mut slots: Vec<Slot> = (0..self.workers).map(|_| Slot::default()).collect();
         for (i, slot) in slots.iter_mut().enumerate() {
-            self.spawn_process(Role::Worker(i), master, slot);
+            self.spawn_process(Role::Worker(i), master, slot, started_w.as_fd());
         }
         let mut prober = Slot::default();
-        self.spawn_process(Role::Prober, master, &mut prober);
-        self.report_ready();
+        self.spawn_process(Role::Prober, master, &mut prober, started_w.as_fd());
         let mut ctl = Control::new(&self.cfg);
         let mut deadline: Option<u64> = None;
         loop {
             sys::wait_for_signal(100);
             let now = sys::now_ms();
             let _ = sys::take_signal(Signal::Child);
+            let mut buf = [0u8; 64];
+            while let Ok(n @ 1..) = sys::read(started_r.as_fd(), &mut buf) {
+                for &b in &buf[..n] {
+                    let bit = if b == 255 { PROBER_BIT } else { 1 << (b & 63) };
+                    self.started.fetch_or(bit, Relaxed);
+                }
+            }
             while let Some((pid, status)) = sys::reap_child() {
                 let how = sys::describe_exit(status);
                 if prober.pid == Some(pid) {
@@ -544,7 +694,9 @@ impl Supervisor {
                 };
                 let slot = &mut slots[i];
                 slot.pid = None;
-                if !ctl.handed_over {
+                if self.owns() {
+                    // Gauges are the owner's: after a hand-over the
+                    // successor's workers count (and use slot i) now.
                     self.region.process.workers_live.fetch_sub(1, Relaxed);
                     self.region.workers[i].reset_gauges();
                 }
@@ -576,7 +728,8 @@ impl Supervisor {
             }
             ctl.worker_pids.clear();
             ctl.worker_pids.extend(slots.iter().filter_map(|s| s.pid));
-            if self.tick(&mut ctl) {
+            let live = ctl.worker_pids.len();
+            if self.tick(&mut ctl, live) {
                 for s in slots.iter().chain([&prober]) {
                     if let Some(pid) = s.pid {
                         sys::kill(pid, libc::SIGTERM);
@@ -602,17 +755,25 @@ impl Supervisor {
             }
             for (i, slot) in slots.iter_mut().enumerate() {
                 if slot.respawn_at.is_some_and(|t| now >= t) {
-                    self.region.process.worker_restarts.fetch_add(1, Relaxed);
-                    self.spawn_process(Role::Worker(i), master, slot);
+                    if self.owns() {
+                        self.region.process.worker_restarts.fetch_add(1, Relaxed);
+                    }
+                    self.spawn_process(Role::Worker(i), master, slot, started_w.as_fd());
                 }
             }
             if prober.respawn_at.is_some_and(|t| now >= t) {
-                self.spawn_process(Role::Prober, master, &mut prober);
+                self.spawn_process(Role::Prober, master, &mut prober, started_w.as_fd());
             }
         }
     }
 
-    fn spawn_process(&self, role: Role, master: libc::pid_t, slot: &mut Slot) {
+    fn spawn_process(
+        &self,
+        role: Role,
+        master: libc::pid_t,
+        slot: &mut Slot,
+        started: std::os::fd::BorrowedFd<'_>,
+    ) {
         slot.respawn_at = None;
         match sys::fork() {
             Ok(0) => {
@@ -639,13 +800,28 @@ impl Supervisor {
                         let _ = sys::take_signal(s);
                     }
                     drop(self.ready.lock().ok().and_then(|mut r| r.take()));
+                    // The child's own copies of the listeners (fork gave it
+                    // the master's): a worker serves with them, the prober
+                    // closes them, so none stays open behind a drain.
+                    let listener = self.listener.lock().ok().and_then(|mut l| l.take());
+                    let admin = self.admin.lock().ok().and_then(|mut l| l.take());
+                    let say = |b: u8| {
+                        let _ = sys::write(started, &[b]);
+                    };
                     match role {
-                        Role::Worker(i) => self.run_worker(i),
+                        Role::Worker(i) => match listener {
+                            Some(l) => self.run_worker(i, l, admin, &|| say(i as u8)),
+                            None => 0, // draining already: nothing to serve
+                        },
                         Role::Prober => {
+                            drop((listener, admin));
+                            say(255);
+                            let master = master as u32;
                             crate::probe::run(
                                 self.region,
                                 self.tls.as_ref(),
                                 sys::shutdown_requested,
+                                || self.region.owned_by(master),
                             );
                             0
                         }
@@ -658,7 +834,9 @@ impl Supervisor {
                 slot.pid = Some(pid);
                 slot.started_ms = sys::now_ms();
                 if let Role::Worker(i) = role {
-                    self.region.process.workers_live.fetch_add(1, Relaxed);
+                    if self.owns() {
+                        self.region.process.workers_live.fetch_add(1, Relaxed);
+                    }
                     log!(Debug, "main", "worker {i} started, pid {pid}");
                 }
             }
@@ -691,7 +869,12 @@ impl Supervisor {
         let s = Arc::clone(&sup);
         let prober = std::thread::Builder::new()
             .name("lb-prober".into())
-            .spawn(move || crate::probe::run(s.region, s.tls.as_ref(), sys::shutdown_requested));
+            .spawn(move || {
+                s.started.fetch_or(PROBER_BIT, Relaxed);
+                crate::probe::run(s.region, s.tls.as_ref(), sys::shutdown_requested, || {
+                    s.owns()
+                })
+            });
         if let Err(e) = &prober {
             log!(
                 Err,
@@ -699,14 +882,15 @@ impl Supervisor {
                 "cannot start the prober thread: {e}; no active health checks"
             );
         }
-        sup.report_ready();
         let mut ctl = Control::new(&sup.cfg);
         let mut code = 0;
         loop {
             sys::wait_for_signal(100);
-            // A successor that failed is our child: reap it.
+            // A successor that failed is our child: reap it (it is signalled
+            // through its pidfd, never by a pid that may be reused).
             while sys::reap_child().is_some() {}
-            if sup.tick(&mut ctl) && ctl.handed_over {
+            let live = sup.running.load(Relaxed);
+            if sup.tick(&mut ctl, live) && ctl.handed_over {
                 // The threads drain on the process-wide shutdown flag.
                 sys::raise_flag(Signal::Shutdown);
             }
@@ -734,11 +918,32 @@ impl Supervisor {
         let region = self.region;
         let mut quick_deaths = 0;
         loop {
-            region.process.workers_live.fetch_add(1, Relaxed);
+            self.running.fetch_add(1, Relaxed);
+            if self.owns() {
+                region.process.workers_live.fetch_add(1, Relaxed);
+            }
             let started = sys::now_ms();
-            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.run_worker(i)));
-            region.process.workers_live.fetch_sub(1, Relaxed);
-            region.workers[i].reset_gauges();
+            let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let (l, a) = match (Self::dup_of(&self.listener), Self::dup_of(&self.admin)) {
+                    (Ok(Some(l)), Ok(a)) => (l, a),
+                    (Ok(None), _) => return 0, // draining already
+                    (Err(e), _) | (_, Err(e)) => {
+                        log!(Err, "main", "worker {i}: cannot duplicate a listener: {e}");
+                        return 1;
+                    }
+                };
+                self.run_worker(i, l, a, &|| {
+                    self.started.fetch_or(1 << i, Relaxed);
+                })
+            }));
+            self.running.fetch_sub(1, Relaxed);
+            // The gauges are the region owner's: after a hand-over the
+            // successor's threads count (this is defect "sp upgrade breaks
+            // the gauges": the old threads' exit zeroed `lb_workers`).
+            if self.owns() {
+                region.process.workers_live.fetch_sub(1, Relaxed);
+                region.workers[i].reset_gauges();
+            }
             let why = match r {
                 Ok(code) => return code,
                 Err(p) => panic_message(&p),
@@ -757,7 +962,9 @@ impl Supervisor {
                 "main",
                 "worker {i} panicked: {why}; restarting in {delay} ms"
             );
-            region.process.worker_restarts.fetch_add(1, Relaxed);
+            if self.owns() {
+                region.process.worker_restarts.fetch_add(1, Relaxed);
+            }
             std::thread::sleep(Duration::from_millis(delay));
         }
     }

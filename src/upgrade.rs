@@ -26,8 +26,16 @@ pub const LISTEN_FD: &str = "LB_UPGRADE_LISTEN_FD";
 pub const ADMIN_FD: &str = "LB_UPGRADE_ADMIN_FD";
 pub const REGION_FD: &str = "LB_UPGRADE_REGION_FD";
 pub const READY_FD: &str = "LB_UPGRADE_READY_FD";
-/// How long a successor has to report ready.
+/// How long a successor has to report ready (every worker's loop and the
+/// prober running). `LB_UPGRADE_READY_TIMEOUT_MS` shortens it (tests).
 pub const READY_TIMEOUT_MS: u64 = 10_000;
+
+fn ready_timeout_ms() -> u64 {
+    std::env::var("LB_UPGRADE_READY_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(READY_TIMEOUT_MS)
+}
 
 /// How this process was started, recorded at start-up: by the time of a
 /// SIGUSR2 the binary at that path may be another build.
@@ -84,6 +92,8 @@ pub fn report_ready(fd: OwnedFd) {
 /// A successor started and not yet ready.
 pub struct Pending {
     pub pid: libc::pid_t,
+    /// Signals it without ever reaching a reused pid (a pidfd on Linux).
+    pub child: sys::ChildHandle,
     ready: OwnedFd,
     deadline: u64,
 }
@@ -128,10 +138,12 @@ pub fn start(
     // the successor is gone.
     drop(ready_w);
     let child = spawned?;
+    let pid = child.id() as libc::pid_t;
     Ok(Pending {
-        pid: child.id() as libc::pid_t,
+        pid,
+        child: sys::ChildHandle::new(pid),
         ready: ready_r,
-        deadline: sys::now_ms() + READY_TIMEOUT_MS,
+        deadline: sys::now_ms() + ready_timeout_ms(),
     })
 }
 
@@ -143,7 +155,7 @@ impl Pending {
             Ok(1) => Some(Outcome::Ready),
             Ok(_) => Some(Outcome::Failed("it exited before it was ready".into())),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => (sys::now_ms() >= self.deadline)
-                .then(|| Outcome::Failed(format!("not ready within {READY_TIMEOUT_MS} ms"))),
+                .then(|| Outcome::Failed(format!("not ready within {} ms", ready_timeout_ms()))),
             Err(e) => Some(Outcome::Failed(format!("ready pipe: {e}"))),
         }
     }

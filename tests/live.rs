@@ -370,48 +370,6 @@ fn a_backend_killed_under_load_costs_no_failed_get() {
     assert_eq!(failed, 0, "{text}\n{}", lb.log_text());
 }
 
-/// The successor of an upgrade: found in the log, stopped when the test ends.
-struct Successor(Option<u32>);
-
-impl Drop for Successor {
-    fn drop(&mut self) {
-        if let Some(pid) = self.0 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-            let gone = eventually(Duration::from_secs(12), || {
-                !std::path::Path::new(&format!("/proc/{pid}")).exists()
-            });
-            if !gone {
-                let _ = Command::new("kill")
-                    .args(["-KILL", &pid.to_string()])
-                    .status();
-            }
-        }
-    }
-}
-
-fn successor_pid(log: &str) -> Option<u32> {
-    let i = log.find("upgrade: new process pid ")? + "upgrade: new process pid ".len();
-    log[i..].split_whitespace().next()?.parse().ok()
-}
-
-/// A private copy of the binary, so a test can move a new build over it.
-fn binary_copy(dir: &std::path::Path) -> String {
-    std::fs::create_dir_all(dir).unwrap();
-    let bin = dir.join("load_balancer");
-    std::fs::copy(LB, &bin).unwrap();
-    bin.to_str().unwrap().to_string()
-}
-
-fn replace_binary(bin: &str, with: &[u8], mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = format!("{bin}.new");
-    std::fs::write(&tmp, with).unwrap();
-    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
-    std::fs::rename(&tmp, bin).unwrap();
-}
-
 #[test]
 fn sigusr2_upgrades_the_binary_under_load_in_both_modes_with_nothing_lost() {
     let (a, b) = (demo_backend("a"), demo_backend("b"));
@@ -457,7 +415,11 @@ fn sigusr2_upgrades_the_binary_under_load_in_both_modes_with_nothing_lost() {
             after >= before + done,
             "{mode}: lb_requests_total {before} -> {after} with {done} served"
         );
-        assert_eq!(metric(&m, "lb_upgrades_total"), Some(1), "{m}");
+        assert_eq!(
+            metric(&m, "lb_upgrades_total{result=\"success\"}"),
+            Some(1),
+            "{m}"
+        );
         drop(successor);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -240,14 +240,14 @@ mod tests {
             },
         ];
         let st = crate::shm::Settings::new(Strategy::Random, &HealthSettings::default());
-        r.publish(&resolve_all(&specs).unwrap(), &st);
+        r.publish(&resolve_all(&specs).unwrap(), &st).unwrap();
         let mut set = BackendSet::load(r);
         assert_eq!(set.len(), 2);
         assert_eq!(set.weights(), &[3, 1]);
         assert_eq!(set.get(1).unwrap().name, "localhost:2");
         assert_eq!(set.strategy(), Strategy::Random);
         assert!(!set.refresh(r), "same generation: nothing to copy");
-        r.publish(&resolve_all(&specs[1..]).unwrap(), &st);
+        r.publish(&resolve_all(&specs[1..]).unwrap(), &st).unwrap();
         assert!(set.refresh(r));
         assert_eq!(set.len(), 1);
         // ids follow the order of the list they were resolved from

@@ -173,7 +173,8 @@ mod tests {
         r.publish(
             &super::super::backends::resolve_all(&[spec(1), spec(2)]).unwrap(),
             &st,
-        );
+        )
+        .unwrap();
         let set = BackendSet::load(r);
         let s = HealthSettings::default();
         let h = HealthState::new(2);

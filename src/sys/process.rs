@@ -379,11 +379,71 @@ fn raw_pipe(nonblocking: bool) -> io::Result<[libc::c_int; 2]> {
     Ok(fds)
 }
 
-/// Stops a listening socket for every process that shares it: queued and new
-/// connections are refused (Linux `shutdown(SHUT_RD)` on a listener).
-pub fn stop_listening(fd: BorrowedFd<'_>) {
-    // SAFETY: fd is a live (borrowed) listening socket.
-    let _ = syscall!(shutdown(fd.as_raw_fd(), libc::SHUT_RD));
+/// Marks every descriptor this process was started with (beyond stdin,
+/// stdout and stderr) close-on-exec: whatever a parent leaked to it is not
+/// the load balancer's to pass on to a successor binary or anything it runs.
+/// The upgrade's own descriptors are taken afterwards ([`inherited_fd`]) and
+/// opened to a successor on purpose.
+pub fn cloexec_inherited() {
+    let fds: Vec<RawFd> =
+        match std::fs::read_dir("/proc/self/fd").or_else(|_| std::fs::read_dir("/dev/fd")) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                .collect(),
+            Err(_) => (3..256).collect(),
+        };
+    for fd in fds.into_iter().filter(|&fd| fd > 2) {
+        // SAFETY: F_SETFD on a number that may or may not be open: EBADF at
+        // worst; no descriptor is closed or reused.
+        let _ = syscall!(fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC));
+    }
+}
+
+/// A handle on a child process that can be signalled without the risk of
+/// reaching another process that reused its pid once it was reaped: a pidfd
+/// (Linux 5.3 and later), else the pid, signalled only while `waitpid`
+/// says it has not exited.
+pub struct ChildHandle {
+    pub pid: libc::pid_t,
+    #[cfg(target_os = "linux")]
+    pidfd: Option<OwnedFd>,
+}
+
+impl ChildHandle {
+    /// Right after the child was started (before anyone could reap it).
+    pub fn new(pid: libc::pid_t) -> ChildHandle {
+        ChildHandle {
+            pid,
+            #[cfg(target_os = "linux")]
+            // SAFETY: integer arguments; pidfd_open returns a new descriptor.
+            pidfd: syscall!(syscall(libc::SYS_pidfd_open, pid, 0))
+                .ok()
+                // SAFETY: pidfd_open returned a descriptor nothing else owns.
+                .map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
+        }
+    }
+
+    /// Sends `sig` to the child if it still exists.
+    pub fn signal(&self, sig: libc::c_int) {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.pidfd {
+            // SAFETY: fd is a live pidfd; a null siginfo is allowed.
+            let _ = syscall!(syscall(
+                libc::SYS_pidfd_send_signal,
+                fd.as_raw_fd(),
+                sig,
+                std::ptr::null::<libc::siginfo_t>(),
+                0
+            ));
+            return;
+        }
+        let mut status = 0;
+        // SAFETY: status is a valid int; WNOHANG never blocks. If the child
+        // has exited this reaps it, and it is not signalled.
+        if let Ok(0) = syscall!(waitpid(self.pid, &mut status, libc::WNOHANG)) {
+            kill(self.pid, sig);
+        }
+    }
 }
 
 /// `poll(2)` over `fds`; the number of fds with events.

@@ -48,13 +48,26 @@ impl Lb {
     pub fn start_bin(bin: &str, args: &[&str]) -> Lb {
         for _attempt in 0..5 {
             let port = free_port();
-            let mut child = Command::new(bin)
-                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
-                .args(args)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawn load_balancer");
+            let spawn = || {
+                Command::new(bin)
+                    .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                    .args(args)
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+            };
+            // A binary just copied (an upgrade test's) may be "busy" for a
+            // moment: another test thread's fork can hold its write fd.
+            let mut tries = 0;
+            let mut child = loop {
+                match spawn() {
+                    Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 50 => {
+                        tries += 1;
+                        thread::sleep(Duration::from_millis(20));
+                    }
+                    r => break r.expect("spawn load_balancer"),
+                }
+            };
             let log = Arc::new(Mutex::new(String::new()));
             let stderr = child.stderr.take().unwrap();
             let sink = log.clone();
@@ -870,4 +883,48 @@ pub fn wrk_result(child: std::process::Child) -> (u64, u64, String) {
         }
     }
     (done, failed, text)
+}
+
+// ---- binary upgrades -------------------------------------------------------
+
+/// The successor of an upgrade: found in the log, stopped when the test ends.
+pub struct Successor(pub Option<u32>);
+
+impl Drop for Successor {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let gone = eventually(Duration::from_secs(12), || {
+                !std::path::Path::new(&format!("/proc/{pid}")).exists()
+            });
+            if !gone {
+                let _ = std::process::Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            }
+        }
+    }
+}
+
+pub fn successor_pid(log: &str) -> Option<u32> {
+    let i = log.find("upgrade: new process pid ")? + "upgrade: new process pid ".len();
+    log[i..].split_whitespace().next()?.parse().ok()
+}
+
+/// A private copy of the binary, so a test can move a new build over it.
+pub fn binary_copy(dir: &std::path::Path) -> String {
+    std::fs::create_dir_all(dir).unwrap();
+    let bin = dir.join("load_balancer");
+    std::fs::copy(std::env::var("LB_BIN").unwrap_or(LB.to_string()), &bin).unwrap();
+    bin.to_str().unwrap().to_string()
+}
+
+pub fn replace_binary(bin: &str, with: &[u8], mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = format!("{bin}.new");
+    std::fs::write(&tmp, with).unwrap();
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(mode)).unwrap();
+    std::fs::rename(&tmp, bin).unwrap();
 }

@@ -1,0 +1,263 @@
+//! A lifecycle that cannot lose the service (issue: upgrades, region
+//! ownership, systemd). Each test is an operator's bad day found from
+//! outside; each fails on the build before its fix. Fault tests run under
+//! wrk and count every failed request.
+
+mod common;
+use common::*;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Processes whose command line mentions `needle` (a test's private dir).
+fn processes_with(needle: &str) -> Vec<u32> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+/// CPU time (user + system, clock ticks) of `pid`.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = after.split_whitespace().collect();
+    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
+}
+
+/// An upgrade whose successor cannot start its workers (its access log's
+/// directory was removed) does not take over: the old process keeps
+/// serving, nothing is lost, the failure is counted, and the region is as
+/// it was (the successor wrote nothing to it).
+#[test]
+fn an_upgrade_whose_workers_cannot_start_does_not_take_over() {
+    let a = demo_backend("a");
+    for mode in ["mp", "sp"] {
+        let dir = std::env::temp_dir().join(format!("lb-life-nolog-{}-{mode}", std::process::id()));
+        let bin = binary_copy(&dir);
+        let logdir = dir.join("logs");
+        std::fs::create_dir_all(&logdir).unwrap();
+        let log = logdir.join("access.log");
+        std::env::set_var("LB_UPGRADE_READY_TIMEOUT_MS", "3000");
+        let mut lb = Lb::start_bin(
+            &bin,
+            &[
+                "-m",
+                mode,
+                "-w",
+                "2",
+                "--access-log",
+                log.to_str().unwrap(),
+                "-b",
+                &a,
+            ],
+        );
+        std::env::remove_var("LB_UPGRADE_READY_TIMEOUT_MS");
+        let before = scrape(lb.port);
+        let gen = metric(&before, "lb_config_generation");
+        let load = wrk(lb.port, 6);
+        thread::sleep(Duration::from_millis(1000));
+        std::fs::remove_dir_all(&logdir).unwrap();
+        signal(lb.pid(), 12); // SIGUSR2
+        assert!(
+            eventually(Duration::from_secs(10), || lb.log_has("upgrade failed")),
+            "{mode}: {}",
+            lb.log_text()
+        );
+        let (done, failed, text) = wrk_result(load);
+        assert!(done > 500, "{text}");
+        assert_eq!(
+            failed,
+            0,
+            "{mode}: requests lost:\n{text}\n{}",
+            lb.log_text()
+        );
+        assert_eq!(
+            lb.try_wait(),
+            None,
+            "{mode}: the old process must keep serving"
+        );
+        assert_eq!(get(lb.port, "/").status(), 200);
+        let m = scrape(lb.port);
+        assert_eq!(
+            metric(&m, "lb_upgrades_total{result=\"failure\"}"),
+            Some(1),
+            "{m}"
+        );
+        assert_eq!(
+            metric(&m, "lb_upgrades_total{result=\"success\"}"),
+            Some(0),
+            "{m}"
+        );
+        assert_eq!(metric(&m, "lb_workers"), Some(2), "{mode}: {m}");
+        assert_eq!(
+            metric(&m, "lb_config_generation"),
+            gen,
+            "{mode}: the successor published"
+        );
+        // The successor and its workers are gone.
+        let needle = dir.to_str().unwrap().to_string();
+        let old: Vec<u32> = std::iter::once(lb.pid())
+            .chain(children(lb.pid()).into_iter().map(|(p, _)| p))
+            .collect();
+        let others = || -> Vec<u32> {
+            processes_with(&needle)
+                .into_iter()
+                .filter(|p| !old.contains(p))
+                .collect()
+        };
+        assert!(
+            eventually(Duration::from_secs(10), || others().is_empty()),
+            "{mode}: successor processes left: {:?}",
+            others()
+        );
+        drop(lb);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// After an sp upgrade the old threads' exit does not touch the gauges the
+/// successor now owns: `lb_workers` stays right and `lb_connections_active`
+/// never wraps below zero.
+#[test]
+fn an_sp_upgrade_keeps_the_gauges_true() {
+    let a = demo_backend("a");
+    let dir = std::env::temp_dir().join(format!("lb-life-sp-{}", std::process::id()));
+    let bin = binary_copy(&dir);
+    let mut lb = Lb::start_bin(&bin, &["-m", "sp", "-w", "2", "-b", &a]);
+    // Connections held across the upgrade, closed after it.
+    let mut held: Vec<Client> = (0..4).map(|_| lb.conn()).collect();
+    for c in &mut held {
+        assert_eq!(c.get("/").status(), 200);
+    }
+    signal(lb.pid(), 12);
+    assert!(
+        eventually(Duration::from_secs(10), || lb.log_has("is serving")),
+        "{}",
+        lb.log_text()
+    );
+    let successor = Successor(successor_pid(&lb.log_text()));
+    assert!(eventually(Duration::from_secs(15), || lb
+        .try_wait()
+        .is_some()));
+    drop(held);
+    for _ in 0..20 {
+        assert_eq!(get(lb.port, "/").status(), 200);
+    }
+    thread::sleep(Duration::from_millis(200));
+    let m = scrape(lb.port);
+    assert_eq!(metric(&m, "lb_workers"), Some(2), "{m}");
+    let active = metric(&m, "lb_connections_active").unwrap();
+    assert!(active <= 2, "lb_connections_active {active}:\n{m}");
+    drop(successor);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `kill -USR2` then `kill -TERM` (a restart script, systemd stopping the
+/// unit): the upgrade is cancelled, the old process drains and exits 0,
+/// nothing is left running or spinning, and the port is free for a fresh
+/// start.
+#[test]
+fn a_stop_during_a_pending_upgrade_cancels_it_and_frees_the_port() {
+    let a = demo_backend("a");
+    for mode in ["mp", "sp"] {
+        let dir = std::env::temp_dir().join(format!("lb-life-term-{}-{mode}", std::process::id()));
+        let bin = binary_copy(&dir);
+        let real = format!("{bin}.real");
+        std::fs::copy(&bin, &real).unwrap();
+        let mut lb = Lb::start_bin(&bin, &["-m", mode, "-w", "2", "-b", &a]);
+        let port = lb.port;
+        // The new build takes a moment to start: the stop lands meanwhile.
+        replace_binary(
+            &bin,
+            format!("#!/bin/sh\nsleep 1\nexec {real} \"$@\"\n").as_bytes(),
+            0o755,
+        );
+        signal(lb.pid(), 12); // SIGUSR2
+        assert!(eventually(Duration::from_secs(5), || lb
+            .log_has("waiting for it to be ready")));
+        signal(lb.pid(), 15); // SIGTERM
+        assert!(
+            eventually(Duration::from_secs(15), || lb.try_wait().is_some()),
+            "{mode}: the old process did not exit\n{}",
+            lb.log_text()
+        );
+        assert_eq!(lb.try_wait(), Some(0), "{mode}: {}", lb.log_text());
+        assert!(lb.log_has("upgrade cancelled"), "{mode}: {}", lb.log_text());
+        let needle = dir.to_str().unwrap().to_string();
+        thread::sleep(Duration::from_millis(1500)); // past the wrapper's sleep
+        let left = processes_with(&needle);
+        let spinning: Vec<(u32, u64)> = left
+            .iter()
+            .map(|&p| {
+                let t0 = cpu_ticks(p);
+                thread::sleep(Duration::from_millis(500));
+                (p, cpu_ticks(p) - t0)
+            })
+            .collect();
+        assert!(
+            eventually(Duration::from_secs(12), || processes_with(&needle)
+                .is_empty()),
+            "{mode}: left running: {left:?}, CPU ticks in 0.5 s: {spinning:?}"
+        );
+        assert!(
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+            "{mode}: the port still accepts after the stop"
+        );
+        // A fresh start on the same port.
+        let mut fresh = std::process::Command::new(LB)
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-w",
+                "1",
+                "-b",
+                &a,
+            ])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let served = eventually(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        let status = served.then(|| get(port, "/").status());
+        let _ = fresh.kill();
+        let _ = fresh.wait();
+        assert_eq!(status, Some(200), "{mode}: a fresh start on the port");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// Two publishers (an old supervisor's reload racing a successor's
+/// publish) cannot interleave: a non-owner is refused, and the owner's
+/// publishes never leave `seq` odd or an array torn.
+#[test]
+fn only_the_owner_publishes() {
+    use lb::config::{HealthSettings, Strategy};
+    use lb::shm::{BackendEntry, Region, Settings};
+    let (r, _fd) = Region::create().unwrap();
+    let st = Settings::new(Strategy::RoundRobin, &HealthSettings::default());
+    let e = BackendEntry::new("a", "127.0.0.1:1".parse().unwrap(), 1, false, 0);
+    assert!(r.publish(&[e], &st).is_ok());
+    let me = std::process::id();
+    assert!(r.hand_over(me, me + 1));
+    assert!(
+        r.publish(&[e], &st).is_err(),
+        "a process that handed over still publishes"
+    );
+    assert!(!r.hand_over(me, me), "handed over twice");
+    let t0 = Instant::now();
+    let mut out = Vec::new();
+    let (g, _) = r.read_backends(&mut out);
+    assert_eq!((g, out.len()), (1, 1));
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
