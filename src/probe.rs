@@ -64,8 +64,7 @@ pub fn run(
         } else if gen != seen_gen {
             // New backends are probed at once; the others keep their turn.
             for e in &entries {
-                let same =
-                    |k: &BackendEntry| k.id == e.id && k.port == e.port && k.host() == e.host();
+                let same = |k: &BackendEntry| k.id == e.id && k.same_backend(e);
                 if !known.iter().any(same) {
                     next_at[e.id as usize] = 0;
                 }

@@ -235,6 +235,19 @@ impl BackendEntry {
         e
     }
 
+    /// Whether `self` and `other` are the same backend: how it is reached
+    /// (address, port, TLS on or off) and the name it is verified as (its
+    /// host). The one identity used by the ids (`assign_ids`), the pools
+    /// (a worker closes the idle connections of an id whose backend
+    /// changed) and the prober. A change of any part is a new backend.
+    pub fn same_backend(&self, other: &BackendEntry) -> bool {
+        self.port == other.port
+            && self.tls == other.tls
+            && self.family == other.family
+            && self.ip == other.ip
+            && self.host().eq_ignore_ascii_case(other.host())
+    }
+
     pub fn host(&self) -> &str {
         let n = self.host.iter().position(|&b| b == 0).unwrap_or(HOST_BYTES);
         std::str::from_utf8(&self.host[..n]).unwrap_or("?")

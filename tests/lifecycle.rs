@@ -261,3 +261,61 @@ fn only_the_owner_publishes() {
     assert_eq!((g, out.len()), (1, 1));
     assert!(t0.elapsed() < Duration::from_secs(5));
 }
+
+/// A reload that changes how a backend is reached (here: TLS switched on,
+/// same host and port) makes it a new backend: the pooled plaintext
+/// connections are not reused, the next request goes over TLS.
+#[test]
+fn a_reload_that_switches_a_backend_to_tls_drops_its_plaintext_connections() {
+    use std::io::{BufReader, Read, Write};
+    use std::sync::{Arc, Mutex};
+    let firsts = Arc::new(Mutex::new(Vec::<u8>::new()));
+    let seen = firsts.clone();
+    let be = Backend::raw(move |s| {
+        let mut first = [0u8; 1];
+        if s.peek(&mut first).unwrap_or(0) == 0 {
+            return;
+        }
+        seen.lock().unwrap().push(first[0]);
+        if first[0] == 0x16 {
+            return; // a TLS ClientHello: this backend speaks plain HTTP only
+        }
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while read_head(&mut r).is_some() {
+            if w.write_all(&ok("plain")).is_err() {
+                return;
+            }
+        }
+        let _ = r.read(&mut first);
+    });
+    let text = |tls: bool| {
+        format!(
+            r#"{{"backends": [{{"host": "127.0.0.1", "port": {}, "tls": {tls}}}], "probe_interval_ms": 600000}}"#,
+            be.port
+        )
+    };
+    let cfg = temp_file("lb.json", &text(false));
+    let lb = Lb::start(&["-w", "1", "-k", "-c", cfg.to_str().unwrap()]);
+    let mut c = lb.conn();
+    assert_eq!(c.get("/").text(), "plain");
+    let tmp = cfg.with_extension("new");
+    std::fs::write(&tmp, text(true)).unwrap();
+    std::fs::rename(&tmp, &*cfg).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || lb.log_has("generation 2")),
+        "{}",
+        lb.log_text()
+    );
+    let m = lb.conn().get("/");
+    assert_ne!(
+        (m.status(), m.text().as_str()),
+        (200, "plain"),
+        "served over the pooled plaintext connection after the switch to TLS"
+    );
+    assert!(
+        firsts.lock().unwrap().contains(&0x16),
+        "no TLS handshake was tried after the switch: {:?}",
+        firsts.lock().unwrap()
+    );
+}

@@ -51,11 +51,13 @@ pub fn resolve_all(specs: &[BackendSpec]) -> Result<Vec<BackendEntry>, String> {
 }
 
 /// Gives each entry of a new set its stable id: the id it had in `old` if
-/// the same `host:port` was there (so it keeps its health state, counters
-/// and pooled connections), else the lowest id free in both sets. Returns the
-/// ids taken into use and the ids given up.
+/// the same backend was there ([`BackendEntry::same_backend`]: host,
+/// address, port, TLS), so it keeps its health state, counters and pooled
+/// connections; else the lowest id free in both sets (a backend switched to
+/// TLS is a new one: its old plaintext connections are not reused). Returns
+/// the ids taken into use and the ids given up.
 pub fn assign_ids(new: &mut [BackendEntry], old: &[BackendEntry]) -> (Vec<u32>, Vec<u32>) {
-    let same = |a: &BackendEntry, b: &BackendEntry| a.host() == b.host() && a.port == b.port;
+    let same = |a: &BackendEntry, b: &BackendEntry| a.same_backend(b);
     let mut used = 0u64;
     for e in new.iter_mut() {
         if let Some(o) = old.iter().find(|o| same(o, e) && used & (1 << o.id) == 0) {

@@ -482,17 +482,21 @@ impl Worker {
         if region.generation() == self.backends.generation() {
             return;
         }
-        let before: Vec<(usize, String)> = self
+        let before: Vec<(usize, String, std::net::SocketAddr, bool)> = self
             .backends
             .iter()
-            .map(|b| (b.id, b.name.clone()))
+            .map(|b| (b.id, b.host.clone(), b.sock, b.tls))
             .collect();
         self.backends.refresh(region);
         self.balancer.reset(self.backends.strategy());
-        for (id, name) in before {
-            // Gone, or the id now names another backend: its idle
-            // connections lead somewhere no request may go.
-            if self.backends.get(id).is_none_or(|b| b.name != name) {
+        for (id, host, sock, tls) in before {
+            // Gone, or the id now names another backend (another address,
+            // TLS switched, another name to verify): its idle connections
+            // lead somewhere no request may go.
+            let same = |b: &super::backends::Backend| {
+                b.host.eq_ignore_ascii_case(&host) && b.sock == sock && b.tls == tls
+            };
+            if self.backends.get(id).is_none_or(|b| !same(b)) {
                 self.id_epoch[id] = self.backends.generation();
                 while let Some(ui) = self.pools[id].pop() {
                     if let Some(mut u) = self.ups.remove(ui) {
