@@ -63,6 +63,7 @@ lint:
 FUZZ_SECONDS ?= 120
 FUZZ_TARGETS ?= head chunked json config cli
 fuzz:
+	DESYNC_SEARCH_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --profile ci --test desync_search -- --nocapture
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" CARGO=$(CARGO) bash tests/fuzz/run.sh
 
 # The parser benchmark needs nothing but cargo, so it runs first and its

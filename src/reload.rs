@@ -182,19 +182,30 @@ pub fn publish_change(
     })
 }
 
-/// Watches one file. Linux: inotify on its directory, matching the name, so
-/// both an in-place write (`IN_CLOSE_WRITE`) and a rename over it
-/// (`IN_MOVED_TO`, what editors and `mv` do) are seen. Elsewhere (and if
-/// inotify fails): its size, mtime and inode, compared on every call.
+/// Watches one file, through symlinks. Linux: inotify on the directory of
+/// every link on the path and of what each points to (a Kubernetes ConfigMap
+/// is `lb.json -> ..data/lb.json`, `..data -> ..2026_12_04…/`, updated by
+/// renaming a new `..data` over the old), so an in-place write
+/// (`IN_CLOSE_WRITE`), a rename over the file (`IN_MOVED_TO`, what editors
+/// and `mv` do) and a link swapped anywhere on the chain are seen. On every
+/// event the chain is resolved again (the watched directories follow it),
+/// and the file counts as changed when what the path leads to now (device,
+/// inode, size, modification time) differs from before. Elsewhere (and if
+/// inotify fails): the same comparison on every call.
 struct Watch {
     inotify: Option<sys::Inotify>,
-    stamp: Option<(u64, i64, i64, u64)>,
+    dirs: Vec<PathBuf>,
+    stamp: Option<Stamp>,
     path: PathBuf,
 }
 
+/// What the path leads to: device, inode, size, modification time.
+type Stamp = (u64, u64, u64, i64, i64);
+
 impl Watch {
     fn new(path: &Path) -> Watch {
-        let inotify = sys::Inotify::watch_file(path)
+        let dirs = link_dirs(path);
+        let inotify = sys::Inotify::watch_dirs(&dirs)
             .map_err(|e| {
                 crate::log!(
                     Warn,
@@ -206,6 +217,7 @@ impl Watch {
             .ok();
         Watch {
             inotify,
+            dirs,
             stamp: stamp(path),
             path: path.to_path_buf(),
         }
@@ -213,10 +225,19 @@ impl Watch {
 
     fn changed(&mut self) -> bool {
         if let Some(i) = self.inotify.as_mut() {
-            return i.file_changed();
+            if !i.file_changed() {
+                return false;
+            }
+            let dirs = link_dirs(&self.path);
+            if dirs != self.dirs {
+                if let Ok(i) = sys::Inotify::watch_dirs(&dirs) {
+                    self.inotify = Some(i);
+                    self.dirs = dirs;
+                }
+            }
         }
         let now = stamp(&self.path);
-        if now != self.stamp {
+        if now.is_some() && now != self.stamp {
             self.stamp = now;
             return true;
         }
@@ -224,10 +245,54 @@ impl Watch {
     }
 }
 
-fn stamp(path: &Path) -> Option<(u64, i64, i64, u64)> {
+fn stamp(path: &Path) -> Option<Stamp> {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
-    Some((m.len(), m.mtime(), m.mtime_nsec(), m.ino()))
+    Some((m.dev(), m.ino(), m.len(), m.mtime(), m.mtime_nsec()))
+}
+
+/// The directories to watch for `path`: its own, and for each symlink met
+/// while resolving it (the file itself or a directory on the way), the
+/// directory the link lives in and the one its target lives in. At most 32
+/// links are followed (a loop ends there).
+fn link_dirs(path: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut add = |d: PathBuf| {
+        if !dirs.contains(&d) {
+            dirs.push(d);
+        }
+    };
+    let parent = |p: &Path| match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut todo = vec![path.to_path_buf()];
+    let mut hops = 0;
+    while let Some(p) = todo.pop() {
+        add(parent(&p));
+        // Each prefix of the path that is a link, the file included.
+        let mut prefix = PathBuf::new();
+        for comp in p.components() {
+            prefix.push(comp);
+            if hops < 32 {
+                if let Ok(target) = std::fs::read_link(&prefix) {
+                    hops += 1;
+                    add(parent(&prefix));
+                    let abs = parent(&prefix).join(target);
+                    add(parent(&abs));
+                    // Resolve through the target, then the rest of the path.
+                    let rest = p.strip_prefix(&prefix).unwrap_or(Path::new(""));
+                    todo.push(if rest.as_os_str().is_empty() {
+                        abs
+                    } else {
+                        abs.join(rest)
+                    });
+                    break;
+                }
+            }
+        }
+    }
+    dirs
 }
 
 #[cfg(test)]

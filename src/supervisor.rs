@@ -266,6 +266,7 @@ pub fn run(cfg: Config) -> i32 {
         upgraded,
         pid: sys::getpid() as u32,
         started: AtomicU64::new(0),
+        prober_up: AtomicBool::new(false),
         running: AtomicUsize::new(0),
     };
     match sup.cfg.mode {
@@ -296,14 +297,17 @@ struct Supervisor {
     /// This supervisor's pid (the region's owner word holds it once owned).
     pid: u32,
     /// Readiness: bit i set once worker i's loop runs (it has its poller,
-    /// listener and access log), bit 63 once the prober runs.
+    /// listener and access log).
     started: AtomicU64,
+    /// Readiness: the prober runs.
+    prober_up: AtomicBool,
     /// sp: worker threads running now.
     running: AtomicUsize,
 }
 
-/// The prober's bit in `Supervisor::started`.
-const PROBER_BIT: u64 = 1 << 63;
+/// What a child writes to the start pipe once running, when it is the
+/// prober (a worker writes its slot number).
+const PROBER_BYTE: u8 = 255;
 
 /// One worker slot: the process running in it, and its restarts.
 #[derive(Default)]
@@ -398,8 +402,11 @@ impl Supervisor {
     /// manager. Until then a predecessor keeps serving, and stops this
     /// process if it is not ready in time.
     fn report_ready_once(&self, ctl: &mut Control) {
-        let all = (1u64 << self.workers) - 1 | PROBER_BIT;
-        if ctl.ready_reported || self.started.load(Relaxed) & all != all {
+        let all = u64::MAX >> (64 - self.workers);
+        if ctl.ready_reported
+            || self.started.load(Relaxed) & all != all
+            || !self.prober_up.load(Relaxed)
+        {
             return;
         }
         ctl.ready_reported = true;
@@ -675,8 +682,11 @@ impl Supervisor {
             let mut buf = [0u8; 64];
             while let Ok(n @ 1..) = sys::read(started_r.as_fd(), &mut buf) {
                 for &b in &buf[..n] {
-                    let bit = if b == 255 { PROBER_BIT } else { 1 << (b & 63) };
-                    self.started.fetch_or(bit, Relaxed);
+                    if b == PROBER_BYTE {
+                        self.prober_up.store(true, Relaxed);
+                    } else {
+                        self.started.fetch_or(1 << (b & 63), Relaxed);
+                    }
                 }
             }
             while let Some((pid, status)) = sys::reap_child() {
@@ -815,7 +825,7 @@ impl Supervisor {
                         },
                         Role::Prober => {
                             drop((listener, admin));
-                            say(255);
+                            say(PROBER_BYTE);
                             let master = master as u32;
                             crate::probe::run(
                                 self.region,
@@ -870,7 +880,7 @@ impl Supervisor {
         let prober = std::thread::Builder::new()
             .name("lb-prober".into())
             .spawn(move || {
-                s.started.fetch_or(PROBER_BIT, Relaxed);
+                s.prober_up.store(true, Relaxed);
                 crate::probe::run(s.region, s.tls.as_ref(), sys::shutdown_requested, || {
                     s.owns()
                 })

@@ -95,7 +95,7 @@ fn ten_thousand_requests_allocate_nothing_after_warm_up() {
     let (region, _memfd) = lb::shm::Region::create().unwrap();
     let entries = lb::proxy::backends::resolve_all(&config.backends).unwrap();
     let settings = lb::shm::Settings::new(config.strategy, &config.health);
-    region.publish(&entries, &settings);
+    region.publish(&entries, &settings).unwrap();
     region.health.reset(entries.len());
     let shared = Arc::new(Shared::new(config, region, 0, None));
     let (l, port) = listener();

@@ -319,3 +319,55 @@ fn a_reload_that_switches_a_backend_to_tls_drops_its_plaintext_connections() {
         firsts.lock().unwrap()
     );
 }
+
+/// A config reached through symlinks, updated the way Kubernetes updates a
+/// mounted ConfigMap (a new `..data` link renamed over the old), is
+/// reloaded without a signal.
+#[test]
+fn a_config_behind_a_kubernetes_style_symlink_swap_is_reloaded() {
+    use std::os::unix::fs::symlink;
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let dir = std::env::temp_dir().join(format!("lb-life-k8s-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let write = |gen: &str, be: &Backend| {
+        let d = dir.join(gen);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(
+            d.join("lb.json"),
+            format!(
+                r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}]}}"#,
+                be.port
+            ),
+        )
+        .unwrap();
+    };
+    write("..2026_12_04_a", &a);
+    symlink("..2026_12_04_a", dir.join("..data")).unwrap();
+    symlink("..data/lb.json", dir.join("lb.json")).unwrap();
+    let cfg = dir.join("lb.json");
+    let lb = Lb::start(&["-w", "1", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(get(lb.port, "/").text(), "a");
+    // The update: a new directory, a new link, renamed over `..data`.
+    write("..2026_12_04_b", &b);
+    symlink("..2026_12_04_b", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    std::fs::remove_dir_all(dir.join("..2026_12_04_a")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || lb.log_has("generation 2")),
+        "the symlink swap was not seen:\n{}",
+        lb.log_text()
+    );
+    assert_eq!(get(lb.port, "/").text(), "b");
+    // And again (the watch follows the new chain).
+    write("..2026_12_04_c", &a);
+    symlink("..2026_12_04_c", dir.join("..data_tmp")).unwrap();
+    std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || lb.log_has("generation 3")),
+        "{}",
+        lb.log_text()
+    );
+    assert_eq!(get(lb.port, "/").text(), "a");
+    drop(lb);
+    let _ = std::fs::remove_dir_all(&dir);
+}

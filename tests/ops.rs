@@ -57,7 +57,7 @@ fn sample_region() -> (&'static Region, Vec<BackendEntry>) {
         BackendEntry::new("::1", "[::1]:9000".parse().unwrap(), 2, false, 7),
     ];
     let st = Settings::new(Strategy::WeightedRoundRobin, &HealthSettings::default());
-    r.publish(&backends, &st);
+    r.publish(&backends, &st).unwrap();
     r.health.reset(8);
     for _ in 0..5 {
         r.health.record_failure(7, 0, &HealthSettings::default());

@@ -541,3 +541,25 @@ fn probe_interval_zero_turns_probing_off() {
             .collect::<Vec<_>>()
     );
 }
+
+/// A refused HEAD request gets a bodiless answer (RFC 9110 9.3.2), like
+/// every answer to HEAD (found by the desync search).
+#[test]
+fn a_refused_head_request_gets_no_body() {
+    let be = echo_backend();
+    let lb = Lb::start(&["-w", "1", "-b", &be.addr()]);
+    let mut c = lb.conn();
+    c.send(b"HEAD /x HTTP/1.1\r\nHost: x\r\ncontent-length : 5\r\n\r\n");
+    let (_, start, headers) = c.read_head();
+    assert_eq!(start[1], "400");
+    assert!(headers
+        .iter()
+        .any(|(n, _)| n.eq_ignore_ascii_case("content-length")));
+    let (rest, end) = c.read_until_end(Duration::from_secs(5));
+    assert!(end.closed(), "{end}");
+    assert!(
+        rest.is_empty(),
+        "a body after the HEAD answer: {}",
+        show(&rest)
+    );
+}

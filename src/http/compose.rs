@@ -75,13 +75,12 @@ pub fn compose_request(
             || o.conn.is_hop_by_hop(buf, name)
             || (o.strip_expect && name.eq_ignore_ascii_case(b"expect"))
             || (o.absolute.is_some() && name.eq_ignore_ascii_case(b"host"))
+            // A forwarding header the proxy sets itself: written below.
+            || fwd
+                .iter()
+                .any(|(n, mode)| *mode != HeaderMode::Off && name.eq_ignore_ascii_case(n))
         {
             false
-        } else if fwd
-            .iter()
-            .any(|(n, mode)| *mode != HeaderMode::Off && name.eq_ignore_ascii_case(n))
-        {
-            false // a forwarding header the proxy sets itself: written below
         } else if is_identity(name) {
             // Who the client is, as the client says: not passed on unless
             // configured as trusted (a proxy in front of this one).

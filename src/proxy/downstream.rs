@@ -37,6 +37,8 @@ impl Worker {
                 }
                 Ok(Status::Partial) => {}
                 Err(e) => {
+                    // The answer to a HEAD has no body, even a refusal.
+                    c.req.is_head = b.filled().starts_with(b"HEAD ");
                     self.reject(ci, e);
                     return true;
                 }
@@ -100,7 +102,11 @@ impl Worker {
         let buf = rbuf.filled();
         let meta = match request_meta(buf, &head, hdrs) {
             Ok(m) => m,
-            Err(e) => return self.reject(ci, e),
+            Err(e) => {
+                // The answer to a HEAD has no body, even a refusal.
+                c.req.is_head = head.method.of(buf) == b"HEAD";
+                return self.reject(ci, e);
+            }
         };
         // Draining (shutdown, upgrade): this response says `Connection: close`.
         c.keep_alive = meta.conn.persistent(head.minor) && !draining;

@@ -409,6 +409,8 @@ pub fn fd_limit() -> u64 {
     };
     // SAFETY: lim is a valid rlimit to fill.
     match syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut lim)) {
+        // rlim_t is u64 on Linux and macOS, i64 on FreeBSD.
+        #[allow(clippy::unnecessary_cast)]
         Ok(_) if lim.rlim_cur != libc::RLIM_INFINITY => lim.rlim_cur as u64,
         _ => 1 << 20,
     }

@@ -44,7 +44,38 @@ impl Inotify {
         Ok(Inotify { fd, name })
     }
 
-    /// Drains pending events; true if one named the watched file.
+    /// inotify on each of `dirs`, reporting any change of any name in them
+    /// (the caller decides whether its file changed: a symlink chain, as
+    /// Kubernetes mounts a ConfigMap, is replaced by renaming a link).
+    pub fn watch_dirs(dirs: &[std::path::PathBuf]) -> io::Result<Inotify> {
+        use std::os::unix::ffi::OsStrExt;
+        // SAFETY: flag arguments only; the new fd is wrapped at once.
+        let raw = syscall!(inotify_init1(libc::IN_NONBLOCK | libc::IN_CLOEXEC))?;
+        // SAFETY: inotify_init1 returned a new fd that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw) };
+        for dir in dirs {
+            let mut cdir = dir.as_os_str().as_bytes().to_vec();
+            cdir.push(0);
+            // SAFETY: cdir is NUL-terminated; fd is a live inotify instance.
+            syscall!(inotify_add_watch(
+                fd.as_raw_fd(),
+                cdir.as_ptr().cast(),
+                libc::IN_CLOSE_WRITE
+                    | libc::IN_MOVED_TO
+                    | libc::IN_MOVED_FROM
+                    | libc::IN_CREATE
+                    | libc::IN_DELETE
+                    | libc::IN_ATTRIB
+            ))?;
+        }
+        Ok(Inotify {
+            fd,
+            name: std::ffi::OsString::new(),
+        })
+    }
+
+    /// Drains pending events; true if there was any (a `watch_dirs`
+    /// instance), or one named the watched file (`watch_file`).
     pub fn file_changed(&mut self) -> bool {
         use std::os::unix::ffi::OsStrExt;
         let want = self.name.as_bytes();
@@ -69,7 +100,7 @@ impl Inotify {
                 let name_end = (off + head + len).min(n);
                 let name = &buf[off + head..name_end];
                 let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-                hit |= name == want;
+                hit |= want.is_empty() || name == want;
                 off = name_end;
             }
         }
@@ -84,6 +115,10 @@ impl Inotify {
     /// Not on this system: the caller falls back to checking the file's
     /// modification time.
     pub fn watch_file(_path: &std::path::Path) -> io::Result<Inotify> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub fn watch_dirs(_dirs: &[std::path::PathBuf]) -> io::Result<Inotify> {
         Err(io::ErrorKind::Unsupported.into())
     }
 
