@@ -154,6 +154,7 @@ enum Opt {
     Admin,
     AccessLog,
     MaxConnections,
+    PidFile,
     Trace,
     TlsTrace,
     Check,
@@ -176,6 +177,7 @@ const FLAGS: &[(Option<char>, &str, bool, Opt)] = &[
     (None, "admin", true, Opt::Admin),
     (None, "access-log", true, Opt::AccessLog),
     (None, "max-connections", true, Opt::MaxConnections),
+    (None, "pid-file", true, Opt::PidFile),
     (Some('t'), "trace", false, Opt::Trace),
     (None, "tls-trace", false, Opt::TlsTrace),
     (None, "check", false, Opt::Check),
@@ -247,6 +249,8 @@ Options:
                        /status.json (default: off)
       --access-log F   One line per request to F, or - for standard output;
                        SIGUSR1 reopens it (default: off)
+      --pid-file FILE  Write the master's pid to FILE (a successor rewrites
+                       it once it took over); removed at exit
       --max-connections N  Client connections per worker; above it the
                        worker stops accepting until one closes (default:
                        from the descriptor limit, room left for upstreams)
@@ -431,6 +435,12 @@ impl Builder {
                 }
                 self.cfg.access_log = Some(PathBuf::from(value));
             }
+            Opt::PidFile => {
+                if value.is_empty() {
+                    return Err(invalid("expected a file name"));
+                }
+                self.cfg.pid_file = Some(PathBuf::from(value));
+            }
             Opt::MaxConnections => {
                 self.cfg.max_connections = Some(value.as_str())
                     .filter(|v| {
@@ -490,6 +500,9 @@ impl Builder {
             self.cfg.trusted_client_headers = fc.trusted_client_headers;
             if self.cfg.max_connections == 0 {
                 self.cfg.max_connections = fc.max_connections;
+            }
+            if self.cfg.pid_file.is_none() {
+                self.cfg.pid_file = fc.pid_file;
             }
         }
         if from_flags > MAX_BACKENDS {

@@ -12,6 +12,7 @@ pub mod http;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod notify;
 pub mod probe;
 pub mod proxy;
 pub mod reload;

@@ -14,6 +14,7 @@
 use crate::config::{Config, Mode};
 use crate::log;
 use crate::net::tls::TlsContext;
+use crate::notify;
 use crate::proxy::backends::resolve_all;
 use crate::proxy::worker::Worker;
 use crate::proxy::Shared;
@@ -221,6 +222,12 @@ pub fn run(cfg: Config) -> i32 {
         },
     };
     let workers = worker_count(&cfg);
+    if let Some(path) = cfg.pid_file.as_ref().filter(|_| !upgraded) {
+        if let Err(e) = notify::write_pid_file(path, sys::getpid() as u32) {
+            eprintln!("load_balancer: --pid-file {}: {e}", path.display());
+            return 1;
+        }
+    }
     if !upgraded {
         if let Err(e) = region.publish(&entries, &Settings::new(cfg.strategy, &cfg.health)) {
             eprintln!("load_balancer: {e}");
@@ -269,10 +276,15 @@ pub fn run(cfg: Config) -> i32 {
         prober_up: AtomicBool::new(false),
         running: AtomicUsize::new(0),
     };
-    match sup.cfg.mode {
+    let pid_file = sup.cfg.pid_file.clone();
+    let code = match sup.cfg.mode {
         Mode::Mp => sup.run_processes(),
         Mode::Sp => sup.run_threads(),
+    };
+    if let Some(path) = pid_file {
+        notify::remove_pid_file(&path, sys::getpid() as u32);
     }
+    code
 }
 
 struct Supervisor {
@@ -410,6 +422,9 @@ impl Supervisor {
             return;
         }
         ctl.ready_reported = true;
+        if !self.upgraded {
+            notify::sd_notify("READY=1");
+        }
         if let Some(fd) = self.ready.lock().ok().and_then(|mut r| r.take()) {
             log!(
                 Info,
@@ -437,6 +452,12 @@ impl Supervisor {
                     .map_err(|e| e.to_string())
             }),
         };
+        if let Some(path) = &self.cfg.pid_file {
+            if let Err(e) = notify::write_pid_file(path, self.pid) {
+                log!(Err, "main", "--pid-file {}: {e}", path.display());
+            }
+        }
+        notify::sd_notify(&format!("MAINPID={}\nREADY=1", self.pid));
         match published {
             Ok(a) => log!(
                 Info,
@@ -513,6 +534,9 @@ impl Supervisor {
                         "upgrade: new process pid {pid} is serving; this one (pid {}) stops accepting and drains",
                         self.pid
                     );
+                    // The service manager follows the successor (with
+                    // `NotifyAccess=all`), not this process's exit.
+                    notify::sd_notify(&format!("MAINPID={pid}"));
                     ctl.handed_over = true;
                 }
                 Outcome::Ready => {
@@ -544,6 +568,7 @@ impl Supervisor {
                     "shutting down: draining {} workers",
                     self.workers
                 );
+                notify::sd_notify("STOPPING=1");
             }
             // This process's copies of the listeners go; once the workers
             // have closed theirs (they do as they start draining) a socket
@@ -583,7 +608,10 @@ impl Supervisor {
             return;
         }
         let p = &self.region.process;
-        match r.reload(self.region) {
+        notify::reloading();
+        let result = r.reload(self.region);
+        notify::sd_notify("READY=1");
+        match result {
             Ok(a) => {
                 p.reloads_ok.fetch_add(1, Relaxed);
                 log!(

@@ -371,3 +371,84 @@ fn a_config_behind_a_kubernetes_style_symlink_swap_is_reloaded() {
     drop(lb);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The sd_notify protocol, to a socket the test owns, and the pid file:
+/// READY at start, RELOADING/READY around a reload, MAINPID of the
+/// successor at an upgrade's hand-over (so a `Type=notify` unit survives
+/// `kill -USR2 $MAINPID`), STOPPING at shutdown; the pid file names the
+/// serving master and is removed at exit.
+#[test]
+fn systemd_notify_and_the_pid_file_follow_start_reload_upgrade_and_stop() {
+    use std::os::unix::net::UnixDatagram;
+    let a = demo_backend("a");
+    let dir = std::env::temp_dir().join(format!("lb-life-notify-{}", std::process::id()));
+    let bin = binary_copy(&dir);
+    let sock_path = dir.join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let pid_file = dir.join("lb.pid");
+    let cfg = dir.join("lb.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}]}}"#,
+            a.rsplit(':').next().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut lb = Lb::start_with_env(
+        &bin,
+        &[("NOTIFY_SOCKET", sock_path.to_str().unwrap())],
+        &[
+            "-w",
+            "2",
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            "-c",
+            cfg.to_str().unwrap(),
+        ],
+    );
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = sock.recv(&mut buf).expect("an sd_notify message");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    assert_eq!(next(), "READY=1");
+    let read_pid = || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .and_then(|s| s.trim().parse::<u32>().ok())
+    };
+    assert_eq!(read_pid(), Some(lb.pid()));
+    signal(lb.pid(), 1); // SIGHUP
+    let m = next();
+    assert!(m.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{m:?}");
+    assert_eq!(next(), "READY=1");
+    signal(lb.pid(), 12); // SIGUSR2
+    let m = next();
+    assert!(
+        eventually(Duration::from_secs(10), || lb.log_has("is serving")),
+        "{}",
+        lb.log_text()
+    );
+    let successor = successor_pid(&lb.log_text()).unwrap();
+    let _stop = Successor(Some(successor));
+    assert_eq!(m, format!("MAINPID={successor}"));
+    assert_eq!(next(), format!("MAINPID={successor}\nREADY=1"));
+    assert!(eventually(Duration::from_secs(15), || lb
+        .try_wait()
+        .is_some()));
+    assert_eq!(
+        read_pid(),
+        Some(successor),
+        "the pid file after the hand-over"
+    );
+    signal(successor, 15);
+    assert_eq!(next(), "STOPPING=1");
+    assert!(
+        eventually(Duration::from_secs(15), || read_pid().is_none()),
+        "the pid file is left after the exit"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -57,6 +57,8 @@ pub struct FileConfig {
     pub metrics_on_traffic_port: Option<bool>,
     /// Where each of `backends` is in the file (for errors naming it).
     pub backend_pos: Vec<super::json::Pos>,
+    /// `"pid_file"`, relative to the file's directory.
+    pub pid_file: Option<PathBuf>,
     /// `"max_connections"`, 0 (from the descriptor limit) if absent.
     pub max_connections: usize,
     /// `"trusted_client_headers"`, lowercase; none if absent.
@@ -221,7 +223,7 @@ impl fmt::Display for Problem {
 
 const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
                         request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, \
-                        max_connections, trusted_client_headers, unhealthy_threshold, \
+                        max_connections, trusted_client_headers, pid_file, unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
 const TIMEOUT_KEYS: &str =
@@ -411,6 +413,7 @@ impl Reader<'_> {
         let mut metrics_on_traffic_port = None;
         let mut access_log = None;
         let mut max_connections = 0;
+        let mut pid_file = None;
         let mut trusted_client_headers = Vec::new();
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
@@ -484,6 +487,14 @@ impl Reader<'_> {
                     } else {
                         self.path.parent().unwrap_or(Path::new("")).join(name)
                     });
+                }
+                "pid_file" => {
+                    const EXPECTED: &str = "a file name";
+                    let name = v
+                        .as_str()
+                        .filter(|s| !s.is_empty())
+                        .ok_or_else(|| self.bad(v, "pid_file", EXPECTED))?;
+                    pid_file = Some(self.path.parent().unwrap_or(Path::new("")).join(name));
                 }
                 "request_buffer_bytes" => {
                     const EXPECTED: &str = "an integer 0..=16777216 (0: stream every body)";
@@ -611,6 +622,7 @@ impl Reader<'_> {
             max_connections,
             trusted_client_headers,
             backend_pos,
+            pid_file,
         })
     }
 

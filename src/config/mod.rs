@@ -274,6 +274,9 @@ pub struct Config {
     /// `--max-connections` / `"max_connections"`: client connections per
     /// worker; 0 means from the descriptor limit ([`default_max_connections`]).
     pub max_connections: usize,
+    /// `--pid-file` / `"pid_file"`: the master's pid, written at start (by a
+    /// successor once handed over), removed at exit.
+    pub pid_file: Option<PathBuf>,
     /// `"trusted_client_headers"`: identity headers a client may send on
     /// (for a chain of proxies); every other one in [`IDENTITY_HEADERS`] is
     /// removed before a request goes upstream. Lowercase.
@@ -334,6 +337,7 @@ impl Default for Config {
             access_log: None,
             max_connections: 0,
             trusted_client_headers: Vec::new(),
+            pid_file: None,
         }
     }
 }

@@ -46,12 +46,18 @@ impl Lb {
 
     /// The same, from the binary at `bin` (an upgrade test's copy).
     pub fn start_bin(bin: &str, args: &[&str]) -> Lb {
+        Lb::start_with_env(bin, &[], args)
+    }
+
+    /// The same, with `env` added to the environment it starts with.
+    pub fn start_with_env(bin: &str, env: &[(&str, &str)], args: &[&str]) -> Lb {
         for _attempt in 0..5 {
             let port = free_port();
             let spawn = || {
                 Command::new(bin)
                     .args(["-h", "127.0.0.1", "-p", &port.to_string()])
                     .args(args)
+                    .envs(env.iter().copied())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped())
                     .spawn()
