@@ -1009,7 +1009,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, trusted_client_headers, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, trusted_client_headers, pid_file, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,
