@@ -464,6 +464,13 @@ impl Builder {
         self.cfg.strategy_given = self.strategy.is_some();
         let mut strategy = self.strategy;
         let mut metrics_on_traffic_port = None;
+        self.cfg.given = crate::config::FlagsGiven {
+            access_log: self.cfg.access_log.is_some(),
+            ca_file: self.cfg.ca_file.is_some(),
+            admin: self.cfg.admin.is_some(),
+            max_connections: self.cfg.max_connections != 0,
+            pid_file: self.cfg.pid_file.is_some(),
+        };
         if let Some(path) = &self.config_path {
             let fc = file::load(path).map_err(CliError::Config)?;
             let from_file = fc.backends.len();

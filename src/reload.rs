@@ -18,7 +18,7 @@
 use crate::config::file::{self, FileConfig};
 use crate::config::{BackendSpec, Config, HealthSettings, Strategy, MAX_BACKENDS};
 use crate::proxy::backends::{assign_ids, resolve_all};
-use crate::shm::{BackendEntry, NotOwner, Region, Settings};
+use crate::shm::{BackendEntry, NotOwner, Region, Runtime, Settings};
 use crate::sys;
 use std::path::{Path, PathBuf};
 
@@ -27,16 +27,9 @@ pub struct Reloader {
     path: PathBuf,
     flag_backends: Vec<BackendSpec>,
     strategy_flag: Option<Strategy>,
-    /// Keys only a restart applies, as they were at start.
-    fixed: FixedKeys,
+    /// The configuration at start: flags, and what only a restart changes.
+    base: Config,
     watch: Watch,
-}
-
-#[derive(PartialEq, Eq)]
-struct FixedKeys {
-    timeouts: crate::config::Timeouts,
-    forwarded: crate::config::ForwardedHeaders,
-    max_body_bytes: u64,
 }
 
 /// What changed, for the log line.
@@ -57,11 +50,7 @@ impl Reloader {
             path,
             flag_backends: cfg.backends[..cfg.flag_backends].to_vec(),
             strategy_flag: cfg.strategy_given.then_some(cfg.strategy),
-            fixed: FixedKeys {
-                timeouts: cfg.timeouts,
-                forwarded: cfg.forwarded,
-                max_body_bytes: cfg.max_body_bytes,
-            },
+            base: cfg.clone(),
             watch,
         })
     }
@@ -79,28 +68,59 @@ impl Reloader {
     /// result; on any error nothing in the region changes.
     pub fn reload(&self, region: &Region) -> Result<Applied, String> {
         let fc = file::load(&self.path).map_err(|e| e.to_string())?;
+        let runtime = Runtime::from_config(&self.runtime_config(&fc));
         let (specs, strategy, health) = self.combine(fc)?;
         let entries = resolve_all(&specs)?;
-        publish_change(region, entries, strategy, &health).map_err(|e| e.to_string())
+        publish_change(region, entries, strategy, &health, Some(&runtime))
+            .map_err(|e| e.to_string())
+    }
+
+    /// The configuration the workers run with after this file: the start
+    /// configuration with the file's timeouts, forwarding, buffering,
+    /// limits, `/metrics` placement, trusted headers, access log and CA
+    /// file (each unless a flag gave it). What needs a restart (the admin
+    /// listener, the pid file) is named in a warning when it changed.
+    fn runtime_config(&self, fc: &FileConfig) -> Config {
+        let mut cfg = self.base.clone();
+        let given = self.base.given;
+        cfg.timeouts = fc.timeouts;
+        cfg.forwarded = fc.forwarded;
+        cfg.max_body_bytes = fc.max_body_bytes;
+        cfg.request_buffer_bytes = fc.request_buffer_bytes;
+        cfg.trusted_client_headers = fc.trusted_client_headers.clone();
+        if !given.access_log {
+            cfg.access_log = fc.access_log.clone();
+        }
+        if !given.ca_file {
+            cfg.ca_file = fc.ca_file.clone();
+        }
+        if !given.max_connections {
+            cfg.max_connections = fc.max_connections;
+        }
+        cfg.metrics_on_traffic_port = fc.metrics_on_traffic_port.unwrap_or(cfg.admin.is_none());
+        let mut restart = Vec::new();
+        if !given.admin && fc.admin != self.base.admin {
+            restart.push("admin");
+        }
+        if !given.pid_file && fc.pid_file != self.base.pid_file {
+            restart.push("pid_file");
+        }
+        if !restart.is_empty() {
+            crate::log!(
+                Warn,
+                "reload",
+                "{}: needs a restart (or an upgrade, SIGUSR2): {}",
+                self.path.display(),
+                restart.join(", ")
+            );
+        }
+        cfg
     }
 
     fn combine(
         &self,
         fc: FileConfig,
     ) -> Result<(Vec<BackendSpec>, Strategy, HealthSettings), String> {
-        let fixed = FixedKeys {
-            timeouts: fc.timeouts,
-            forwarded: fc.forwarded,
-            max_body_bytes: fc.max_body_bytes,
-        };
-        if fixed != self.fixed {
-            crate::log!(
-                Warn,
-                "reload",
-                "{}: timeouts, forwarded and max_body_bytes apply at start only: restart or upgrade (SIGUSR2) to change them",
-                self.path.display()
-            );
-        }
         let mut specs = self.flag_backends.clone();
         specs.extend(fc.backends);
         if let Some(why) = crate::config::duplicate_backend(
@@ -136,6 +156,7 @@ pub fn publish_change(
     mut entries: Vec<BackendEntry>,
     strategy: Strategy,
     health: &HealthSettings,
+    runtime: Option<&Runtime>,
 ) -> Result<Applied, NotOwner> {
     // Checked before the health and counter resets below, not only by
     // `publish`: a process that does not own the region writes none of it.
@@ -172,7 +193,7 @@ pub fn publish_change(
         .filter(|e| added.contains(&e.id))
         .map(name)
         .collect();
-    let generation = region.publish(&entries, &Settings::new(strategy, health))?;
+    let generation = region.publish_all(&entries, &Settings::new(strategy, health), runtime)?;
     Ok(Applied {
         generation,
         backends: entries.iter().map(name).collect(),
@@ -318,6 +339,7 @@ mod tests {
             resolve_all(&[spec(1), spec(2)]).unwrap(),
             Strategy::RoundRobin,
             &h,
+            None,
         )
         .unwrap();
         r.workers[0].backend_requests[1].store(7, Relaxed);
@@ -331,6 +353,7 @@ mod tests {
             resolve_all(&[spec(2), spec(3)]).unwrap(),
             Strategy::Random,
             &h,
+            None,
         )
         .unwrap();
         assert_eq!(applied.generation, 2);

@@ -101,6 +101,138 @@ pub struct Process {
 }
 const _: () = assert!(size_of::<Process>() == 64);
 
+/// Longest path the runtime block holds (access log, CA file).
+pub const RUNTIME_PATH_BYTES: usize = 1024;
+
+/// The settings a reload applies to running workers besides the backend
+/// set: timeouts, forwarding, buffering and limits, `/metrics` on the
+/// traffic port, the access log's path and the CA file for new backend
+/// connections ([`Runtime::from_config`], [`Runtime::apply`]).
+#[repr(C, align(64))]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Runtime {
+    /// 0 until first published (then workers keep their start config).
+    pub set: u32,
+    /// Bit 0: `/metrics` on the traffic port.
+    pub flags: u32,
+    /// client_header, client_idle, upstream_connect, upstream_response,
+    /// body_progress, client_body (ms).
+    pub timeouts_ms: [u64; 6],
+    pub client_body_min_rate: u64,
+    pub max_body_bytes: u64,
+    pub request_buffer_bytes: u64,
+    pub max_connections: u64,
+    /// x_forwarded_for, x_forwarded_proto, forwarded: 0 append, 1 replace, 2 off.
+    pub forwarded: [u8; 3],
+    /// Bit i: `IDENTITY_HEADERS[i]` is trusted.
+    pub trusted: u8,
+    pub access_log_len: u32,
+    pub ca_file_len: u32,
+    pub access_log: [u8; RUNTIME_PATH_BYTES],
+    pub ca_file: [u8; RUNTIME_PATH_BYTES],
+}
+const _: () = assert!(size_of::<Runtime>() == 2176);
+
+impl Runtime {
+    /// The runtime part of `cfg`. Paths longer than [`RUNTIME_PATH_BYTES`]
+    /// are not carried (the start value then stays).
+    pub fn from_config(cfg: &crate::config::Config) -> Runtime {
+        use crate::config::HeaderMode;
+        let t = &cfg.timeouts;
+        let mode = |m: HeaderMode| match m {
+            HeaderMode::Append => 0,
+            HeaderMode::Replace => 1,
+            HeaderMode::Off => 2,
+        };
+        let path = |p: &Option<std::path::PathBuf>, out: &mut [u8; RUNTIME_PATH_BYTES]| {
+            use std::os::unix::ffi::OsStrExt;
+            let b = p.as_ref().map_or(&[][..], |p| p.as_os_str().as_bytes());
+            if b.len() > RUNTIME_PATH_BYTES {
+                return 0;
+            }
+            out[..b.len()].copy_from_slice(b);
+            b.len() as u32
+        };
+        let mut r = Runtime {
+            set: 1,
+            flags: u32::from(cfg.metrics_on_traffic_port),
+            timeouts_ms: [
+                t.client_header,
+                t.client_idle,
+                t.upstream_connect,
+                t.upstream_response,
+                t.body_progress,
+                t.client_body,
+            ]
+            .map(|d| d.as_millis() as u64),
+            client_body_min_rate: t.client_body_min_rate,
+            max_body_bytes: cfg.max_body_bytes,
+            request_buffer_bytes: cfg.request_buffer_bytes,
+            max_connections: cfg.max_connections as u64,
+            forwarded: [
+                mode(cfg.forwarded.x_forwarded_for),
+                mode(cfg.forwarded.x_forwarded_proto),
+                mode(cfg.forwarded.forwarded),
+            ],
+            trusted: crate::config::IDENTITY_HEADERS
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| cfg.trusted_client_headers.iter().any(|t| t == *n))
+                .fold(0u8, |m, (i, _)| m | 1 << i),
+            access_log_len: 0,
+            ca_file_len: 0,
+            access_log: [0; RUNTIME_PATH_BYTES],
+            ca_file: [0; RUNTIME_PATH_BYTES],
+        };
+        r.access_log_len = path(&cfg.access_log, &mut r.access_log);
+        r.ca_file_len = path(&cfg.ca_file, &mut r.ca_file);
+        r
+    }
+
+    /// Writes these settings into `cfg` (a worker's copy). Every value read
+    /// from the region is clamped: another process's bad write must not
+    /// become a panic or a nonsense limit here.
+    pub fn apply(&self, cfg: &mut crate::config::Config) {
+        use crate::config::HeaderMode;
+        use std::time::Duration;
+        if self.set == 0 {
+            return;
+        }
+        let ms = |i: usize| Duration::from_millis(self.timeouts_ms[i].clamp(1, 86_400_000));
+        let t = &mut cfg.timeouts;
+        (t.client_header, t.client_idle, t.upstream_connect) = (ms(0), ms(1), ms(2));
+        (t.upstream_response, t.body_progress, t.client_body) = (ms(3), ms(4), ms(5));
+        t.client_body_min_rate = self.client_body_min_rate.min(1 << 30);
+        cfg.max_body_bytes = self.max_body_bytes.min(u64::MAX >> 1);
+        cfg.request_buffer_bytes = self.request_buffer_bytes.min(16 * 1024 * 1024);
+        cfg.max_connections =
+            self.max_connections
+                .min(crate::config::MAX_CONNECTIONS_LIMIT as u64) as usize;
+        let mode = |m: u8| match m {
+            0 => HeaderMode::Append,
+            1 => HeaderMode::Replace,
+            _ => HeaderMode::Off,
+        };
+        cfg.forwarded.x_forwarded_for = mode(self.forwarded[0]);
+        cfg.forwarded.x_forwarded_proto = mode(self.forwarded[1]);
+        cfg.forwarded.forwarded = mode(self.forwarded[2]);
+        cfg.metrics_on_traffic_port = self.flags & 1 != 0;
+        cfg.trusted_client_headers = crate::config::IDENTITY_HEADERS
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| self.trusted & (1 << i) != 0)
+            .map(|(_, n)| n.to_string())
+            .collect();
+        let path = |len: u32, b: &[u8; RUNTIME_PATH_BYTES]| {
+            use std::os::unix::ffi::OsStrExt;
+            let n = (len as usize).min(RUNTIME_PATH_BYTES);
+            (n > 0).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&b[..n])))
+        };
+        cfg.access_log = path(self.access_log_len, &self.access_log);
+        cfg.ca_file = path(self.ca_file_len, &self.ca_file);
+    }
+}
+
 /// Tries a reader makes before backing off (`Region::read_backends`).
 pub const READ_SPINS: u32 = 100_000;
 
@@ -282,6 +414,9 @@ pub struct Region {
     pub health: HealthState,
     arrays: [BackendArray; 2],
     pub workers: [Metrics; MAX_WORKERS],
+    /// What a reload changes in the workers besides backends (published
+    /// with them, under the same seqlock).
+    runtime: UnsafeCell<Runtime>,
 }
 const _: () = assert!(offset_of!(Region, control) == 64);
 const _: () = assert!(offset_of!(Region, process) == 128);
@@ -294,8 +429,9 @@ const _: () = assert!(size_of::<Metrics>() == 12160);
 const _: () = assert!(offset_of!(Metrics, request_duration) == 1224);
 const _: () = assert!(offset_of!(Metrics, upstream_response) == 1352);
 const _: () = assert!(offset_of!(Metrics, backend_errors) == 1352 + MAX_BACKENDS * 128);
-const _: () = assert!(size_of::<Region>() == 37504 + MAX_WORKERS * 12160);
-const _: () = assert!(size_of::<Region>() == 815_744);
+const _: () = assert!(offset_of!(Region, runtime) == 37504 + MAX_WORKERS * 12160);
+const _: () = assert!(size_of::<Region>() == 37504 + MAX_WORKERS * 12160 + 2176);
+const _: () = assert!(size_of::<Region>() == 817_920);
 
 // SAFETY: every field is an atomic except the backend arrays, which are
 // behind UnsafeCell and written only by the single publisher under the
@@ -411,6 +547,16 @@ impl Region {
     /// compare-and-swap, so even a second caller in the owner (there is none
     /// by design) waits rather than interleaving a torn array.
     pub fn publish(&self, entries: &[BackendEntry], settings: &Settings) -> Result<u64, NotOwner> {
+        self.publish_all(entries, settings, None)
+    }
+
+    /// `publish`, with the runtime settings too (`None` keeps them).
+    pub fn publish_all(
+        &self,
+        entries: &[BackendEntry],
+        settings: &Settings,
+        runtime: Option<&Runtime>,
+    ) -> Result<u64, NotOwner> {
         let me = crate::sys::getpid() as u32;
         if !self.owned_by(me) {
             return Err(NotOwner {
@@ -442,6 +588,9 @@ impl Region {
             }
             std::ptr::write_volatile(arr.count.get(), n as u32);
             std::ptr::write_volatile(self.settings.get(), *settings);
+            if let Some(r) = runtime {
+                std::ptr::write_volatile(self.runtime.get(), *r);
+            }
         }
         c.active_index.store(next as u32, Ordering::Relaxed);
         c.backend_count.store(n as u32, Ordering::Relaxed);
@@ -465,6 +614,16 @@ impl Region {
     /// down (a publisher that died mid-write is the only way there: its
     /// workers are told to stop by the parent-death signal).
     pub fn read_backends(&self, out: &mut Vec<BackendEntry>) -> (u64, Settings) {
+        self.read_all(out, None)
+    }
+
+    /// `read_backends`, and the runtime settings of the same generation
+    /// into `runtime`.
+    pub fn read_all(
+        &self,
+        out: &mut Vec<BackendEntry>,
+        mut runtime: Option<&mut Runtime>,
+    ) -> (u64, Settings) {
         let c = &self.control;
         let mut tries = 0u32;
         loop {
@@ -506,6 +665,10 @@ impl Region {
             }
             // SAFETY: as above, plain-old-data under the same seqlock.
             let settings = unsafe { std::ptr::read_volatile(self.settings.get()) };
+            if let Some(r) = runtime.as_deref_mut() {
+                // SAFETY: as above.
+                *r = unsafe { std::ptr::read_volatile(self.runtime.get()) };
+            }
             fence(Ordering::Acquire);
             if c.seq.load(Ordering::Relaxed) == s1 {
                 return (g, settings);

@@ -19,7 +19,7 @@ use crate::proxy::backends::resolve_all;
 use crate::proxy::worker::Worker;
 use crate::proxy::Shared;
 use crate::reload::{publish_change, Reloader};
-use crate::shm::{Region, Settings, MAX_WORKERS};
+use crate::shm::{Region, Runtime, Settings, MAX_WORKERS};
 use crate::sys::{self, Signal};
 use crate::upgrade::{self, Inherited, Outcome, Pending, SelfExe};
 use std::io;
@@ -229,7 +229,9 @@ pub fn run(cfg: Config) -> i32 {
         }
     }
     if !upgraded {
-        if let Err(e) = region.publish(&entries, &Settings::new(cfg.strategy, &cfg.health)) {
+        let runtime = Runtime::from_config(&cfg);
+        let settings = Settings::new(cfg.strategy, &cfg.health);
+        if let Err(e) = region.publish_all(&entries, &settings, Some(&runtime)) {
             eprintln!("load_balancer: {e}");
             return 1;
         }
@@ -448,8 +450,15 @@ impl Supervisor {
         let published = match ctl.reloader.as_ref() {
             Some(r) => r.reload(self.region),
             None => resolve_all(&self.cfg.backends).and_then(|entries| {
-                publish_change(self.region, entries, self.cfg.strategy, &self.cfg.health)
-                    .map_err(|e| e.to_string())
+                let runtime = Runtime::from_config(&self.cfg);
+                publish_change(
+                    self.region,
+                    entries,
+                    self.cfg.strategy,
+                    &self.cfg.health,
+                    Some(&runtime),
+                )
+                .map_err(|e| e.to_string())
             }),
         };
         if let Some(path) = &self.cfg.pid_file {

@@ -452,3 +452,77 @@ fn systemd_notify_and_the_pid_file_follow_start_reload_upgrade_and_stop() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A reload applies what it can without a restart (timeouts, forwarding,
+/// trusted headers, `/metrics` on the traffic port, the access log's path)
+/// and names what it cannot ("needs a restart: admin") instead of
+/// reporting success and changing nothing.
+#[test]
+fn a_reload_applies_timeouts_forwarding_and_the_access_log_and_names_the_rest() {
+    let be = Backend::spawn(|m| {
+        if m.target() == "/slow" {
+            thread::sleep(Duration::from_millis(1500));
+        }
+        let xfp = m.header("x-forwarded-proto").unwrap_or("-").to_string();
+        let rip = m.header("x-real-ip").unwrap_or("-").to_string();
+        ok(&format!("{xfp} {rip}"))
+    });
+    let dir = std::env::temp_dir().join(format!("lb-life-reload-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("lb.json");
+    let write = |extra: &str| {
+        let tmp = dir.join("lb.json.tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}], "probe_interval_ms": 600000{extra}}}"#,
+                be.port
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &cfg).unwrap();
+    };
+    write(r#", "access_log": "a.log""#);
+    let lb = Lb::start(&["-w", "2", "-c", cfg.to_str().unwrap()]);
+    let req = b"GET /x HTTP/1.1\r\nHost: t\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
+    assert_eq!(lb.conn().roundtrip(req).text(), "http -");
+    assert_eq!(get(lb.port, "/slow").status(), 200);
+    write(
+        r#", "access_log": "b.log", "timeouts": {"upstream_response_ms": 300},
+           "forwarded": {"x_forwarded_proto": "off"}, "trusted_client_headers": ["X-Real-IP"],
+           "metrics_on_traffic_port": false, "admin": "127.0.0.1:1""#,
+    );
+    assert!(
+        eventually(Duration::from_secs(5), || lb.log_has("generation 2")),
+        "{}",
+        lb.log_text()
+    );
+    assert!(
+        lb.log_has("needs a restart (or an upgrade, SIGUSR2): admin"),
+        "{}",
+        lb.log_text()
+    );
+    // Every worker follows (several connections: both workers serve).
+    for _ in 0..6 {
+        assert_eq!(lb.conn().roundtrip(req).text(), "- 6.6.6.6");
+        assert_eq!(
+            get(lb.port, "/slow").status(),
+            504,
+            "the new upstream_response_ms"
+        );
+    }
+    assert_eq!(
+        get(lb.port, "/metrics").text(),
+        "- -",
+        "/metrics still answered here"
+    );
+    thread::sleep(Duration::from_millis(1500)); // the access log is flushed each second
+    let b = std::fs::read_to_string(dir.join("b.log")).unwrap_or_default();
+    assert!(
+        b.contains("GET /x"),
+        "nothing logged to the new access log: {b:?}"
+    );
+    drop(lb);
+    let _ = std::fs::remove_dir_all(&dir);
+}

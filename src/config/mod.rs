@@ -274,6 +274,9 @@ pub struct Config {
     /// `--max-connections` / `"max_connections"`: client connections per
     /// worker; 0 means from the descriptor limit ([`default_max_connections`]).
     pub max_connections: usize,
+    /// Which of the settings a file may also give came from flags (a flag
+    /// wins over the file, on reload too).
+    pub given: FlagsGiven,
     /// `--pid-file` / `"pid_file"`: the master's pid, written at start (by a
     /// successor once handed over), removed at exit.
     pub pid_file: Option<PathBuf>,
@@ -281,6 +284,16 @@ pub struct Config {
     /// (for a chain of proxies); every other one in [`IDENTITY_HEADERS`] is
     /// removed before a request goes upstream. Lowercase.
     pub trusted_client_headers: Vec<String>,
+}
+
+/// Settings given on the command line that the config file may also give.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FlagsGiven {
+    pub access_log: bool,
+    pub ca_file: bool,
+    pub admin: bool,
+    pub max_connections: bool,
+    pub pid_file: bool,
 }
 
 /// Headers that say who the client is or how it connected. A client's own
@@ -338,6 +351,7 @@ impl Default for Config {
             max_connections: 0,
             trusted_client_headers: Vec::new(),
             pid_file: None,
+            given: FlagsGiven::default(),
         }
     }
 }

@@ -9,7 +9,7 @@
 #![forbid(unsafe_code)]
 
 use crate::config::{BackendSpec, HealthSettings, Strategy, MAX_BACKENDS};
-use crate::shm::{BackendEntry, Region};
+use crate::shm::{BackendEntry, Region, Runtime};
 use crate::sys::RawAddr;
 use std::net::{SocketAddr, ToSocketAddrs};
 
@@ -115,6 +115,8 @@ pub struct BackendSet {
     /// Position in `list` of each id, if the id is live.
     by_id: [Option<u8>; MAX_BACKENDS],
     scratch: Vec<BackendEntry>,
+    /// The runtime settings published with this generation.
+    runtime: Box<Runtime>,
 }
 
 impl BackendSet {
@@ -127,7 +129,10 @@ impl BackendSet {
             weights: Vec::new(),
             by_id: [None; MAX_BACKENDS],
             scratch: Vec::new(),
+            // Zeroed: `set == 0`, "nothing published", until the first read.
+            runtime: Box::new(Runtime::from_config(&crate::config::Config::default())),
         };
+        set.runtime.set = 0;
         set.refresh(region);
         set
     }
@@ -140,7 +145,7 @@ impl BackendSet {
             return false;
         }
         let mut entries = std::mem::take(&mut self.scratch);
-        let (generation, settings) = region.read_backends(&mut entries);
+        let (generation, settings) = region.read_all(&mut entries, Some(&mut self.runtime));
         self.generation = generation;
         self.strategy = settings.strategy();
         self.health = settings.health();
@@ -166,6 +171,12 @@ impl BackendSet {
 
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// The runtime settings of the live generation (`set == 0`: none
+    /// published, the start configuration holds).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// The strategy of the live configuration.

@@ -24,6 +24,7 @@ use crate::http::HeaderRef;
 use crate::log;
 use crate::log::Kind;
 use crate::net::{Stream, Tcp, Transport};
+use crate::shm::Runtime;
 use crate::slab::Slab;
 use crate::sys;
 use std::io::{self, Write as _};
@@ -52,6 +53,51 @@ const PIPES_KEEP: usize = 8;
 /// Idle pooled upstream connections older than this are closed.
 const UPSTREAM_IDLE_MS: u64 = 30_000;
 
+/// `max_connections`, or its default from the descriptor limit.
+fn max_connections(cfg: &crate::config::Config) -> usize {
+    match cfg.max_connections {
+        0 => {
+            // Threads of one process share its descriptor table.
+            let sharing = match cfg.mode {
+                crate::config::Mode::Sp => cfg.workers.max(1),
+                crate::config::Mode::Mp => 1,
+            };
+            crate::config::default_max_connections(sys::fd_limit(), sharing)
+        }
+        n => n,
+    }
+}
+
+/// `shared` with the runtime settings `rt` applied to its configuration,
+/// and a TLS context for a changed CA file (if it loads; else the old one
+/// stays, and the log says why).
+fn with_runtime(shared: &Arc<Shared>, rt: &Runtime) -> Arc<Shared> {
+    if rt.set == 0 {
+        return Arc::clone(shared);
+    }
+    let mut cfg = shared.config.clone();
+    rt.apply(&mut cfg);
+    let mut tls = shared.tls.clone();
+    if cfg.ca_file != shared.config.ca_file {
+        match crate::net::tls::TlsContext::new(
+            cfg.ca_file.as_deref(),
+            cfg.insecure_tls,
+            cfg.tls_trace,
+        ) {
+            Ok(t) => tls = Some(Arc::new(t)),
+            Err(e) => {
+                log!(
+                    Err,
+                    "reload",
+                    "{e}; new backend connections keep the trust they had"
+                );
+                cfg.ca_file = shared.config.ca_file.clone();
+            }
+        }
+    }
+    Arc::new(Shared::new(cfg, shared.region, shared.worker, tls))
+}
+
 #[inline]
 pub(super) fn token(kind: u64, idx: u32, gen: u32) -> u64 {
     (gen as u64) << 32 | (idx as u64) << 1 | kind
@@ -60,6 +106,8 @@ pub(super) fn token(kind: u64, idx: u32, gen: u32) -> u64 {
 /// One event loop and everything it owns.
 pub struct Worker {
     pub(super) shared: Arc<Shared>,
+    /// The runtime settings `shared.config` was last brought up to.
+    pub(super) runtime: Runtime,
     pub(super) poller: Poller,
     pub(super) events: Events,
     /// None once a shutdown began: new connections are refused.
@@ -142,6 +190,10 @@ impl Worker {
             poller.add(w, WAKE)?;
         }
         let backends = BackendSet::load(shared.region);
+        // A reload may have changed settings since the supervisor started
+        // (a worker restarted later starts with them).
+        let runtime = *backends.runtime();
+        let shared = with_runtime(&shared, &runtime);
         let access = match &shared.config.access_log {
             Some(path) => Some(AccessLog::open(path).map_err(|e| {
                 io::Error::new(e.kind(), format!("--access-log {}: {e}", path.display()))
@@ -150,18 +202,9 @@ impl Worker {
         };
         let trace = shared.config.trace;
         let strategy = shared.config.strategy;
-        let max_conns = match shared.config.max_connections {
-            0 => {
-                // Threads of one process share its descriptor table.
-                let sharing = match shared.config.mode {
-                    crate::config::Mode::Sp => shared.config.workers.max(1),
-                    crate::config::Mode::Mp => 1,
-                };
-                crate::config::default_max_connections(sys::fd_limit(), sharing)
-            }
-            n => n,
-        };
+        let max_conns = max_connections(&shared.config);
         Ok(Worker {
+            runtime,
             shared,
             poller,
             events: Events::with_capacity(1024),
@@ -489,6 +532,9 @@ impl Worker {
             .collect();
         self.backends.refresh(region);
         self.balancer.reset(self.backends.strategy());
+        if self.backends.runtime() != &self.runtime {
+            self.apply_runtime();
+        }
         for (id, host, sock, tls) in before {
             // Gone, or the id now names another backend (another address,
             // TLS switched, another name to verify): its idle connections
@@ -505,6 +551,54 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// A reload changed timeouts, forwarding, buffering, limits, the access
+    /// log or the CA file: new requests follow them (those in flight finish
+    /// as they began). A new access log or CA file that cannot be opened
+    /// keeps the old one, and says so.
+    fn apply_runtime(&mut self) {
+        let rt = *self.backends.runtime();
+        self.runtime = rt;
+        let old_log = self.shared.config.access_log.clone();
+        let mut shared = with_runtime(&self.shared, &rt);
+        if shared.config.access_log != old_log {
+            let opened = shared
+                .config
+                .access_log
+                .as_deref()
+                .map(AccessLog::open)
+                .transpose();
+            match opened {
+                Ok(log) => {
+                    if let Some(old) = self.access.as_mut() {
+                        let _ = old.flush();
+                    }
+                    self.access = log;
+                }
+                Err(e) => {
+                    log!(
+                        Err,
+                        "reload",
+                        "access log {}: {e}; keeping {}",
+                        shared
+                            .config
+                            .access_log
+                            .as_deref()
+                            .unwrap_or(std::path::Path::new("-"))
+                            .display(),
+                        old_log
+                            .as_deref()
+                            .map_or("none".into(), |p| p.display().to_string())
+                    );
+                    if let Some(s) = Arc::get_mut(&mut shared) {
+                        s.config.access_log = old_log;
+                    }
+                }
+            }
+        }
+        self.max_conns = max_connections(&shared.config);
+        self.shared = shared;
     }
 
     pub(super) fn close_upstream(&mut self, ui: u32) {
