@@ -122,10 +122,11 @@ pub struct Runtime {
     pub max_body_bytes: u64,
     pub request_buffer_bytes: u64,
     pub max_connections: u64,
-    /// x_forwarded_for, x_forwarded_proto, forwarded: 0 append, 1 replace, 2 off.
-    pub forwarded: [u8; 3],
+    /// x_forwarded_for, x_forwarded_proto, forwarded: 0 append, 1 replace,
+    /// 2 off (the fourth byte is unused).
+    pub forwarded: [u8; 4],
     /// Bit i: `IDENTITY_HEADERS[i]` is trusted.
-    pub trusted: u8,
+    pub trusted: u32,
     pub access_log_len: u32,
     pub ca_file_len: u32,
     pub access_log: [u8; RUNTIME_PATH_BYTES],
@@ -173,12 +174,13 @@ impl Runtime {
                 mode(cfg.forwarded.x_forwarded_for),
                 mode(cfg.forwarded.x_forwarded_proto),
                 mode(cfg.forwarded.forwarded),
+                0,
             ],
             trusted: crate::config::IDENTITY_HEADERS
                 .iter()
                 .enumerate()
                 .filter(|(_, n)| cfg.trusted_client_headers.iter().any(|t| t == *n))
-                .fold(0u8, |m, (i, _)| m | 1 << i),
+                .fold(0u32, |m, (i, _)| m | 1 << i),
             access_log_len: 0,
             ca_file_len: 0,
             access_log: [0; RUNTIME_PATH_BYTES],

@@ -463,7 +463,7 @@ fn client_identity_headers_are_removed_unless_trusted() {
     let be = echo_backend();
     let lb = Lb::start(&["-w", "1", "-b", &be.addr()]);
     let mut c = lb.conn();
-    let req = b"GET /id HTTP/1.1\r\nHost: t\r\nX-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Port: 1\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n";
+    let req = b"GET /id HTTP/1.1\r\nHost: t\r\nX-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Port: 1\r\nForwarded: for=6.6.6.6\r\nX-Forwarded-For: 6.6.6.6\r\nX-Forwarded-Ssl: on\r\nX_Real_IP: 6.6.6.6\r\nCF-Connecting-IP: 6.6.6.6\r\nX-Forwarded-Anything: 1\r\n\r\n";
     assert_eq!(c.roundtrip(req).status(), 200);
     let m = &be.received()[0];
     for h in [
@@ -472,6 +472,10 @@ fn client_identity_headers_are_removed_unless_trusted() {
         "x-forwarded-host",
         "x-forwarded-port",
         "forwarded",
+        "x-forwarded-ssl",
+        "x_real_ip",
+        "cf-connecting-ip",
+        "x-forwarded-anything",
     ] {
         assert_eq!(m.header(h), None, "{h} passed through: {:?}", m.headers);
     }
@@ -562,4 +566,156 @@ fn a_refused_head_request_gets_no_body() {
         "a body after the HEAD answer: {}",
         show(&rest)
     );
+}
+
+/// At `max_connections`, kept-alive connections idle between requests are
+/// closed to make room for a new one (nginx does the same), and admin
+/// connections do not count against the traffic limit.
+#[test]
+fn at_max_connections_idle_keep_alive_connections_make_room() {
+    let be = echo_backend();
+    let admin = format!("127.0.0.1:{}", free_port());
+    let lb = Lb::start(&[
+        "-w",
+        "1",
+        "--max-connections",
+        "2",
+        "--admin",
+        &admin,
+        "-b",
+        &be.addr(),
+    ]);
+    let aport: u16 = admin.rsplit(':').next().unwrap().parse().unwrap();
+    assert!(eventually(Duration::from_secs(5), || TcpStream::connect((
+        "127.0.0.1",
+        aport
+    ))
+    .is_ok()));
+    // Two admin connections: not traffic.
+    let mut admins: Vec<Client> = (0..2).map(|_| Client::connect(aport)).collect();
+    for a in &mut admins {
+        assert_eq!(a.get("/status.json").status(), 200);
+    }
+    let mut idle: Vec<Client> = (0..2).map(|_| lb.conn()).collect();
+    for c in &mut idle {
+        assert_eq!(c.get("/one").status(), 200);
+    }
+    let mut third = lb.conn();
+    third
+        .w
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let m = third.get("/third");
+    assert_eq!((m.status(), m.text().as_str()), (200, "/third"));
+    // One of the idle ones was closed to make room.
+    let closed = idle
+        .iter_mut()
+        .map(|c| c.is_closed())
+        .filter(|&x| x)
+        .count();
+    assert!(closed >= 1, "no idle connection was reclaimed");
+}
+
+/// `client_body_min_rate` blames only the client: a body that waits on a
+/// backend slow to read it is no 408 (found by review). The buffered start
+/// of the body (8 MiB here) is more than loopback buffers hold, so the
+/// worker waits on the backend while the client's last bytes wait in the
+/// kernel, for longer than two rate windows.
+#[test]
+fn a_backend_slow_to_read_a_body_is_not_a_slow_client() {
+    const CAP: usize = 8 << 20;
+    const BODY: usize = CAP + 1000;
+    let be = Backend::raw(|s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let Some((_, _, headers)) = read_head(&mut r) else {
+            return;
+        };
+        thread::sleep(Duration::from_secs(12));
+        let (body, _) = read_body(&mut r, &headers, false);
+        let _ = w.write_all(&ok(&body.len().to_string()));
+    });
+    let cfg = temp_file(
+        "lb.json",
+        &format!(
+            r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}], "probe_interval_ms": 0,
+                 "request_buffer_bytes": {CAP},
+                 "timeouts": {{"client_body_min_rate": 1000}}}}"#,
+            be.port
+        ),
+    );
+    let lb = Lb::start(&["-w", "1", "-c", cfg.to_str().unwrap()]);
+    let mut c = lb.conn();
+    c.w.set_write_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    c.send(format!("POST /big HTTP/1.1\r\nHost: t\r\nContent-Length: {BODY}\r\n\r\n").as_bytes());
+    c.send(&vec![b'x'; CAP]);
+    thread::sleep(Duration::from_secs(1));
+    c.send(&[b'y'; 1000]);
+    c.w.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let m = c.read_response(false);
+    assert_eq!(
+        (m.status(), m.text()),
+        (200, BODY.to_string()),
+        "{}",
+        lb.log_text()
+    );
+}
+
+/// Interim responses are held to the response rules and passed on without
+/// framing or hop-by-hop headers; one with two framings is a 502.
+#[test]
+fn interim_responses_go_out_without_framing_headers() {
+    let be = Backend::raw(|s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        while let Some((_, start, _)) = read_head(&mut r) {
+            let interim: &[u8] = if start[1] == "/bad" {
+                b"HTTP/1.1 103 Early Hints\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n"
+            } else {
+                b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\nContent-Length: 40\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\n\r\n"
+            };
+            let mut resp = interim.to_vec();
+            resp.extend_from_slice(&ok("final"));
+            if w.write_all(&resp).is_err() {
+                return;
+            }
+        }
+    });
+    let lb = Lb::start(&["-w", "1", "-b", &be.addr()]);
+    let mut c = lb.conn();
+    c.send(b"GET /ok HTTP/1.1\r\nHost: t\r\n\r\n");
+    let (raw, start, _) = c.read_head();
+    assert_eq!(start[1], "103");
+    assert_eq!(
+        String::from_utf8_lossy(&raw),
+        "HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+    );
+    let m = c.read_response(false);
+    assert_eq!((m.status(), m.text().as_str()), (200, "final"));
+    assert_eq!(lb.conn().get("/bad").status(), 502);
+}
+
+/// A response that fails after its head was composed is counted once, in
+/// the class the client saw (502), not also as the backend's 200.
+#[test]
+fn a_failed_response_is_counted_once() {
+    let be = Backend::spawn(|m| match m.target() {
+        "/bad" => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\n".to_vec(),
+        _ => ok("fine"),
+    });
+    let lb = Lb::start(&["-w", "1", "-b", &be.addr()]);
+    let before = scrape(lb.port);
+    let mut c = lb.conn();
+    c.send(b"GET /bad HTTP/1.1\r\nHost: t\r\n\r\n");
+    let _ = c.read_until_end(Duration::from_secs(5));
+    let after = scrape(lb.port);
+    let class =
+        |t: &str, k: &str| metric(t, &format!("lb_responses_total{{code=\"{k}\"}}")).unwrap_or(0);
+    assert_eq!(
+        class(&after, "2xx") - class(&before, "2xx"),
+        1,
+        "only the first /metrics scrape is a 2xx"
+    );
+    assert_eq!(class(&after, "5xx") - class(&before, "5xx"), 1, "{after}");
 }

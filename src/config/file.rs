@@ -463,7 +463,7 @@ impl Reader<'_> {
                     )? as usize;
                 }
                 "trusted_client_headers" => {
-                    const EXPECTED: &str = "a list of header names among Forwarded, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port, X-Real-IP, True-Client-IP, X-Client-IP";
+                    const EXPECTED: &str = "a list of header names among Forwarded, X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host, X-Forwarded-Port, X-Forwarded-Ssl, X-Forwarded-Scheme, X-Forwarded-Prefix, X-Forwarded-Server, X-Forwarded, X-Real-IP, True-Client-IP, X-Client-IP, Client-IP, X-Cluster-Client-IP, CF-Connecting-IP, Fastly-Client-IP, X-Original-Forwarded-For";
                     let items = v
                         .as_array()
                         .ok_or_else(|| self.bad(v, "trusted_client_headers", EXPECTED))?;

@@ -195,7 +195,8 @@ pub enum HeaderMode {
     /// Drop what the client sent; send only this hop (client values are not
     /// trusted).
     Replace,
-    /// Leave the header alone: whatever the client sent passes through.
+    /// Write none. What the client sent is removed too, unless named in
+    /// `trusted_client_headers`.
     Off,
 }
 
@@ -296,19 +297,33 @@ pub struct FlagsGiven {
     pub pid_file: bool,
 }
 
-/// Headers that say who the client is or how it connected. A client's own
-/// copies never reach a backend unless named in `trusted_client_headers`:
-/// the proxy writes its own (`X-Forwarded-For`, `X-Forwarded-Proto`,
-/// `Forwarded`, as `forwarded` says) or none.
-pub const IDENTITY_HEADERS: [&str; 8] = [
+/// Headers that say who the client is or how it connected (what
+/// frameworks and CDNs read: Rack takes `X-Forwarded-Ssl: on` for https,
+/// many apps `X-Real-IP` or `CF-Connecting-IP` for the client). A client's
+/// own copies never reach a backend unless named in
+/// `trusted_client_headers`: the proxy writes its own (`X-Forwarded-For`,
+/// `X-Forwarded-Proto`, `Forwarded`, as `forwarded` says) or none. Any
+/// other `X-Forwarded-*` header, and every spelling with `_` for `-`, is
+/// removed too and cannot be trusted (`compose::is_identity`).
+pub const IDENTITY_HEADERS: [&str; 18] = [
     "forwarded",
     "x-forwarded-for",
     "x-forwarded-proto",
     "x-forwarded-host",
     "x-forwarded-port",
+    "x-forwarded-ssl",
+    "x-forwarded-scheme",
+    "x-forwarded-prefix",
+    "x-forwarded-server",
+    "x-forwarded",
     "x-real-ip",
     "true-client-ip",
     "x-client-ip",
+    "client-ip",
+    "x-cluster-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-original-forwarded-for",
 ];
 
 /// Descriptors kept aside per worker for listeners, the log, pipes.

@@ -83,10 +83,12 @@ pub fn compose_request(
             false
         } else if is_identity(name) {
             // Who the client is, as the client says: not passed on unless
-            // configured as trusted (a proxy in front of this one).
-            o.trusted
-                .iter()
-                .any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
+            // configured as trusted (a proxy in front of this one), and
+            // never in a spelling with `_`.
+            !name.contains(&b'_')
+                && o.trusted
+                    .iter()
+                    .any(|t| name.eq_ignore_ascii_case(t.as_bytes()))
         } else {
             true
         };
@@ -132,13 +134,31 @@ pub fn compose_request(
     ok && out.push(b"\r\n")
 }
 
-/// One of [`IDENTITY_HEADERS`].
+/// One of [`IDENTITY_HEADERS`], or any `X-Forwarded-*`, with `_` read as
+/// `-` (a framework may).
 #[inline]
 fn is_identity(name: &[u8]) -> bool {
-    matches!(name.first(), Some(b'x' | b'X' | b'f' | b'F' | b't' | b'T'))
-        && IDENTITY_HEADERS
+    if !matches!(
+        name.first(),
+        Some(b'x' | b'X' | b'f' | b'F' | b't' | b'T' | b'c' | b'C')
+    ) {
+        return false;
+    }
+    const PREFIX: &[u8] = b"x-forwarded-";
+    (name.len() > PREFIX.len() && loose_eq(&name[..PREFIX.len()], PREFIX))
+        || IDENTITY_HEADERS
             .iter()
-            .any(|n| n.len() == name.len() && name.eq_ignore_ascii_case(n.as_bytes()))
+            .any(|n| n.len() == name.len() && loose_eq(name, n.as_bytes()))
+}
+
+/// `name` equals the lowercase `want`, ignoring case and reading `_` as `-`.
+#[inline]
+fn loose_eq(name: &[u8], want: &[u8]) -> bool {
+    name.len() == want.len()
+        && name
+            .iter()
+            .zip(want)
+            .all(|(&a, &b)| a.to_ascii_lowercase() == b || (a == b'_' && b == b'-'))
 }
 
 /// `Content-Length` or `Transfer-Encoding`: never copied, always written by
@@ -220,6 +240,10 @@ pub enum Framing {
     },
     /// A 101: keep `Upgrade`, say `Connection: upgrade`.
     Upgrade,
+    /// An interim response (100, 103): end-to-end headers only, no framing
+    /// and no connection header (it has no body, and the final response
+    /// says what happens to the connection).
+    Interim,
 }
 
 /// Writes the client response head: `HTTP/1.1` and the status and reason as
@@ -249,6 +273,7 @@ pub fn compose_response(
     }
     match framing {
         Framing::Upgrade => ok &= out.push(b"Connection: upgrade\r\n"),
+        Framing::Interim => {}
         Framing::Message {
             chunked,
             content_length,
@@ -455,7 +480,7 @@ mod tests {
     /// Client-supplied identity headers are removed unless trusted.
     #[test]
     fn identity_headers_removed_unless_trusted() {
-        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Port: 1\r\nForwarded: for=6.6.6.6\r\nX-Keep: 1\r\n\r\n";
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\nTrue-Client-IP: 6.6.6.6\r\nX-Forwarded-Host: evil\r\nX-Forwarded-Port: 1\r\nForwarded: for=6.6.6.6\r\nX-Keep: 1\r\nX-Forwarded-Ssl: on\r\nX_Real_IP: 6.6.6.6\r\nCF-Connecting-IP: 6.6.6.6\r\nX-Forwarded-Whatever: 1\r\n\r\n";
         let fwd = ForwardedHeaders::default();
         assert_eq!(
             request(raw, &fwd, b"1.2.3.4"),

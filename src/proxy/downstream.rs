@@ -226,22 +226,26 @@ impl Worker {
             c.phase = Phase::Proxy;
             return self.connect(ci);
         }
-        if meta.expect_continue {
-            let w = c.wbuf.get_or_insert_with(|| bufs.take());
-            w.push(b"HTTP/1.1 100 Continue\r\n\r\n");
-        }
-        self.start_body(ci, buffer);
+        self.start_body(ci, buffer, meta.expect_continue);
     }
 
-    /// Enters `Phase::Body` with room for `size` bytes, or answers 503 when
-    /// this worker already holds its cap of buffered bodies.
-    fn start_body(&mut self, ci: u32, size: usize) {
+    /// Enters `Phase::Body` with room for `size` bytes. When this worker
+    /// already holds its cap of buffered bodies, the body streams instead
+    /// (as it would with buffering off). `Expect: 100-continue` was taken
+    /// off the upstream head: the 100 is answered here either way.
+    fn start_body(&mut self, ci: u32, size: usize, expect_continue: bool) {
+        if expect_continue {
+            let c = self.sessions.get_mut(ci).expect("client");
+            let w = c.wbuf.get_or_insert_with(|| self.bufs.take());
+            w.push(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
         if self.body_buffered + size > REQUEST_BUFFER_CAP_BYTES {
-            let c = self.sessions.get(ci).expect("client");
-            crate::log_limited!(Kind::Overloaded, Warn, "{}: request bodies being buffered reached {REQUEST_BUFFER_CAP_BYTES} bytes in this worker (503)",
+            let c = self.sessions.get_mut(ci).expect("client");
+            crate::log_limited!(Kind::Overloaded, Warn, "{}: request bodies being buffered reached {REQUEST_BUFFER_CAP_BYTES} bytes in this worker; this one streams",
                 c.peer()
             );
-            return self.local_error(ci, 503, "busy: too many request bodies in flight, retry");
+            c.phase = Phase::Proxy;
+            return self.connect(ci);
         }
         let mut v = self.body_pool.pop().unwrap_or_default();
         v.reserve_exact(size);
@@ -346,6 +350,9 @@ impl Worker {
         if c.status == 0 {
             return;
         }
+        // The status the client got, counted once per exchange: a backend's
+        // 200 that turned into a 502 is a 5xx, not both.
+        shared.metrics.response(c.status);
         let total = crate::sys::now_us().saturating_sub(c.req.t0_us);
         shared.metrics.observe_request(total);
         if let Some(log) = access.as_mut() {
@@ -539,7 +546,6 @@ impl Worker {
         }
         c.local_off = 0;
         c.phase = Phase::Local;
-        self.shared.metrics.response(status);
     }
 
     pub(super) fn step_local(&mut self, ci: u32) -> bool {

@@ -164,6 +164,32 @@ impl Session {
         std::str::from_utf8(&self.peer[..self.peer_len as usize]).unwrap_or("?")
     }
 
+    /// The worker waits for request body bytes from the client, not for the
+    /// backend to take what it has: buffering the body (`Phase::Body`), or
+    /// streaming it to a connected backend with the head, the buffered part
+    /// and every byte read so far sent. Only then is a slow body the
+    /// client's doing (`client_body_min_rate`, the stalled-body 408).
+    pub(super) fn awaits_client_body(&self, upstream_connected: bool) -> bool {
+        match self.phase {
+            Phase::Body => true,
+            Phase::Proxy => {
+                upstream_connected
+                    && !self.resp.head_done
+                    && !self.req.body.is_complete()
+                    && self.rbuf.as_ref().is_none_or(|b| b.is_empty())
+                    && self
+                        .reqhead
+                        .as_ref()
+                        .is_none_or(|h| self.req.head_sent == h.len())
+                    && self
+                        .prebody
+                        .as_ref()
+                        .is_none_or(|p| self.req.pre_sent == p.len())
+            }
+            _ => false,
+        }
+    }
+
     /// The whole request went upstream: head, buffered body, the rest.
     pub(super) fn request_sent(&self) -> bool {
         self.reqhead

@@ -327,9 +327,13 @@ impl Worker {
         if c.resp.sent > 0 {
             self.close_client(ci);
         } else {
-            if let Some(w) = c.wbuf.as_mut() {
-                w.clear(); // a response head composed but not sent
+            if c.resp.head_done {
+                if let Some(w) = c.wbuf.as_mut() {
+                    w.clear(); // a final head composed but not sent
+                }
             }
+            // Else what waits in wbuf is whole interim responses (maybe
+            // half written): they go out first, then this answer.
             self.local_error(ci, status, detail);
         }
     }
@@ -492,9 +496,11 @@ impl Worker {
         if c.resp.head_done {
             return self.step_response_body(ci, ui);
         }
-        if c.stream.writable && c.wbuf.as_ref().is_some_and(|w| !w.is_empty()) {
-            // An interim response (100 Continue) goes out at once: the client
-            // may be waiting for it before it sends the body.
+        if c.wbuf.as_ref().is_some_and(|w| !w.is_empty()) {
+            // Interim responses (a backend's 103, our own 100 Continue) go
+            // out whole, and at once (the client may wait for a 100 before
+            // it sends the body), before a final head is composed behind
+            // them: a failure then never splices a 502 into a 1xx.
             return self.flush_wbuf(ci).unwrap_or(false);
         }
         if let Some(b) = u.rbuf.as_ref().filter(|b| !b.is_empty()) {
@@ -565,12 +571,19 @@ impl Worker {
         let rbuf = u.rbuf.as_mut().expect("head parsed from rbuf");
         let buf = rbuf.filled();
         if (100..200).contains(&head.status) && head.status != 101 {
-            // Interim response (100 Continue, 103 Early Hints): pass it on to
-            // HTTP/1.1 sessions as it came, then wait for the final one.
+            // Interim response (100 Continue, 103 Early Hints): held to the
+            // same rules as a final one, passed on to HTTP/1.1 sessions
+            // without framing or hop-by-hop headers, then the final one.
+            let meta = match response_meta(buf, &head, &hdrs[..head.header_count], c.req.is_head) {
+                Ok(m) => m,
+                Err(e) => return self.bad_response(ci, &e.to_string()),
+            };
             if c.req.minor == 1 {
                 let w = c.wbuf.get_or_insert_with(|| bufs.take());
-                if !w.push(&buf[..head.len]) {
-                    return self.bad_response(ci, "interim responses overflow");
+                let hs = &hdrs[..head.header_count];
+                if !compose_response(buf, &head, hs, &meta.conn, Framing::Interim, w) {
+                    w.clear();
+                    return self.bad_response(ci, "interim response head too large");
                 }
             }
             rbuf.consume(head.len);
@@ -595,7 +608,8 @@ impl Worker {
             }
             rbuf.consume(head.len);
             bufs.release(&mut c.reqhead);
-            shared.metrics.response(101);
+            // Counted and logged when the tunnel closes.
+            c.status = 101;
             c.keep_alive = false;
             c.resp.head_done = true;
             c.phase = Phase::Tunnel;
@@ -653,7 +667,6 @@ impl Worker {
             ..Resp::default()
         };
         bufs.release(&mut c.reqhead);
-        shared.metrics.response(head.status);
         let waited = sys::now_us().saturating_sub(c.req.t_sent_us);
         shared.metrics.observe_upstream(c.backend, waited);
         c.req.upstream_us = Some(waited);

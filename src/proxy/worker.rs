@@ -46,6 +46,12 @@ pub(super) const KIND_UPSTREAM: u64 = 1;
 const SWEEP_MS: u64 = 100;
 /// Longest a graceful shutdown waits for requests in flight.
 const SHUTDOWN_MS: u64 = 10_000;
+/// Admin listener connections a worker holds at most (they do not count
+/// against `max_connections`).
+const ADMIN_MAX: usize = 64;
+/// Idle keep-alive connections closed at once when `max_connections` is
+/// reached and a new one waits (nginx reuses connections the same way).
+const RECLAIM_BATCH: usize = 16;
 /// How often spare buffers and pipes beyond recent need are given back.
 const TRIM_MS: u64 = 10_000;
 /// Spare splice pipes kept (two descriptors each).
@@ -126,6 +132,8 @@ pub struct Worker {
     pub(super) max_conns: usize,
     /// After `EMFILE` and friends: no accept before this time (ms).
     pub(super) accept_retry_at: u64,
+    /// Sessions from the admin listener (counted apart from traffic).
+    pub(super) admin_sessions: usize,
     /// Deadline (ms) of a graceful shutdown in progress.
     pub(super) draining: Option<u64>,
     pub(super) sessions: Slab<Session>,
@@ -216,6 +224,7 @@ impl Worker {
             admin_registered: true,
             max_conns,
             accept_retry_at: 0,
+            admin_sessions: 0,
             draining: None,
             sessions: Slab::default(),
             ups: Slab::default(),
@@ -354,16 +363,23 @@ impl Worker {
     /// Accepts a batch from the traffic listener, or from the admin one.
     pub(super) fn accept(&mut self, admin: bool) {
         for _ in 0..64 {
-            if !admin && self.sessions.len() >= self.max_conns {
-                // At `max_connections`: the rest wait in the listen queue
-                // until a connection closes (`resume_accepting`).
+            let full = if admin {
+                self.admin_sessions >= ADMIN_MAX
+            } else {
+                self.sessions.len() - self.admin_sessions >= self.max_conns
+                    && self.reclaim_idle() == 0
+            };
+            if full {
+                // At `max_connections` (or the admin cap): the rest wait in
+                // the listen queue until a connection closes
+                // (`resume_accepting`).
                 crate::log_limited!(
                     Kind::Overloaded,
                     Warn,
                     "{} client connections (max_connections): pausing accepts",
                     self.sessions.len()
                 );
-                self.pause_accepting(false);
+                self.pause_accepting(admin);
                 return;
             }
             // Looked up each time round: `add_client` borrows all of `self`.
@@ -385,6 +401,29 @@ impl Worker {
                 Err(_) => continue, // ECONNABORTED and friends: that client is gone
             }
         }
+    }
+
+    /// At `max_connections` with a connection waiting: closes up to
+    /// [`RECLAIM_BATCH`] kept-alive connections idle between requests (no
+    /// byte of a next request read), as nginx does; returns how many.
+    fn reclaim_idle(&mut self) -> usize {
+        let mut idle = std::mem::take(&mut self.scratch);
+        idle.clear();
+        idle.extend(self.sessions.indices().filter(|&ci| {
+            self.sessions.get(ci).is_some_and(|c| {
+                !c.admin
+                    && c.phase == Phase::Head
+                    && !c.req.started
+                    && c.rbuf.as_ref().is_none_or(|b| b.is_empty())
+            })
+        }));
+        idle.truncate(RECLAIM_BATCH);
+        let n = idle.len();
+        for &ci in &idle {
+            self.close_client(ci);
+        }
+        self.scratch = idle;
+        n
     }
 
     /// Takes a listener out of the poller (it is level-triggered: left in,
@@ -410,12 +449,12 @@ impl Worker {
         if self.now < self.accept_retry_at {
             return;
         }
-        if !self.listener_registered && self.sessions.len() < self.max_conns {
+        if !self.listener_registered && self.sessions.len() - self.admin_sessions < self.max_conns {
             if let Some(l) = self.listener.as_ref() {
                 self.listener_registered = self.poller.add_listener(l.as_fd(), LISTENER).is_ok();
             }
         }
-        if !self.admin_registered {
+        if !self.admin_registered && self.admin_sessions < ADMIN_MAX {
             if let Some(l) = self.admin.as_ref() {
                 self.admin_registered = self.poller.add_listener(l.as_fd(), ADMIN).is_ok();
             }
@@ -458,7 +497,9 @@ impl Worker {
             tried: 0,
             keep_alive: true,
             said_close: false,
-            deadline: self.now + self.shared.config.timeouts.client_idle.as_millis() as u64,
+            // A new connection has the header timeout to send its first
+            // request (the idle timeout is for between requests).
+            deadline: self.now + self.shared.config.timeouts.client_header.as_millis() as u64,
             drained: 0,
             pipe: None,
             pipe_len: 0,
@@ -477,6 +518,9 @@ impl Worker {
             self.sessions.remove(ci);
             return;
         }
+        if admin {
+            self.admin_sessions += 1;
+        }
         let m = &self.shared.metrics;
         m.connections_accepted.fetch_add(1, Relaxed);
         m.connections_active.fetch_add(1, Relaxed);
@@ -490,7 +534,11 @@ impl Worker {
         };
         self.body_buffered -= v.capacity();
         v.clear();
-        if self.body_pool.len() < BODY_POOL_MAX {
+        // Only default-sized vectors are kept: a large one would be handed
+        // to (and charged for) a small body later.
+        if self.body_pool.len() < BODY_POOL_MAX
+            && v.capacity() <= crate::config::DEFAULT_REQUEST_BUFFER_BYTES as usize
+        {
             self.body_pool.push(v);
         }
     }
@@ -503,6 +551,9 @@ impl Worker {
         let Some(mut c) = self.sessions.remove(ci) else {
             return;
         };
+        if c.admin {
+            self.admin_sessions -= 1;
+        }
         if let Some(ui) = c.up.take() {
             self.close_upstream(ui);
         }
@@ -513,7 +564,7 @@ impl Worker {
             self.pipes.push(p);
         }
         self.shared.metrics.connections_active.fetch_sub(1, Relaxed);
-        if !self.listener_registered {
+        if !self.listener_registered || !self.admin_registered {
             self.resume_accepting();
         }
     }
@@ -631,6 +682,7 @@ impl Worker {
             self.next_trim = self.now + TRIM_MS;
             self.bufs.trim();
             self.pipes.truncate(PIPES_KEEP);
+            self.body_pool.truncate(BODY_POOL_MAX / 4);
         }
         self.resume_accepting();
         let mut idx = std::mem::take(&mut self.scratch);
@@ -679,19 +731,14 @@ impl Worker {
         let Some(c) = self.sessions.get_mut(ci) else {
             return false;
         };
-        let waiting = match c.phase {
-            Phase::Body => true,
-            Phase::Proxy => {
-                !c.resp.head_done
-                    && !c.req.body.is_complete()
-                    && c.rbuf.as_ref().is_none_or(|b| b.is_empty())
-                    && c.up
-                        .and_then(|ui| self.ups.get(ui))
-                        .is_some_and(|u| u.connected)
-            }
-            _ => false,
-        };
-        if rate == 0 || !waiting {
+        let connected =
+            c.up.and_then(|ui| self.ups.get(ui))
+                .is_some_and(|u| u.connected);
+        if rate == 0 || !c.awaits_client_body(connected) {
+            // Time spent waiting on the backend is not the client's: the
+            // window starts again when the worker waits on the client.
+            c.req.rate_since = self.now;
+            c.req.rate_bytes = 0;
             return false;
         }
         let elapsed = self.now.saturating_sub(c.req.rate_since);
@@ -734,8 +781,7 @@ impl Worker {
                 let connected =
                     c.up.and_then(|ui| self.ups.get(ui))
                         .is_some_and(|u| u.connected);
-                let client_owes_body =
-                    !c.req.body.is_complete() && c.rbuf.as_ref().is_none_or(|b| b.is_empty());
+                let client_owes_body = c.awaits_client_body(connected);
                 if !connected {
                     self.upstream_failed(ci, UpstreamFailure::ConnectTimeout);
                 } else if !c.resp.head_done && client_owes_body {

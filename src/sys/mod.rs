@@ -322,13 +322,14 @@ pub fn peer_closed_or_dirty(fd: BorrowedFd<'_>) -> bool {
     }
 }
 
-/// An error that says this process is out of descriptors or memory
-/// (`EMFILE`, `ENFILE`, `ENOBUFS`, `ENOMEM`): the proxy's problem, never a
-/// verdict on the peer it was trying to reach.
+/// An error that says this host is out of a local resource: descriptors
+/// (`EMFILE`, `ENFILE`), memory (`ENOBUFS`, `ENOMEM`) or local ports
+/// (`EADDRNOTAVAIL` from a connect): the proxy's problem, never a verdict on
+/// the peer it was trying to reach.
 pub fn is_local_exhaustion(e: &io::Error) -> bool {
     matches!(
         e.raw_os_error(),
-        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM | libc::EADDRNOTAVAIL)
     )
 }
 
