@@ -662,7 +662,14 @@ impl Region {
                 let n = (std::ptr::read_volatile(arr.count.get()) as usize).min(MAX_BACKENDS);
                 let src = arr.entries.get().cast::<BackendEntry>();
                 for i in 0..n {
-                    out.push(std::ptr::read_volatile(src.add(i)));
+                    let mut e = std::ptr::read_volatile(src.add(i));
+                    // Clamped as read: an id indexes health, counters and
+                    // bitmaps (`1 << id`) in every process, the master
+                    // included; a bad write elsewhere must not become a
+                    // panic here.
+                    e.id = e.id.min(MAX_BACKENDS as u32 - 1);
+                    e.weight = e.weight.max(1);
+                    out.push(e);
                 }
             }
             // SAFETY: as above, plain-old-data under the same seqlock.
@@ -754,6 +761,19 @@ mod tests {
         assert_eq!(out[1].host(), "::1");
         assert_eq!(out[1].addr(), "[::1]:2".parse().unwrap());
         assert_eq!((out[1].weight, out[1].tls, out[1].id), (1, 1, 1));
+    }
+
+    /// Ids and weights are clamped as they are read: a bad write elsewhere
+    /// (an id of 200) indexes nothing out of range in any process.
+    #[test]
+    fn ids_read_from_the_region_are_clamped() {
+        let (r, _fd) = Region::create().unwrap();
+        let st = Settings::new(Strategy::RoundRobin, &HealthSettings::default());
+        let e = BackendEntry::new("a", "127.0.0.1:1".parse().unwrap(), 0, false, 200);
+        r.publish(&[e], &st).unwrap();
+        let mut out = Vec::new();
+        r.read_backends(&mut out);
+        assert_eq!((out[0].id, out[0].weight), (MAX_BACKENDS as u32 - 1, 1));
     }
 
     /// The region's memfd cannot change size: a successor or a worker that

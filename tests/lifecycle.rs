@@ -526,3 +526,66 @@ fn a_reload_applies_timeouts_forwarding_and_the_access_log_and_names_the_rest() 
     drop(lb);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Every exchange gets an access log line, as nginx does: one a backend
+/// cut mid-body, and one answered before its whole body was sent, whose
+/// upstream response time is measured from the request's first byte (not
+/// the machine's uptime).
+#[test]
+fn cut_and_early_answered_exchanges_are_logged_truly() {
+    use std::io::{BufReader, Read, Write};
+    let be = Backend::raw(|s| {
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        let mut w = s;
+        let Some((_, start, _)) = read_head(&mut r) else {
+            return;
+        };
+        if start[1] == "/cut" {
+            let _ = w.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789");
+        } else {
+            let _ = w.write_all(
+                b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            );
+            let mut sink = [0u8; 4096];
+            while matches!(r.read(&mut sink), Ok(n) if n > 0) {}
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("lb-life-alog-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("access.log");
+    let lb = Lb::start(&[
+        "-w",
+        "1",
+        "--access-log",
+        log.to_str().unwrap(),
+        "-b",
+        &be.addr(),
+    ]);
+    let mut c = lb.conn();
+    c.send(b"GET /cut HTTP/1.1\r\nHost: t\r\n\r\n");
+    let _ = c.read_until_end(Duration::from_secs(5));
+    let mut c = lb.conn();
+    c.send(b"POST /early HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000\r\n\r\n");
+    let _ = c.w.write_all(&vec![b'x'; 200_000]);
+    let m = c.read_response(false);
+    assert_eq!(m.status(), 413);
+    let text = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        eventually(Duration::from_secs(5), || text().contains("/cut")
+            && text().contains("/early")),
+        "{}",
+        text()
+    );
+    let t = text();
+    let early = t.lines().find(|l| l.contains("/early")).unwrap();
+    let urt: f64 = early
+        .split_whitespace()
+        .find_map(|f| f.strip_prefix("urt="))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no urt: {early}"));
+    assert!(urt < 5.0, "upstream response time {urt} s: {early}");
+    let cut = t.lines().find(|l| l.contains("/cut")).unwrap();
+    assert!(cut.contains("\" 200 10 "), "{cut}");
+    drop(lb);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1145,6 +1145,26 @@ fn write_config(c: &FileConfig) -> String {
         s.push_str(", \"ca_file\": ");
         write_json_str(ca.to_str().expect("ca_file came from a string"), &mut s);
     }
+    if let Some(p) = &c.pid_file {
+        s.push_str(", \"pid_file\": ");
+        write_json_str(p.to_str().expect("pid_file came from a string"), &mut s);
+    }
+    if c.max_connections != 0 {
+        s.push_str(&format!(", \"max_connections\": {}", c.max_connections));
+    }
+    if !c.trusted_client_headers.is_empty() {
+        s.push_str(", \"trusted_client_headers\": [");
+        for (i, h) in c.trusted_client_headers.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            write_json_str(h, &mut s);
+        }
+        s.push(']');
+    }
+    if let Some(m) = c.metrics_on_traffic_port {
+        s.push_str(&format!(", \"metrics_on_traffic_port\": {m}"));
+    }
     s.push('}');
     s
 }
@@ -1230,12 +1250,14 @@ fn config_text(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
             let h = &c.health;
             assert!((1..=1000).contains(&h.unhealthy_threshold), "{h:?}");
             assert!((1..=1000).contains(&h.healthy_threshold), "{h:?}");
-            assert!((1..=86_400_000).contains(&h.probe_interval_ms), "{h:?}");
+            assert!((0..=86_400_000).contains(&h.probe_interval_ms), "{h:?}");
             assert!((1..=86_400_000).contains(&h.probe_timeout_ms), "{h:?}");
             assert!(h.health_path.starts_with('/') && h.health_path.len() <= 1024);
             let written = write_config(c);
-            let again = file::parse_str(&written, path)
+            let mut again = file::parse_str(&written, path)
                 .unwrap_or_else(|e| panic!("{text:?} written back as {written:?}: {e}"));
+            // Where each backend stood in the text is not configuration.
+            again.backend_pos.clone_from(&c.backend_pos);
             assert_eq!(&again, c, "{text:?} written back as {written:?}");
         }
     }
