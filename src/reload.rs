@@ -160,15 +160,7 @@ pub fn publish_change(
 ) -> Result<Applied, NotOwner> {
     // Checked before the health and counter resets below, not only by
     // `publish`: a process that does not own the region writes none of it.
-    let me = crate::sys::getpid() as u32;
-    if !region.owned_by(me) {
-        return Err(NotOwner {
-            owner: region
-                .control
-                .owner
-                .load(std::sync::atomic::Ordering::Acquire),
-        });
-    }
+    region.check_owner()?;
     let mut old = Vec::new();
     region.read_backends(&mut old);
     let (added, removed) = assign_ids(&mut entries, &old);

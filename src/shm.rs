@@ -494,6 +494,16 @@ impl Region {
         self.control.owner.load(Ordering::Acquire) == pid
     }
 
+    /// `Ok` if this process owns the region, else who does.
+    pub fn check_owner(&self) -> Result<(), NotOwner> {
+        let owner = self.control.owner.load(Ordering::Acquire);
+        if owner == crate::sys::getpid() as u32 {
+            Ok(())
+        } else {
+            Err(NotOwner { owner })
+        }
+    }
+
     /// Hands the region from `from` to `to` (an upgrade's successor that
     /// reported ready). False if `from` did not own it.
     pub fn hand_over(&self, from: u32, to: u32) -> bool {
@@ -559,12 +569,7 @@ impl Region {
         settings: &Settings,
         runtime: Option<&Runtime>,
     ) -> Result<u64, NotOwner> {
-        let me = crate::sys::getpid() as u32;
-        if !self.owned_by(me) {
-            return Err(NotOwner {
-                owner: self.control.owner.load(Ordering::Acquire),
-            });
-        }
+        self.check_owner()?;
         let n = entries.len().min(MAX_BACKENDS);
         let c = &self.control;
         let s = loop {

@@ -8,30 +8,6 @@ use common::*;
 use std::thread;
 use std::time::{Duration, Instant};
 
-/// Processes whose command line mentions `needle` (a test's private dir).
-fn processes_with(needle: &str) -> Vec<u32> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmd).contains(needle) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
-/// CPU time (user + system, clock ticks) of `pid`.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
 /// An upgrade whose successor cannot start its workers (its access log's
 /// directory was removed) does not take over: the old process keeps
 /// serving, nothing is lost, the failure is counted, and the region is as
@@ -108,7 +84,7 @@ fn an_upgrade_whose_workers_cannot_start_does_not_take_over() {
             .chain(children(lb.pid()).into_iter().map(|(p, _)| p))
             .collect();
         let others = || -> Vec<u32> {
-            processes_with(&needle)
+            running_with(&needle)
                 .into_iter()
                 .filter(|p| !old.contains(p))
                 .collect()
@@ -193,7 +169,7 @@ fn a_stop_during_a_pending_upgrade_cancels_it_and_frees_the_port() {
         assert!(lb.log_has("upgrade cancelled"), "{mode}: {}", lb.log_text());
         let needle = dir.to_str().unwrap().to_string();
         thread::sleep(Duration::from_millis(1500)); // past the wrapper's sleep
-        let left = processes_with(&needle);
+        let left = running_with(&needle);
         let spinning: Vec<(u32, u64)> = left
             .iter()
             .map(|&p| {
@@ -203,8 +179,7 @@ fn a_stop_during_a_pending_upgrade_cancels_it_and_frees_the_port() {
             })
             .collect();
         assert!(
-            eventually(Duration::from_secs(12), || processes_with(&needle)
-                .is_empty()),
+            eventually(Duration::from_secs(12), || running_with(&needle).is_empty()),
             "{mode}: left running: {left:?}, CPU ticks in 0.5 s: {spinning:?}"
         );
         assert!(

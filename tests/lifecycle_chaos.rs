@@ -62,35 +62,6 @@ const ACTIONS: [Action; 9] = [
 /// at most the requests in flight on its share of them.
 const WRK_CONNS: u64 = 50;
 
-/// CPU time (user + system, clock ticks) of `pid`.
-fn cpu_ticks(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let after = stat.rsplit_once(')').map_or("", |(_, r)| r);
-    let f: Vec<&str> = after.split_whitespace().collect();
-    f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-        + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-}
-
-/// Live (not zombie) processes started from a binary in `dir`.
-fn running_from(dir: &std::path::Path) -> Vec<u32> {
-    let needle = dir.to_str().unwrap();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let zombie = stat
-            .rsplit_once(')')
-            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'));
-        if !zombie && String::from_utf8_lossy(&cmd).contains(needle) {
-            out.push(pid);
-        }
-    }
-    out
-}
-
 /// The master serving now: the last successor named in the log, or the
 /// first process.
 fn current_master(lb: &Lb) -> u32 {
@@ -283,7 +254,7 @@ fn operator_chaos_under_load_keeps_every_request_and_the_process_tree_true() {
                 children(master)
             );
         }
-        let masters: Vec<u32> = running_from(&dir)
+        let masters: Vec<u32> = running_with(dir.to_str().unwrap())
             .into_iter()
             .filter(|&p| !comm(p).starts_with("lb: worker") && !comm(p).starts_with("lb: prober"))
             .collect();
@@ -347,11 +318,13 @@ fn operator_chaos_under_load_keeps_every_request_and_the_process_tree_true() {
             "seed {seed}: the master did not stop\n{}",
             lb.log_text()
         );
-        let gone = eventually(Duration::from_secs(12), || running_from(&dir).is_empty());
+        let gone = eventually(Duration::from_secs(12), || {
+            running_with(dir.to_str().unwrap()).is_empty()
+        });
         assert!(
             gone,
             "seed {seed}: processes left after the stop: {:?}",
-            running_from(&dir)
+            running_with(dir.to_str().unwrap())
         );
         replace_binary(&bin, &good, 0o755);
         drop(lb);

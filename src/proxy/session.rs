@@ -177,14 +177,7 @@ impl Session {
                     && !self.resp.head_done
                     && !self.req.body.is_complete()
                     && self.rbuf.as_ref().is_none_or(|b| b.is_empty())
-                    && self
-                        .reqhead
-                        .as_ref()
-                        .is_none_or(|h| self.req.head_sent == h.len())
-                    && self
-                        .prebody
-                        .as_ref()
-                        .is_none_or(|p| self.req.pre_sent == p.len())
+                    && self.head_and_buffered_body_sent()
             }
             _ => false,
         }
@@ -192,6 +185,11 @@ impl Session {
 
     /// The whole request went upstream: head, buffered body, the rest.
     pub(super) fn request_sent(&self) -> bool {
+        self.head_and_buffered_body_sent() && self.req.body.is_complete()
+    }
+
+    /// The upstream head and the body read before routing are all sent.
+    fn head_and_buffered_body_sent(&self) -> bool {
         self.reqhead
             .as_ref()
             .is_none_or(|h| self.req.head_sent == h.len())
@@ -199,7 +197,6 @@ impl Session {
                 .prebody
                 .as_ref()
                 .is_none_or(|p| self.req.pre_sent == p.len())
-            && self.req.body.is_complete()
     }
 }
 
