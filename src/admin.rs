@@ -57,6 +57,8 @@ pub struct BackendStatus {
     pub weight: u16,
     /// Requests sent to it (total since it got its id).
     pub requests: u64,
+    /// Requests in flight to it now, all workers (`lb_backend_inflight`).
+    pub inflight: u64,
     /// Failed connects or exchanges (`lb_backend_failures_total`).
     pub failures: u64,
     /// By [`ErrorKind`], in [`ErrorKind::ALL`] order.
@@ -95,6 +97,7 @@ impl StatusView {
                     up: view.health.is_healthy(id),
                     weight: b.weight,
                     requests: view.backend_requests(id),
+                    inflight: view.backend_inflight(id),
                     failures: view.backend_failures(id),
                     errors: ErrorKind::ALL.map(|k| view.backend_errors(id, k)),
                     responses: upstream.count(),
@@ -178,7 +181,7 @@ pub fn status_html(s: &StatusView) -> String {
         let _ = writeln!(o, "<div><dt>{name}</dt><dd>{}</dd></div>", html(value));
     }
     o.push_str("</dl>\n<table>\n<thead><tr><th>backend</th><th>address</th><th>health</th>");
-    o.push_str("<th>weight</th><th>requests</th><th>failures</th>");
+    o.push_str("<th>weight</th><th>in flight</th><th>requests</th><th>failures</th>");
     for k in ErrorKind::ALL {
         let _ = write!(o, "<th>{}</th>", k.as_str());
     }
@@ -193,7 +196,7 @@ pub fn status_html(s: &StatusView) -> String {
             html(&b.name),
             b.addr
         );
-        for n in [u64::from(b.weight), b.requests, b.failures] {
+        for n in [u64::from(b.weight), b.inflight, b.requests, b.failures] {
             let _ = write!(o, "<td class=\"n\">{n}</td>");
         }
         for n in b.errors {
@@ -254,8 +257,8 @@ pub fn status_json(s: &StatusView) -> String {
         json_str(&mut o, &b.addr.to_string());
         let _ = write!(
             o,
-            ",\"tls\":{},\"up\":{},\"weight\":{},\"requests\":{},\"failures\":{},\"errors\":{{",
-            b.tls, b.up, b.weight, b.requests, b.failures
+            ",\"tls\":{},\"up\":{},\"weight\":{},\"inflight\":{},\"requests\":{},\"failures\":{},\"errors\":{{",
+            b.tls, b.up, b.weight, b.inflight, b.requests, b.failures
         );
         for (j, k) in ErrorKind::ALL.iter().enumerate() {
             let comma = if j == 0 { "" } else { "," };
@@ -485,8 +488,8 @@ mod tests {
                 "backend 2 down",
             ),
             (
-                "<td class=\"n\">2</td><td class=\"n\">0</td><td class=\"n\">3</td><td class=\"n\">2</td><td class=\"n\">1</td>",
-                "weight, requests, failures, connect, timeout of backend 2",
+                "<td class=\"n\">2</td><td class=\"n\">0</td><td class=\"n\">0</td><td class=\"n\">3</td><td class=\"n\">2</td><td class=\"n\">1</td>",
+                "weight, in flight, requests, failures, connect, timeout of backend 2",
             ),
             ("<td class=\"n\">0.75 ms</td>", "p50 of backend 0"),
             ("<td class=\"n\">–</td><td class=\"n\">–</td></tr>", "no latency yet"),

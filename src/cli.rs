@@ -235,7 +235,8 @@ Options:
   -b, --backend H:P    Backend server (repeat for multiple, at most 64):
                        host:port, http://host:port or [::1]:port
   -s, --strategy S     Load balancing: round_robin, weighted_round_robin
-                       (or weighted), random (default: round_robin)
+                       (or weighted), random, least_connections (or
+                       least_conn), p2c (default: round_robin)
   -c, --config FILE    JSON config file (at most 64 KiB): backends, strategy
                        and health settings; its backends follow those of -b,
                        its strategy applies unless -s is given
@@ -403,7 +404,7 @@ impl Builder {
             }
             Opt::Strategy => {
                 self.strategy = Some(Strategy::parse(&value).ok_or_else(|| {
-                    invalid("expected round_robin, weighted_round_robin, weighted or random")
+                    invalid("expected round_robin, weighted_round_robin, weighted, random, least_connections, least_conn or p2c")
                 })?);
             }
             Opt::Config => {
@@ -782,7 +783,7 @@ mod tests {
             ),
             (
                 args("-s fastest -b h:1"),
-                "invalid value 'fastest' for '-s': expected round_robin, weighted_round_robin, weighted or random"
+                "invalid value 'fastest' for '-s': expected round_robin, weighted_round_robin, weighted, random, least_connections, least_conn or p2c"
                     .into(),
             ),
             (

@@ -65,6 +65,19 @@ pub struct Metrics {
     pub local_errors: AtomicU64,
     /// Request bodies refused for arriving below `client_body_min_rate`.
     pub slow_bodies: AtomicU64,
+    /// Requests this worker has in flight to each backend id (a gauge;
+    /// `least_connections` and `p2c` sum it over the workers).
+    pub inflight: [AtomicU64; MAX_BACKENDS],
+}
+
+/// Takes one from a gauge, never below zero: a slot's gauges may have been
+/// zeroed under a worker still counting down (an upgrade's old worker
+/// draining while the successor's worker of the same slot died and the
+/// master reset it). Uncontended, as a `fetch_sub` (one CAS on the worker's
+/// own cache line).
+#[inline]
+pub fn gauge_down(g: &AtomicU64) {
+    let _ = g.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(1)));
 }
 
 /// Upper bounds of the latency buckets, in microseconds (the `le` labels are
@@ -306,6 +319,7 @@ impl Default for Metrics {
             accept_pauses: AtomicU64::new(0),
             local_errors: AtomicU64::new(0),
             slow_bodies: AtomicU64::new(0),
+            inflight: std::array::from_fn(|_| AtomicU64::new(0)),
         }
     }
 }
@@ -367,6 +381,9 @@ impl Metrics {
     /// Zeroes the gauges of a slot whose worker died (its connections are gone).
     pub fn reset_gauges(&self) {
         self.connections_active.store(0, Relaxed);
+        for g in &self.inflight {
+            g.store(0, Relaxed);
+        }
     }
 }
 
@@ -421,6 +438,14 @@ impl View<'_> {
             return 0;
         }
         self.sum(|m| &m.backend_requests[backend_id])
+    }
+
+    /// `lb_backend_inflight` of one backend id.
+    pub fn backend_inflight(&self, backend_id: usize) -> u64 {
+        if backend_id >= MAX_BACKENDS {
+            return 0;
+        }
+        self.sum(|m| &m.inflight[backend_id])
     }
 
     /// `lb_backend_failures_total` of one backend id.
@@ -639,6 +664,11 @@ impl View<'_> {
         for (l, &i) in labels.iter().zip(&ids) {
             let v = self.sum(|m| &m.backend_requests[i]);
             let _ = writeln!(o, "lb_backend_requests_total{{backend=\"{l}\"}} {v}");
+        }
+        let _ = write!(o, "# HELP lb_backend_inflight Requests in flight to a backend, over all workers.\n# TYPE lb_backend_inflight gauge\n");
+        for (l, &i) in labels.iter().zip(&ids) {
+            let v = self.sum(|m| &m.inflight[i]);
+            let _ = writeln!(o, "lb_backend_inflight{{backend=\"{l}\"}} {v}");
         }
         let _ = write!(o, "# HELP lb_backend_failures_total Failed connects or exchanges with a backend.\n# TYPE lb_backend_failures_total counter\n");
         for (l, &i) in labels.iter().zip(&ids) {

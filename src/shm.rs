@@ -13,12 +13,13 @@
 //! | offset | size | block |
 //! |---:|---:|---|
 //! | 0 | 64 | [`Header`]: magic, layout version, region size |
-//! | 64 | 64 | [`Control`]: `active_index`, `backend_count`, `generation`, `seq`, `rr_counter` |
+//! | 64 | 64 | [`Control`]: `active_index`, `backend_count`, `generation`, `seq`, `rr_counter`, `owner` |
 //! | 128 | 64 | [`Process`]: live workers, restarts, start time |
 //! | 192 | 256 | [`Settings`]: strategy, health thresholds, probe settings |
 //! | 448 | 1088 | [`HealthState`]: bitmap (1 = healthy) and consecutive counters |
 //! | 1536 | 2 × 17984 | two [`BackendArray`]s of 64 [`BackendEntry`] (280 bytes each) |
-//! | 37504 | 64 × 12160 | one [`Metrics`] slot per worker, cache-line aligned: counters (1224), request histogram (128), 64 per-backend histograms (64 × 128), 64 × 5 backend error counters (2560), padding |
+//! | 37504 | 64 × 12672 | one [`Metrics`] slot per worker, cache-line aligned: counters (1224), request histogram (128), 64 per-backend histograms (64 × 128), 64 × 5 backend error counters (2560), 4 more counters (32), requests in flight per backend (64 × 8), padding |
+//! | 848512 | 2176 | [`Runtime`]: what a reload changes in running workers |
 //!
 //! 815,744 bytes in all (797 KiB), mapped once per load balancer whatever
 //! the number of workers; the slots of workers that do not exist are never
@@ -282,6 +283,8 @@ impl Settings {
                 Strategy::RoundRobin => 0,
                 Strategy::WeightedRoundRobin => 1,
                 Strategy::Random => 2,
+                Strategy::LeastConnections => 3,
+                Strategy::P2c => 4,
             },
             unhealthy_threshold: h.unhealthy_threshold,
             healthy_threshold: h.healthy_threshold,
@@ -300,6 +303,8 @@ impl Settings {
         match self.strategy {
             1 => Strategy::WeightedRoundRobin,
             2 => Strategy::Random,
+            3 => Strategy::LeastConnections,
+            4 => Strategy::P2c,
             _ => Strategy::RoundRobin,
         }
     }
@@ -427,13 +432,13 @@ const _: () = assert!(offset_of!(Region, health) == 448);
 const _: () = assert!(size_of::<HealthState>() == 1088);
 const _: () = assert!(offset_of!(Region, arrays) == 1536);
 const _: () = assert!(offset_of!(Region, workers) == 1536 + 2 * 17984);
-const _: () = assert!(size_of::<Metrics>() == 12160);
+const _: () = assert!(size_of::<Metrics>() == 12672);
 const _: () = assert!(offset_of!(Metrics, request_duration) == 1224);
 const _: () = assert!(offset_of!(Metrics, upstream_response) == 1352);
 const _: () = assert!(offset_of!(Metrics, backend_errors) == 1352 + MAX_BACKENDS * 128);
-const _: () = assert!(offset_of!(Region, runtime) == 37504 + MAX_WORKERS * 12160);
-const _: () = assert!(size_of::<Region>() == 37504 + MAX_WORKERS * 12160 + 2176);
-const _: () = assert!(size_of::<Region>() == 817_920);
+const _: () = assert!(offset_of!(Region, runtime) == 37504 + MAX_WORKERS * 12672);
+const _: () = assert!(size_of::<Region>() == 37504 + MAX_WORKERS * 12672 + 2176);
+const _: () = assert!(size_of::<Region>() == 850_688);
 
 // SAFETY: every field is an atomic except the backend arrays, which are
 // behind UnsafeCell and written only by the single publisher under the

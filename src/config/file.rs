@@ -421,7 +421,7 @@ impl Reader<'_> {
                 "backends" => backends = Some(self.backends(v)?),
                 "strategy" => {
                     const EXPECTED: &str =
-                        "one of round_robin, weighted_round_robin, weighted, random";
+                        "one of round_robin, weighted_round_robin, weighted, random, least_connections, least_conn, p2c";
                     let s = v
                         .as_str()
                         .ok_or_else(|| self.bad(v, "strategy", EXPECTED))?;
@@ -1017,11 +1017,11 @@ mod tests {
             ),
             (
                 r#"{"strategy":"fastest","backends":[{"host":"a","port":1}]}"#,
-                "backends.json:1:13: \"strategy\" must be one of round_robin, weighted_round_robin, weighted, random, got \"fastest\"",
+                "backends.json:1:13: \"strategy\" must be one of round_robin, weighted_round_robin, weighted, random, least_connections, least_conn, p2c, got \"fastest\"",
             ),
             (
                 r#"{"strategy":null}"#,
-                "backends.json:1:13: \"strategy\" must be one of round_robin, weighted_round_robin, weighted, random, got null",
+                "backends.json:1:13: \"strategy\" must be one of round_robin, weighted_round_robin, weighted, random, least_connections, least_conn, p2c, got null",
             ),
             (
                 r#"{"unhealthy_threshold":0}"#,

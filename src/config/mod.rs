@@ -34,15 +34,26 @@ pub enum Strategy {
     /// Smooth weighted round robin, as nginx: weights 5:1:1 give a a b a c a a.
     WeightedRoundRobin,
     Random,
+    /// Fewest requests in flight (all workers' together), relative to the
+    /// weight; ties broken round robin (nginx `least_conn`, HAProxy
+    /// `leastconn`).
+    LeastConnections,
+    /// Power of two random choices: of two candidates drawn at random, the
+    /// one with less in flight times its recent response time, relative to
+    /// the weight (Envoy `LEAST_REQUEST`, Finagle P2C/EWMA).
+    P2c,
 }
 
 impl Strategy {
-    /// Accepts the spec's names; `weighted` is the short form its Options section uses.
+    /// Accepts the spec's names; `weighted` is the short form its Options
+    /// section uses, `least_conn` nginx's name.
     pub fn parse(s: &str) -> Option<Strategy> {
         match s {
             "round_robin" => Some(Strategy::RoundRobin),
             "weighted_round_robin" | "weighted" => Some(Strategy::WeightedRoundRobin),
             "random" => Some(Strategy::Random),
+            "least_connections" | "least_conn" => Some(Strategy::LeastConnections),
+            "p2c" => Some(Strategy::P2c),
             _ => None,
         }
     }
@@ -54,6 +65,8 @@ impl fmt::Display for Strategy {
             Strategy::RoundRobin => "round_robin",
             Strategy::WeightedRoundRobin => "weighted_round_robin",
             Strategy::Random => "random",
+            Strategy::LeastConnections => "least_connections",
+            Strategy::P2c => "p2c",
         })
     }
 }

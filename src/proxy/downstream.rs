@@ -468,6 +468,7 @@ impl Worker {
 
     /// Next request on a kept-alive connection, or a graceful close.
     pub(super) fn after_response(&mut self, ci: u32) {
+        self.release_inflight(ci);
         self.record_request(ci);
         self.release_prebody(ci);
         let c = self.sessions.get_mut(ci).expect("client");

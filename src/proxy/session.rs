@@ -139,6 +139,9 @@ pub(super) struct Session {
     pub(super) phase: Phase,
     pub(super) up: Option<u32>,
     pub(super) backend: usize,
+    /// The backend id this session's request counts as in flight to
+    /// (`Metrics::inflight`), until the exchange ends.
+    pub(super) inflight: Option<u8>,
     pub(super) req: Req,
     pub(super) resp: Resp,
     /// Backends tried for the current request (bit per backend).

@@ -98,8 +98,33 @@ impl std::fmt::Display for UpstreamFailure {
     }
 }
 
+/// What `least_connections` and `p2c` see: the requests in flight to each
+/// live backend, summed over the counter slots of the workers configured.
+struct RegionLoad<'a> {
+    set: &'a super::backends::BackendSet,
+    slots: &'a [crate::metrics::Metrics],
+}
+
+impl super::balance::Load for RegionLoad<'_> {
+    #[inline]
+    fn id(&self, pos: usize) -> usize {
+        self.set.at(pos).id
+    }
+
+    #[inline]
+    fn inflight(&self, pos: usize) -> u64 {
+        let id = self.set.at(pos).id;
+        self.slots
+            .iter()
+            .map(|m| m.inflight[id].load(Relaxed))
+            .sum()
+    }
+}
+
 impl Worker {
     pub(super) fn connect(&mut self, ci: u32) {
+        // A new attempt: the last one (if any) is no longer in flight.
+        self.release_inflight(ci);
         // Down backends due a trial whose trial another worker took.
         let mut skip = 0u64;
         loop {
@@ -112,7 +137,13 @@ impl Worker {
             let settings = set.health_settings();
             let ok = candidates(set, c.tried, sh.health, settings, self.now) & !skip;
             let rr = &sh.region.control.rr_counter;
-            let Some(pos) = self.balancer.pick(set.weights(), ok, rr) else {
+            let workers = (sh.region.process.workers_configured.load(Relaxed) as usize)
+                .clamp(1, sh.region.workers.len());
+            let load = RegionLoad {
+                set,
+                slots: &sh.region.workers[..workers],
+            };
+            let Some(pos) = self.balancer.pick(set.weights(), ok, rr, &load) else {
                 return if c.req.attempts == 0 {
                     self.local_error(ci, 503, "no healthy backend")
                 } else {
@@ -128,6 +159,9 @@ impl Worker {
             c.tried |= 1 << b;
             c.req.attempts += 1;
             c.backend = b;
+            // In flight from here until the exchange ends (release_inflight).
+            sh.metrics.inflight[b].fetch_add(1, Relaxed);
+            c.inflight = Some(b as u8);
             while let Some(ui) = self.pools[b].pop() {
                 let u = self.ups.get_mut(ui).expect("pooled upstream");
                 if self.now.saturating_sub(u.idle_since) >= PEEK_AFTER_IDLE_MS
@@ -318,6 +352,7 @@ impl Worker {
     /// can be told is that the response ended early). Either way the
     /// exchange is recorded: an access log line and the histogram.
     pub(super) fn fail_exchange(&mut self, ci: u32, status: u16, detail: &str) {
+        self.release_inflight(ci);
         let c = self.sessions.get_mut(ci).expect("client");
         if let Some(ui) = c.up.take() {
             self.close_upstream(ui);
@@ -564,6 +599,7 @@ impl Worker {
             hdrs,
             shared,
             now,
+            balancer,
             ..
         } = self;
         let c = sessions.get_mut(ci).expect("client");
@@ -669,6 +705,7 @@ impl Worker {
         bufs.release(&mut c.reqhead);
         let waited = sys::now_us().saturating_sub(c.req.t_sent_us);
         shared.metrics.observe_upstream(c.backend, waited);
+        balancer.observe(c.backend, waited);
         c.req.upstream_us = Some(waited);
         c.status = head.status;
         let b = c.backend;

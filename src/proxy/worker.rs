@@ -492,6 +492,7 @@ impl Worker {
             phase: Phase::Head,
             up: None,
             backend: 0,
+            inflight: None,
             req: Req::default(),
             resp: Resp::default(),
             tried: 0,
@@ -543,7 +544,17 @@ impl Worker {
         }
     }
 
+    /// The exchange's request is no longer in flight to its backend
+    /// (it ended, failed, or a retry goes elsewhere). At most once per
+    /// attempt: the count never goes negative and never leaks.
+    pub(super) fn release_inflight(&mut self, ci: u32) {
+        if let Some(b) = self.sessions.get_mut(ci).and_then(|c| c.inflight.take()) {
+            crate::metrics::gauge_down(&self.shared.metrics.inflight[b as usize]);
+        }
+    }
+
     pub(super) fn close_client(&mut self, ci: u32) {
+        self.release_inflight(ci);
         // An exchange cut short (by either side) still gets its access log
         // line and histogram observation, with what was sent.
         self.record_request(ci);
@@ -563,7 +574,7 @@ impl Worker {
         if let Some(p) = c.pipe.take().filter(|_| c.pipe_len == 0) {
             self.pipes.push(p);
         }
-        self.shared.metrics.connections_active.fetch_sub(1, Relaxed);
+        crate::metrics::gauge_down(&self.shared.metrics.connections_active);
         if !self.listener_registered || !self.admin_registered {
             self.resume_accepting();
         }
@@ -595,6 +606,7 @@ impl Worker {
             };
             if self.backends.get(id).is_none_or(|b| !same(b)) {
                 self.id_epoch[id] = self.backends.generation();
+                self.balancer.forget(id);
                 while let Some(ui) = self.pools[id].pop() {
                     if let Some(mut u) = self.ups.remove(ui) {
                         self.bufs.release(&mut u.rbuf);
