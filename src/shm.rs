@@ -78,6 +78,10 @@ pub struct Control {
     /// the old owner hands it over with a compare-and-swap once the
     /// successor reported ready ([`Region::hand_over`]).
     pub owner: AtomicU32,
+    /// The pid of the successor that has taken over (published its
+    /// configuration): the old owner drains only once this names the pid it
+    /// handed over to, and takes the region back if that never comes.
+    pub taken: AtomicU32,
 }
 const _: () = assert!(size_of::<Control>() == 64);
 const _: () = assert!(offset_of!(Control, owner) == 32);
@@ -507,6 +511,22 @@ impl Region {
         } else {
             Err(NotOwner { owner })
         }
+    }
+
+    /// Takes the region from an owner that died (`dead`, not this process):
+    /// a successor whose predecessor was killed during the upgrade. A
+    /// publish the dead owner left half done (`seq` odd) is closed: nobody
+    /// else writes, and readers would otherwise wait for ever.
+    pub fn take_over_from_dead(&self, dead: u32, me: u32) -> bool {
+        if !self.hand_over(dead, me) {
+            return false;
+        }
+        let c = &self.control;
+        let s = c.seq.load(Ordering::Acquire);
+        if s & 1 == 1 {
+            c.seq.store(s + 1, Ordering::Release);
+        }
+        true
     }
 
     /// Hands the region from `from` to `to` (an upgrade's successor that

@@ -29,6 +29,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// Longest a successor that reported ready may take to take over (publish
+/// and say so) before the old process takes the region back.
+const TAKE_OVER_MS: u64 = 5_000;
 /// Longest the supervisor waits for workers to drain after a shutdown signal
 /// (the workers' own limit is 10 s) before it kills what is left.
 const SHUTDOWN_GRACE_MS: u64 = 12_000;
@@ -348,11 +351,28 @@ struct Control {
     ready_reported: bool,
     /// A successor did what it defers until the hand-over (`took_over`).
     took_over: bool,
+    /// The region was handed to this successor; this process keeps serving
+    /// until the successor says it took over (`Control::taken`), and takes
+    /// the region back if it dies or does not by the deadline.
+    handing: Option<(upgrade::Pending, u64)>,
+    /// Successors being stopped (a failed or cancelled upgrade): TERM was
+    /// sent (so an sp successor's requests in flight finish); KILL at the
+    /// deadline if still there.
+    stopping: Vec<(sys::ChildHandle, u64)>,
     /// mp: the worker processes, to pass SIGUSR1 on to.
     worker_pids: Vec<libc::pid_t>,
 }
 
 impl Control {
+    /// At exit: a successor still being stopped does not outlive us.
+    fn kill_stopping(&mut self) {
+        for (child, _) in self.stopping.drain(..) {
+            if !child.exited() {
+                child.signal(libc::SIGKILL);
+            }
+        }
+    }
+
     fn new(cfg: &Config) -> Control {
         Control {
             reloader: Reloader::new(cfg),
@@ -361,6 +381,8 @@ impl Control {
             draining: false,
             ready_reported: false,
             took_over: false,
+            handing: None,
+            stopping: Vec::new(),
             worker_pids: Vec::new(),
         }
     }
@@ -467,6 +489,8 @@ impl Supervisor {
             }
         }
         notify::sd_notify(&format!("MAINPID={}\nREADY=1", self.pid));
+        // Tells the old process it may drain now.
+        self.region.control.taken.store(self.pid, Relaxed);
         match published {
             Ok(a) => log!(
                 Info,
@@ -487,12 +511,36 @@ impl Supervisor {
     /// workers should start draining (shutdown, or a successor took over).
     fn tick(&self, ctl: &mut Control, live: usize) -> bool {
         self.report_ready_once(ctl);
-        if self.upgraded && !ctl.took_over && ctl.ready_reported && self.owns() {
-            // The predecessor handed the region over (its owner word names
-            // this process now).
-            ctl.took_over = true;
-            self.took_over(ctl, live);
+        if self.upgraded && !ctl.took_over && ctl.ready_reported {
+            let owner = self.region.control.owner.load(Relaxed);
+            // The predecessor (the process that started this one, our
+            // parent until it exits) died before handing over: take the
+            // region from it rather than serve for ever without it.
+            let orphaned = owner != self.pid && sys::parent_pid() as u32 != owner;
+            if orphaned && self.region.take_over_from_dead(owner, self.pid) {
+                log!(
+                    Warn,
+                    "main",
+                    "upgrade: the old process (pid {owner}) is gone; taking over the region"
+                );
+            }
+            if self.owns() {
+                // Handed over (the owner word names this process now).
+                ctl.took_over = true;
+                self.took_over(ctl, live);
+            }
         }
+        self.check_hand_over(ctl);
+        ctl.stopping.retain(|(child, deadline)| {
+            if child.exited() {
+                return false;
+            }
+            if sys::now_ms() >= *deadline {
+                child.signal(libc::SIGKILL);
+                return false;
+            }
+            true
+        });
         self.reload_if_due(ctl);
         if sys::take_signal(Signal::Reopen) {
             match &self.cfg.access_log {
@@ -528,33 +576,40 @@ impl Supervisor {
                     "upgrade cancelled by a stop signal: stopping the new process pid {}",
                     p.pid
                 );
-                p.child.signal(libc::SIGKILL);
-                self.region.process.upgrades_failed.fetch_add(1, Relaxed);
+                self.stop_successor(ctl, p);
+            }
+            if let Some((p, _)) = ctl.handing.take() {
+                if self.region.hand_over(p.pid as u32, self.pid) {
+                    log!(
+                        Warn,
+                        "main",
+                        "upgrade cancelled by a stop signal before pid {} took over",
+                        p.pid
+                    );
+                    self.stop_successor(ctl, p);
+                } else {
+                    ctl.handed_over = true;
+                }
             }
         }
         if let Some(outcome) = ctl.pending.as_ref().and_then(Pending::poll) {
             let p = ctl.pending.take().expect("polled");
             let pid = p.pid;
             match outcome {
-                Outcome::Ready if self.region.hand_over(self.pid, pid as u32) => {
-                    log!(
-                        Info,
-                        "main",
-                        "upgrade: new process pid {pid} is serving; this one (pid {}) stops accepting and drains",
-                        self.pid
-                    );
-                    // The service manager follows the successor (with
-                    // `NotifyAccess=all`), not this process's exit.
-                    notify::sd_notify(&format!("MAINPID={pid}"));
-                    ctl.handed_over = true;
+                Outcome::Ready
+                    if !p.child.exited() && self.region.hand_over(self.pid, pid as u32) =>
+                {
+                    // Serving goes on here until the successor says it took
+                    // over (`check_hand_over`).
+                    ctl.handing = Some((p, sys::now_ms() + TAKE_OVER_MS));
                 }
                 Outcome::Ready => {
                     log!(
                         Err,
                         "main",
-                        "upgrade: pid {pid} is ready but this process does not own the region; stopping it"
+                        "upgrade failed: pid {pid} reported ready but is gone, or this process does not own the region; still serving"
                     );
-                    p.child.signal(libc::SIGKILL);
+                    self.stop_successor(ctl, p);
                 }
                 Outcome::Failed(why) => {
                     log!(
@@ -562,8 +617,7 @@ impl Supervisor {
                         "main",
                         "upgrade failed: new process pid {pid}: {why}; still serving"
                     );
-                    p.child.signal(libc::SIGKILL);
-                    self.region.process.upgrades_failed.fetch_add(1, Relaxed);
+                    self.stop_successor(ctl, p);
                 }
             }
         }
@@ -588,6 +642,60 @@ impl Supervisor {
             return true;
         }
         false
+    }
+
+    /// The old side of a hand-over: drain once the successor took over;
+    /// take the region back (and keep serving) if it died or did not take
+    /// over in time.
+    fn check_hand_over(&self, ctl: &mut Control) {
+        let Some((p, deadline)) = ctl.handing.as_ref() else {
+            return;
+        };
+        let pid = p.pid;
+        if self.region.control.taken.load(Relaxed) == pid as u32 {
+            log!(
+                Info,
+                "main",
+                "upgrade: new process pid {pid} is serving; this one (pid {}) stops accepting and drains",
+                self.pid
+            );
+            // The service manager follows the successor (with
+            // `NotifyAccess=all`), not this process's exit.
+            notify::sd_notify(&format!("MAINPID={pid}"));
+            ctl.handing = None;
+            ctl.handed_over = true;
+            return;
+        }
+        let why = if p.child.exited() {
+            "it exited before taking over"
+        } else if sys::now_ms() >= *deadline {
+            "it did not take over in time"
+        } else {
+            return;
+        };
+        let (p, _) = ctl.handing.take().expect("checked");
+        if self.region.hand_over(pid as u32, self.pid) {
+            log!(
+                Err,
+                "main",
+                "upgrade failed: new process pid {pid}: {why}; this process takes the region back and keeps serving"
+            );
+            self.stop_successor(ctl, p);
+        } else {
+            // It took over meanwhile after all.
+            ctl.handed_over = true;
+        }
+    }
+
+    /// A successor that will not serve: counted as a failed upgrade, sent
+    /// TERM (its workers finish what they took), KILL later if still there.
+    fn stop_successor(&self, ctl: &mut Control, p: upgrade::Pending) {
+        if self.owns() {
+            self.region.process.upgrades_failed.fetch_add(1, Relaxed);
+        }
+        p.child.signal(libc::SIGTERM);
+        ctl.stopping
+            .push((p.child, sys::now_ms() + upgrade::STOP_GRACE_MS));
     }
 
     fn reload_if_due(&self, ctl: &mut Control) {
@@ -648,7 +756,15 @@ impl Supervisor {
     }
 
     fn start_upgrade(&self, ctl: &mut Control) {
-        if ctl.pending.is_some() || ctl.handed_over {
+        if !self.owns() {
+            log!(
+                Warn,
+                "main",
+                "SIGUSR2: this process has not taken over from its predecessor yet; ignored"
+            );
+            return;
+        }
+        if ctl.pending.is_some() || ctl.handing.is_some() || ctl.handed_over {
             log!(
                 Warn,
                 "main",
@@ -787,6 +903,7 @@ impl Supervisor {
             if let Some(d) = deadline {
                 if slots.iter().chain([&prober]).all(|s| s.pid.is_none()) {
                     log!(Info, "main", "all workers finished; exiting");
+                    ctl.kill_stopping();
                     return 0;
                 }
                 if now >= d {
@@ -796,6 +913,7 @@ impl Supervisor {
                             sys::kill(pid, libc::SIGKILL);
                         }
                     }
+                    ctl.kill_stopping();
                     return 1;
                 }
                 continue;
@@ -954,6 +1072,7 @@ impl Supervisor {
                 if ctl.draining {
                     log!(Info, "main", "all workers finished; exiting");
                 }
+                ctl.kill_stopping();
                 return code;
             }
         }

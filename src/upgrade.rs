@@ -26,6 +26,10 @@ pub const LISTEN_FD: &str = "LB_UPGRADE_LISTEN_FD";
 pub const ADMIN_FD: &str = "LB_UPGRADE_ADMIN_FD";
 pub const REGION_FD: &str = "LB_UPGRADE_REGION_FD";
 pub const READY_FD: &str = "LB_UPGRADE_READY_FD";
+/// How long a successor being stopped (failed or cancelled upgrade) has
+/// after TERM before it is killed.
+pub const STOP_GRACE_MS: u64 = 12_000;
+
 /// How long a successor has to report ready (every worker's loop and the
 /// prober running). `LB_UPGRADE_READY_TIMEOUT_MS` shortens it (tests).
 pub const READY_TIMEOUT_MS: u64 = 10_000;

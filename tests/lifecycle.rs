@@ -409,8 +409,10 @@ fn systemd_notify_and_the_pid_file_follow_start_reload_upgrade_and_stop() {
     );
     let successor = successor_pid(&lb.log_text()).unwrap();
     let _stop = Successor(Some(successor));
-    assert_eq!(m, format!("MAINPID={successor}"));
-    assert_eq!(next(), format!("MAINPID={successor}\nREADY=1"));
+    // The successor takes over first, then the old process, told so,
+    // names it to the service manager and drains.
+    assert_eq!(m, format!("MAINPID={successor}\nREADY=1"));
+    assert_eq!(next(), format!("MAINPID={successor}"));
     assert!(eventually(Duration::from_secs(15), || lb
         .try_wait()
         .is_some()));
@@ -563,4 +565,110 @@ fn cut_and_early_answered_exchanges_are_logged_truly() {
     assert!(cut.contains("\" 200 10 "), "{cut}");
     drop(lb);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The pid an upgrade started, from the old process's log.
+fn started_pid(log: &str) -> Option<u32> {
+    let i = log.rfind(" as pid ")? + " as pid ".len();
+    log[i..]
+        .split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The old master killed while its successor starts: the successor takes
+/// the region over from the dead owner (reloads, probes and counts work),
+/// rather than serve for ever without owning it.
+#[test]
+fn a_successor_whose_predecessor_dies_takes_over() {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let dir = std::env::temp_dir().join(format!("lb-life-orphan-{}", std::process::id()));
+    let bin = binary_copy(&dir);
+    let cfg = dir.join("lb.json");
+    let write = |be: &Backend| {
+        let tmp = dir.join("lb.tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}]}}"#,
+                be.port
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &cfg).unwrap();
+    };
+    write(&a);
+    let mut lb = Lb::start_bin(&bin, &["-w", "2", "-c", cfg.to_str().unwrap()]);
+    signal(lb.pid(), 12);
+    assert!(eventually(Duration::from_secs(5), || lb
+        .log_has("waiting for it to be ready")));
+    let successor = started_pid(&lb.log_text()).expect("successor pid");
+    let _stop = Successor(Some(successor));
+    signal(lb.pid(), 9);
+    let _ = lb.try_wait();
+    assert!(
+        eventually(Duration::from_secs(10), || lb
+            .log_has("taking over the region")),
+        "{}",
+        lb.log_text()
+    );
+    assert!(eventually(Duration::from_secs(5), || get(lb.port, "/")
+        .status()
+        == 200));
+    write(&b);
+    assert!(
+        eventually(Duration::from_secs(5), || get(lb.port, "/").text() == "b"),
+        "the successor does not apply reloads:\n{}",
+        lb.log_text()
+    );
+    let m = scrape(lb.port);
+    assert_eq!(metric(&m, "lb_workers"), Some(2), "{m}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A successor that dies right after reporting ready (before it took
+/// over) is not handed the service: the old process takes the region back
+/// and keeps serving.
+#[test]
+fn a_successor_that_dies_after_reporting_ready_is_not_handed_the_service() {
+    let a = demo_backend("a");
+    for mode in ["mp", "sp"] {
+        let dir = std::env::temp_dir().join(format!("lb-life-dead-{}-{mode}", std::process::id()));
+        let bin = binary_copy(&dir);
+        let mut lb = Lb::start_bin(&bin, &["-m", mode, "-w", "2", "-b", &a]);
+        let master = lb.pid();
+        signal(master, 12);
+        assert!(eventually(Duration::from_secs(5), || lb
+            .log_has("waiting for it to be ready")));
+        let successor = started_pid(&lb.log_text()).expect("successor pid");
+        signal(master, 19); // SIGSTOP: the old one does not see "ready" yet
+        let ready = eventually(Duration::from_secs(10), || {
+            lb.log_has("telling the old process")
+        });
+        signal(successor, 9);
+        signal(master, 18); // SIGCONT
+        assert!(ready, "{mode}: {}", lb.log_text());
+        assert!(
+            eventually(Duration::from_secs(10), || lb.log_has("upgrade failed")),
+            "{mode}: {}",
+            lb.log_text()
+        );
+        thread::sleep(Duration::from_millis(500));
+        assert_eq!(
+            lb.try_wait(),
+            None,
+            "{mode}: the old process stopped:\n{}",
+            lb.log_text()
+        );
+        assert_eq!(get(lb.port, "/").status(), 200);
+        let m = scrape(lb.port);
+        assert_eq!(
+            metric(&m, "lb_upgrades_total{result=\"failure\"}"),
+            Some(1),
+            "{m}"
+        );
+        drop(lb);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

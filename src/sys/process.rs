@@ -299,6 +299,12 @@ pub fn die_with_parent(sig: libc::c_int, parent: libc::pid_t) -> bool {
     unsafe { libc::getppid() == parent }
 }
 
+/// The parent's pid (the process that started this one, until it exits).
+pub fn parent_pid() -> libc::pid_t {
+    // SAFETY: getppid has no preconditions.
+    unsafe { libc::getppid() }
+}
+
 pub fn getpid() -> libc::pid_t {
     // SAFETY: getpid has no preconditions.
     unsafe { libc::getpid() }
@@ -421,6 +427,22 @@ impl ChildHandle {
                 // SAFETY: pidfd_open returned a descriptor nothing else owns.
                 .map(|fd| unsafe { OwnedFd::from_raw_fd(fd as RawFd) }),
         }
+    }
+
+    /// Whether the child has exited (without reaping it when a pidfd says).
+    pub fn exited(&self) -> bool {
+        #[cfg(target_os = "linux")]
+        if let Some(fd) = &self.pidfd {
+            let mut p = [libc::pollfd {
+                fd: fd.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            // A pidfd polls readable once its process has exited.
+            return poll(&mut p, 0).is_ok_and(|n| n > 0);
+        }
+        // SAFETY: signal 0 only checks that the pid exists.
+        syscall!(kill(self.pid, 0)).is_err()
     }
 
     /// Sends `sig` to the child if it still exists.
