@@ -33,12 +33,22 @@ const TICK_MS: u64 = 100;
 /// While `may_write()` is false (the prober of an upgrade's successor,
 /// before its hand-over) it probes nothing: the health block is the
 /// region owner's to write.
+///
+/// `ca_file` and `insecure` are what `tls` was made from: a reload that
+/// changes the CA file (the region's runtime block) makes a new context,
+/// so HTTPS backends are probed with the trust new connections use.
 pub fn run(
     region: &Region,
     tls: Option<&Arc<TlsContext>>,
+    ca_file: Option<std::path::PathBuf>,
+    insecure: bool,
     stop: impl Fn() -> bool,
     may_write: impl Fn() -> bool,
 ) {
+    let mut tls_now = tls.cloned();
+    let mut ca_now = ca_file;
+    let mut runtime = crate::shm::Runtime::from_config(&crate::config::Config::default());
+    runtime.set = 0;
     let mut entries: Vec<BackendEntry> = Vec::new();
     let mut next_at = [0u64; MAX_BACKENDS];
     let mut seen_gen = 0;
@@ -49,7 +59,15 @@ pub fn run(
             sys::wait_for_signal(TICK_MS as i32);
             continue;
         }
-        let (gen, settings) = region.read_backends(&mut entries);
+        let (gen, settings) = region.read_all(&mut entries, Some(&mut runtime));
+        if runtime.set != 0 && runtime.ca_file() != ca_now {
+            ca_now = runtime.ca_file();
+            match TlsContext::new(ca_now.as_deref(), insecure, false) {
+                Ok(t) => tls_now = Some(Arc::new(t)),
+                Err(e) => log!(Err, "health", "{e}; probes keep the trust they had"),
+            }
+        }
+        let tls = tls_now.as_ref();
         let health = settings.health();
         if seen_gen == 0 {
             // At start every backend is presumed healthy (as nginx and

@@ -68,7 +68,7 @@ impl Reloader {
     /// result; on any error nothing in the region changes.
     pub fn reload(&self, region: &Region) -> Result<Applied, String> {
         let fc = file::load(&self.path).map_err(|e| e.to_string())?;
-        let runtime = Runtime::from_config(&self.runtime_config(&fc));
+        let runtime = Runtime::from_config(&self.runtime_config(&fc)?);
         let (specs, strategy, health) = self.combine(fc)?;
         let entries = resolve_all(&specs)?;
         publish_change(region, entries, strategy, &health, Some(&runtime))
@@ -80,7 +80,7 @@ impl Reloader {
     /// limits, `/metrics` placement, trusted headers, access log and CA
     /// file (each unless a flag gave it). What needs a restart (the admin
     /// listener, the pid file) is named in a warning when it changed.
-    fn runtime_config(&self, fc: &FileConfig) -> Config {
+    fn runtime_config(&self, fc: &FileConfig) -> Result<Config, String> {
         let mut cfg = self.base.clone();
         let given = self.base.given;
         cfg.timeouts = fc.timeouts;
@@ -105,6 +105,24 @@ impl Reloader {
         if !given.pid_file && fc.pid_file != self.base.pid_file {
             restart.push("pid_file");
         }
+        // Checked here as at start: a reload never hands the workers an
+        // access log they cannot open or a CA file that does not load (a
+        // worker restarted later would not start with it).
+        if cfg.access_log != self.base.access_log {
+            if let Some(p) = cfg.access_log.as_deref().filter(|p| p.as_os_str() != "-") {
+                std::fs::OpenOptions::new()
+                    .append(true)
+                    .create(true)
+                    .open(p)
+                    .map_err(|e| {
+                        format!("{}: access_log {}: {e}", self.path.display(), p.display())
+                    })?;
+            }
+        }
+        if cfg.ca_file != self.base.ca_file {
+            crate::net::tls::TlsContext::new(cfg.ca_file.as_deref(), cfg.insecure_tls, false)
+                .map_err(|e| format!("{}: ca_file: {e}", self.path.display()))?;
+        }
         if !restart.is_empty() {
             crate::log!(
                 Warn,
@@ -114,7 +132,7 @@ impl Reloader {
                 restart.join(", ")
             );
         }
-        cfg
+        Ok(cfg)
     }
 
     fn combine(
@@ -237,18 +255,20 @@ impl Watch {
     }
 
     fn changed(&mut self) -> bool {
-        if let Some(i) = self.inotify.as_mut() {
-            if !i.file_changed() {
-                return false;
-            }
-            let dirs = link_dirs(&self.path);
-            if dirs != self.dirs {
-                if let Ok(i) = sys::Inotify::watch_dirs(&dirs) {
-                    self.inotify = Some(i);
-                    self.dirs = dirs;
-                }
-            }
+        let event = match self.inotify.as_mut() {
+            Some(i) => i.file_changed(),
+            // Not armed (a directory on the path was gone): compare stamps
+            // on every call, and try to arm again.
+            None => true,
+        };
+        if !event {
+            return false;
         }
+        // Armed afresh on every event: a watched directory may have been
+        // deleted, renamed or replaced (its watch is then gone), and the
+        // chain of links may lead elsewhere now.
+        self.dirs = link_dirs(&self.path);
+        self.inotify = sys::Inotify::watch_dirs(&self.dirs).ok();
         let now = stamp(&self.path);
         if now.is_some() && now != self.stamp {
             self.stamp = now;

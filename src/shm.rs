@@ -196,6 +196,13 @@ impl Runtime {
         r
     }
 
+    /// The CA file in this block (`None`: the system store, or never set).
+    pub fn ca_file(&self) -> Option<std::path::PathBuf> {
+        use std::os::unix::ffi::OsStrExt;
+        let n = (self.ca_file_len as usize).min(RUNTIME_PATH_BYTES);
+        (n > 0).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&self.ca_file[..n])))
+    }
+
     /// Writes these settings into `cfg` (a worker's copy). Every value read
     /// from the region is clamped: another process's bad write must not
     /// become a panic or a nonsense limit here.
@@ -236,7 +243,7 @@ impl Runtime {
             (n > 0).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&b[..n])))
         };
         cfg.access_log = path(self.access_log_len, &self.access_log);
-        cfg.ca_file = path(self.ca_file_len, &self.ca_file);
+        cfg.ca_file = self.ca_file();
     }
 }
 

@@ -820,13 +820,15 @@ impl Supervisor {
                 return 1;
             }
         };
+        // The config watch first: a change made while the workers start is
+        // seen.
+        let mut ctl = Control::new(&self.cfg);
         let mut slots: Vec<Slot> = (0..self.workers).map(|_| Slot::default()).collect();
         for (i, slot) in slots.iter_mut().enumerate() {
             self.spawn_process(Role::Worker(i), master, slot, started_w.as_fd());
         }
         let mut prober = Slot::default();
         self.spawn_process(Role::Prober, master, &mut prober, started_w.as_fd());
-        let mut ctl = Control::new(&self.cfg);
         let mut deadline: Option<u64> = None;
         loop {
             sys::wait_for_signal(100);
@@ -985,6 +987,8 @@ impl Supervisor {
                             crate::probe::run(
                                 self.region,
                                 self.tls.as_ref(),
+                                self.cfg.ca_file.clone(),
+                                self.cfg.insecure_tls,
                                 sys::shutdown_requested,
                                 || self.region.owned_by(master),
                             );
@@ -1016,6 +1020,9 @@ impl Supervisor {
 
     fn run_threads(self) -> i32 {
         let sup = Arc::new(self);
+        // The config watch first: a change made while the workers start is
+        // seen.
+        let mut ctl = Control::new(&sup.cfg);
         let mut handles = Vec::with_capacity(sup.workers);
         for i in 0..sup.workers {
             let s = Arc::clone(&sup);
@@ -1036,9 +1043,14 @@ impl Supervisor {
             .name("lb-prober".into())
             .spawn(move || {
                 s.prober_up.store(true, Relaxed);
-                crate::probe::run(s.region, s.tls.as_ref(), sys::shutdown_requested, || {
-                    s.owns()
-                })
+                crate::probe::run(
+                    s.region,
+                    s.tls.as_ref(),
+                    s.cfg.ca_file.clone(),
+                    s.cfg.insecure_tls,
+                    sys::shutdown_requested,
+                    || s.owns(),
+                )
             });
         if let Err(e) = &prober {
             log!(
@@ -1047,7 +1059,6 @@ impl Supervisor {
                 "cannot start the prober thread: {e}; no active health checks"
             );
         }
-        let mut ctl = Control::new(&sup.cfg);
         let mut code = 0;
         loop {
             sys::wait_for_signal(100);

@@ -672,3 +672,96 @@ fn a_successor_that_dies_after_reporting_ready_is_not_handed_the_service() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// A reload naming an access log that cannot be opened is refused like
+/// any invalid file (counted, the old one kept): a worker restarted later
+/// still starts.
+#[test]
+fn a_reload_to_an_unwritable_access_log_is_refused() {
+    let be = Backend::named("a");
+    let dir = std::env::temp_dir().join(format!("lb-life-badlog-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("lb.json");
+    let write = |log: &str| {
+        let tmp = dir.join("lb.tmp");
+        std::fs::write(
+            &tmp,
+            format!(
+                r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}], "access_log": "{log}"}}"#,
+                be.port
+            ),
+        )
+        .unwrap();
+        std::fs::rename(&tmp, &cfg).unwrap();
+    };
+    write("a.log");
+    let lb = Lb::start(&["-w", "2", "-c", cfg.to_str().unwrap()]);
+    write("nodir/b.log");
+    assert!(
+        eventually(Duration::from_secs(5), || lb.log_has("access_log")),
+        "{}",
+        lb.log_text()
+    );
+    let m = scrape(lb.port);
+    assert_eq!(
+        metric(&m, "lb_config_reloads_total{result=\"failure\"}"),
+        Some(1),
+        "{m}"
+    );
+    let ws = workers_of(lb.pid(), 2);
+    signal(ws[0].0, 9);
+    thread::sleep(Duration::from_millis(500));
+    let ws = workers_of(lb.pid(), 2);
+    assert_eq!(ws.len(), 2);
+    assert_eq!(metric(&scrape(lb.port), "lb_workers"), Some(2));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The config's directory deleted and made again, or replaced by a rename:
+/// the watch follows (it is armed afresh on every event).
+#[test]
+fn the_config_watch_survives_its_directory_being_replaced() {
+    let (a, b) = (Backend::named("a"), Backend::named("b"));
+    let root = std::env::temp_dir().join(format!("lb-life-redir-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let conf = root.join("conf");
+    let write = |dir: &std::path::Path, be: &Backend| {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(
+            dir.join("lb.json"),
+            format!(
+                r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}]}}"#,
+                be.port
+            ),
+        )
+        .unwrap();
+    };
+    write(&conf, &a);
+    let cfg = conf.join("lb.json");
+    let lb = Lb::start(&["-w", "1", "-c", cfg.to_str().unwrap()]);
+    assert_eq!(get(lb.port, "/").text(), "a");
+    // Deleted and made again.
+    std::fs::remove_dir_all(&conf).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    write(&conf, &b);
+    assert!(
+        eventually(Duration::from_secs(5), || get(lb.port, "/").text() == "b"),
+        "{}",
+        lb.log_text()
+    );
+    // Replaced by a rename, then edited in place.
+    write(&root.join("conf.new"), &a);
+    std::fs::rename(&conf, root.join("conf.old")).unwrap();
+    std::fs::rename(root.join("conf.new"), &conf).unwrap();
+    assert!(eventually(Duration::from_secs(5), || get(lb.port, "/")
+        .text()
+        == "a"));
+    write(&conf, &b);
+    assert!(
+        eventually(Duration::from_secs(5), || get(lb.port, "/").text() == "b"),
+        "{}",
+        lb.log_text()
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -201,12 +201,26 @@ impl Worker {
         // A reload may have changed settings since the supervisor started
         // (a worker restarted later starts with them).
         let runtime = *backends.runtime();
-        let shared = with_runtime(&shared, &runtime);
-        let access = match &shared.config.access_log {
-            Some(path) => Some(AccessLog::open(path).map_err(|e| {
+        let start_log = shared.config.access_log.clone();
+        let mut shared = with_runtime(&shared, &runtime);
+        let open = |path: &std::path::Path| {
+            AccessLog::open(path).map_err(|e| {
                 io::Error::new(e.kind(), format!("--access-log {}: {e}", path.display()))
-            })?),
+            })
+        };
+        let access = match shared.config.access_log.as_deref().map(open) {
             None => None,
+            Some(Ok(log)) => Some(log),
+            // A reloaded path that cannot be opened now: the one started
+            // with, as the running workers kept it.
+            Some(Err(e)) if shared.config.access_log != start_log => {
+                log!(Err, "main", "{e}; using the access log started with");
+                if let Some(s) = Arc::get_mut(&mut shared) {
+                    s.config.access_log = start_log.clone();
+                }
+                start_log.as_deref().map(open).transpose()?
+            }
+            Some(Err(e)) => return Err(e),
         };
         let trace = shared.config.trace;
         let strategy = shared.config.strategy;

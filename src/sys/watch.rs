@@ -66,6 +66,8 @@ impl Inotify {
                     | libc::IN_CREATE
                     | libc::IN_DELETE
                     | libc::IN_ATTRIB
+                    | libc::IN_DELETE_SELF
+                    | libc::IN_MOVE_SELF
             ))?;
         }
         Ok(Inotify {
