@@ -198,9 +198,7 @@ impl Runtime {
 
     /// The CA file in this block (`None`: the system store, or never set).
     pub fn ca_file(&self) -> Option<std::path::PathBuf> {
-        use std::os::unix::ffi::OsStrExt;
-        let n = (self.ca_file_len as usize).min(RUNTIME_PATH_BYTES);
-        (n > 0).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&self.ca_file[..n])))
+        runtime_path(self.ca_file_len, &self.ca_file)
     }
 
     /// Writes these settings into `cfg` (a worker's copy). Every value read
@@ -237,14 +235,16 @@ impl Runtime {
             .filter(|(i, _)| self.trusted & (1 << i) != 0)
             .map(|(_, n)| n.to_string())
             .collect();
-        let path = |len: u32, b: &[u8; RUNTIME_PATH_BYTES]| {
-            use std::os::unix::ffi::OsStrExt;
-            let n = (len as usize).min(RUNTIME_PATH_BYTES);
-            (n > 0).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&b[..n])))
-        };
-        cfg.access_log = path(self.access_log_len, &self.access_log);
+        cfg.access_log = runtime_path(self.access_log_len, &self.access_log);
         cfg.ca_file = self.ca_file();
     }
+}
+
+/// A path held in the runtime block (`len` clamped: never trusted).
+fn runtime_path(len: u32, b: &[u8; RUNTIME_PATH_BYTES]) -> Option<std::path::PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let n = (len as usize).min(RUNTIME_PATH_BYTES);
+    (n > 0).then(|| std::path::PathBuf::from(std::ffi::OsStr::from_bytes(&b[..n])))
 }
 
 /// Tries a reader makes before backing off (`Region::read_backends`).

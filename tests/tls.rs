@@ -575,3 +575,54 @@ fn clock_ticks_per_second() -> u64 {
         .filter(|&t| t > 0)
         .unwrap_or(100)
 }
+
+/// A burst of new TLS connections after an earlier one resumes: the
+/// client keeps as many TLS 1.3 tickets per backend as its pool needs
+/// (rustls's own store keeps 8, so 30 new connections made 22 full
+/// handshakes).
+#[test]
+fn a_burst_of_new_tls_connections_resumes() {
+    const BURST: usize = 30;
+    let ca = Ca::new("lb test CA");
+    let be = TlsBackend::http(ca.leaf(&["localhost"], false), |_| {
+        thread::sleep(Duration::from_millis(300));
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_vec()
+    });
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&[
+        "-w",
+        "1",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "-b",
+        &be.https(),
+    ]);
+    let burst = || {
+        let ts: Vec<_> = (0..BURST)
+            .map(|_| {
+                let port = lb.port;
+                thread::spawn(move || get(port, "/").status())
+            })
+            .collect();
+        for t in ts {
+            assert_eq!(t.join().unwrap(), 200);
+        }
+    };
+    burst();
+    let m = scrape(lb.port);
+    let resumed0 = metric(&m, "lb_tls_resumed_total").unwrap();
+    let hs0 = metric(&m, "lb_tls_handshakes_total").unwrap();
+    burst();
+    let m = scrape(lb.port);
+    let resumed = metric(&m, "lb_tls_resumed_total").unwrap() - resumed0;
+    let handshakes = metric(&m, "lb_tls_handshakes_total").unwrap() - hs0;
+    eprintln!("second burst: {handshakes} handshakes, {resumed} resumed");
+    assert!(
+        handshakes >= BURST as u64 - 2,
+        "{handshakes} handshakes for {BURST} connections"
+    );
+    assert!(
+        resumed >= handshakes - 2,
+        "only {resumed} of {handshakes} new TLS connections resumed"
+    );
+}

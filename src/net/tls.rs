@@ -124,6 +124,7 @@ impl TlsContext {
             (c, trust, n, source)
         };
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.resumption = rustls::client::Resumption::store(Arc::new(TicketStore::default()));
         Ok(TlsContext {
             config: Arc::new(config),
             trust,
@@ -148,6 +149,99 @@ impl TlsContext {
             handshaking: true,
             tcp_eof: false,
         })
+    }
+}
+
+/// TLS 1.3 tickets kept per backend name (rustls's own store keeps 8).
+/// A ticket resumes one connection only, and a pool that follows
+/// concurrency opens many at once after a quiet spell: with 8, a burst of
+/// 500 new connections makes 492 full handshakes. Servers send one or two
+/// tickets per connection, so the store refills as connections are made;
+/// the bound is memory (a ticket is a few hundred bytes): 4096 per backend,
+/// about a megabyte at most, per worker.
+pub const TICKETS_PER_SERVER: usize = 4096;
+
+/// The session store of [`TlsContext`]: per server name, the key exchange
+/// hint, the last TLS 1.2 session, and up to [`TICKETS_PER_SERVER`] TLS 1.3
+/// tickets (oldest dropped first; each handed out once, newest first).
+#[derive(Debug, Default)]
+struct TicketStore {
+    servers: std::sync::Mutex<std::collections::HashMap<ServerName<'static>, Tickets>>,
+}
+
+#[derive(Debug, Default)]
+struct Tickets {
+    kx_hint: Option<rustls::NamedGroup>,
+    tls12: Option<rustls::client::Tls12ClientSessionValue>,
+    tls13: std::collections::VecDeque<rustls::client::Tls13ClientSessionValue>,
+}
+
+impl TicketStore {
+    fn with<R>(&self, name: &ServerName<'_>, f: impl FnOnce(&mut Tickets) -> R) -> Option<R> {
+        let mut m = self.servers.lock().ok()?;
+        m.get_mut(&name.to_owned()).map(f)
+    }
+
+    fn entry<R>(&self, name: ServerName<'static>, f: impl FnOnce(&mut Tickets) -> R) -> Option<R> {
+        let mut m = self.servers.lock().ok()?;
+        // Names are the configured backends' (at most 64 live); past 256,
+        // some other name's tickets go.
+        if m.len() >= 256 && !m.contains_key(&name) {
+            let drop = m.keys().next().cloned();
+            if let Some(k) = drop {
+                m.remove(&k);
+            }
+        }
+        Some(f(m.entry(name).or_default()))
+    }
+}
+
+impl rustls::client::ClientSessionStore for TicketStore {
+    fn set_kx_hint(&self, name: ServerName<'static>, group: rustls::NamedGroup) {
+        self.entry(name, |t| t.kx_hint = Some(group));
+    }
+
+    fn kx_hint(&self, name: &ServerName<'_>) -> Option<rustls::NamedGroup> {
+        self.with(name, |t| t.kx_hint).flatten()
+    }
+
+    fn set_tls12_session(
+        &self,
+        name: ServerName<'static>,
+        v: rustls::client::Tls12ClientSessionValue,
+    ) {
+        self.entry(name, |t| t.tls12 = Some(v));
+    }
+
+    fn tls12_session(
+        &self,
+        name: &ServerName<'_>,
+    ) -> Option<rustls::client::Tls12ClientSessionValue> {
+        self.with(name, |t| t.tls12.clone()).flatten()
+    }
+
+    fn remove_tls12_session(&self, name: &ServerName<'static>) {
+        self.with(name, |t| t.tls12 = None);
+    }
+
+    fn insert_tls13_ticket(
+        &self,
+        name: ServerName<'static>,
+        v: rustls::client::Tls13ClientSessionValue,
+    ) {
+        self.entry(name, |t| {
+            if t.tls13.len() == TICKETS_PER_SERVER {
+                t.tls13.pop_front();
+            }
+            t.tls13.push_back(v);
+        });
+    }
+
+    fn take_tls13_ticket(
+        &self,
+        name: &ServerName<'static>,
+    ) -> Option<rustls::client::Tls13ClientSessionValue> {
+        self.with(name, |t| t.tls13.pop_back()).flatten()
     }
 }
 
