@@ -509,6 +509,7 @@ impl Builder {
             if self.cfg.max_connections == 0 {
                 self.cfg.max_connections = fc.max_connections;
             }
+            self.cfg.pool_max_conn = fc.pool_max_conn;
             if self.cfg.pid_file.is_none() {
                 self.cfg.pid_file = fc.pid_file;
             }

@@ -68,6 +68,9 @@ pub struct Metrics {
     /// Requests this worker has in flight to each backend id (a gauge;
     /// `least_connections` and `p2c` sum it over the workers).
     pub inflight: [AtomicU64; MAX_BACKENDS],
+    /// Idle pooled backend connections this worker holds (a gauge, set at
+    /// each sweep: `lb_upstream_idle_connections`).
+    pub upstream_idle: AtomicU64,
 }
 
 /// Takes one from a gauge, never below zero: a slot's gauges may have been
@@ -320,6 +323,7 @@ impl Default for Metrics {
             local_errors: AtomicU64::new(0),
             slow_bodies: AtomicU64::new(0),
             inflight: std::array::from_fn(|_| AtomicU64::new(0)),
+            upstream_idle: AtomicU64::new(0),
         }
     }
 }
@@ -384,6 +388,7 @@ impl Metrics {
         for g in &self.inflight {
             g.store(0, Relaxed);
         }
+        self.upstream_idle.store(0, Relaxed);
     }
 }
 
@@ -535,6 +540,12 @@ impl View<'_> {
             "lb_upstream_reuses_total",
             "Requests sent on a pooled backend connection.",
             self.sum(|m| &m.upstream_reuses),
+        );
+        gauge(
+            &mut o,
+            "lb_upstream_idle_connections",
+            "Idle pooled backend connections, over all workers (as of each worker's last sweep).",
+            self.sum(|m| &m.upstream_idle),
         );
         counter(
             &mut o,

@@ -97,6 +97,7 @@ impl Reloader {
         if !given.max_connections {
             cfg.max_connections = fc.max_connections;
         }
+        cfg.pool_max_conn = fc.pool_max_conn;
         cfg.metrics_on_traffic_port = fc.metrics_on_traffic_port.unwrap_or(cfg.admin.is_none());
         let mut restart = Vec::new();
         if !given.admin && fc.admin != self.base.admin {

@@ -127,6 +127,8 @@ pub struct Runtime {
     pub max_body_bytes: u64,
     pub request_buffer_bytes: u64,
     pub max_connections: u64,
+    pub pool_max_conn: u64,
+    pub upstream_idle_ms: u64,
     /// x_forwarded_for, x_forwarded_proto, forwarded: 0 append, 1 replace,
     /// 2 off (the fourth byte is unused).
     pub forwarded: [u8; 4],
@@ -175,6 +177,8 @@ impl Runtime {
             max_body_bytes: cfg.max_body_bytes,
             request_buffer_bytes: cfg.request_buffer_bytes,
             max_connections: cfg.max_connections as u64,
+            pool_max_conn: cfg.pool_max_conn as u64,
+            upstream_idle_ms: cfg.timeouts.upstream_idle.as_millis() as u64,
             forwarded: [
                 mode(cfg.forwarded.x_forwarded_for),
                 mode(cfg.forwarded.x_forwarded_proto),
@@ -220,6 +224,9 @@ impl Runtime {
         cfg.max_connections =
             self.max_connections
                 .min(crate::config::MAX_CONNECTIONS_LIMIT as u64) as usize;
+        cfg.pool_max_conn = self.pool_max_conn.min(1_000_000) as usize;
+        cfg.timeouts.upstream_idle =
+            Duration::from_millis(self.upstream_idle_ms.clamp(1, 86_400_000));
         let mode = |m: u8| match m {
             0 => HeaderMode::Append,
             1 => HeaderMode::Replace,

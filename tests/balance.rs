@@ -118,3 +118,60 @@ fn a_killed_workers_in_flight_requests_do_not_leak() {
         scrape(lb.port)
     );
 }
+
+/// The idle pool follows concurrency: after 200 requests at once, 200
+/// backend connections stay pooled (not 128), the next burst reuses them
+/// (no new connects), and once traffic stops they are closed after
+/// `upstream_idle_ms`.
+#[test]
+fn the_pool_keeps_what_concurrency_needed_and_trims_when_idle() {
+    const BURST: usize = 200;
+    let be = Backend::spawn(|_| {
+        thread::sleep(Duration::from_millis(300));
+        ok("slow")
+    });
+    let cfg = temp_file(
+        "lb.json",
+        &format!(
+            r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}], "probe_interval_ms": 0,
+                 "timeouts": {{"upstream_idle_ms": 2000}}}}"#,
+            be.port
+        ),
+    );
+    let lb = Lb::start(&["-w", "1", "-c", cfg.to_str().unwrap()]);
+    let burst = || {
+        let ts: Vec<_> = (0..BURST)
+            .map(|_| {
+                let port = lb.port;
+                thread::spawn(move || get(port, "/").status())
+            })
+            .collect();
+        for t in ts {
+            assert_eq!(t.join().unwrap(), 200);
+        }
+    };
+    burst();
+    thread::sleep(Duration::from_millis(300)); // a sweep updates the gauge
+    let m = scrape(lb.port);
+    let connects = metric(&m, "lb_upstream_connects_total").unwrap();
+    let idle = metric(&m, "lb_upstream_idle_connections").unwrap();
+    assert!(
+        idle >= BURST as u64 - 5,
+        "{idle} idle after {BURST} at once:\n{m}"
+    );
+    burst();
+    let m = scrape(lb.port);
+    let more = metric(&m, "lb_upstream_connects_total").unwrap() - connects;
+    assert!(
+        more <= 5,
+        "{more} new backend connections for a burst the pool held"
+    );
+    // Quiet: trimmed after upstream_idle_ms.
+    assert!(
+        eventually(Duration::from_secs(6), || {
+            metric(&scrape(lb.port), "lb_upstream_idle_connections") == Some(0)
+        }),
+        "{}",
+        scrape(lb.port)
+    );
+}

@@ -59,6 +59,8 @@ pub struct FileConfig {
     pub backend_pos: Vec<super::json::Pos>,
     /// `"pid_file"`, relative to the file's directory.
     pub pid_file: Option<PathBuf>,
+    /// `"pool_max_conn"`, [`super::DEFAULT_POOL_MAX_CONN`] if absent.
+    pub pool_max_conn: usize,
     /// `"max_connections"`, 0 (from the descriptor limit) if absent.
     pub max_connections: usize,
     /// `"trusted_client_headers"`, lowercase; none if absent.
@@ -223,12 +225,13 @@ impl fmt::Display for Problem {
 
 const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
                         request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, \
-                        max_connections, trusted_client_headers, pid_file, unhealthy_threshold, \
+                        max_connections, pool_max_conn, trusted_client_headers, pid_file, \
+                        unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
 const TIMEOUT_KEYS: &str =
     "client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, body_progress_ms, \
-     client_body_ms, client_body_min_rate";
+     client_body_ms, upstream_idle_ms, client_body_min_rate";
 const HEALTH_KEYS: &str =
     "unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const BACKEND_KEYS: &str = "host, port, weight, tls";
@@ -413,6 +416,7 @@ impl Reader<'_> {
         let mut metrics_on_traffic_port = None;
         let mut access_log = None;
         let mut max_connections = 0;
+        let mut pool_max_conn = super::DEFAULT_POOL_MAX_CONN;
         let mut pid_file = None;
         let mut trusted_client_headers = Vec::new();
         for (key, v) in members {
@@ -451,6 +455,11 @@ impl Reader<'_> {
                         Some(v.as_bool().ok_or_else(|| {
                             self.bad(v, "metrics_on_traffic_port", "true or false")
                         })?);
+                }
+                "pool_max_conn" => {
+                    const EXPECTED: &str =
+                        "an integer 0..=1000000 (idle backend connections kept per backend per worker)";
+                    pool_max_conn = self.int(v, "pool_max_conn", EXPECTED, 0, 1_000_000)? as usize;
                 }
                 "max_connections" => {
                     const EXPECTED: &str = "an integer 1..=1000000 (client connections per worker)";
@@ -548,6 +557,7 @@ impl Reader<'_> {
                             "upstream_response_ms" => &mut timeouts.upstream_response,
                             "body_progress_ms" => &mut timeouts.body_progress,
                             "client_body_ms" => &mut timeouts.client_body,
+                            "upstream_idle_ms" => &mut timeouts.upstream_idle,
                             _ => {
                                 return Err(self.err(
                                     v,
@@ -620,6 +630,7 @@ impl Reader<'_> {
             metrics_on_traffic_port,
             access_log,
             max_connections,
+            pool_max_conn,
             trusted_client_headers,
             backend_pos,
             pid_file,
@@ -1009,7 +1020,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, trusted_client_headers, pid_file, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, pool_max_conn, trusted_client_headers, pid_file, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,

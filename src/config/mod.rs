@@ -20,8 +20,10 @@ pub const MAX_HOST_LEN: usize = 253;
 pub const MAX_HEADER_BYTES: usize = 8192;
 /// Maximum header lines in one head.
 pub const MAX_HEADER_LINES: usize = 256;
-/// Idle upstream connections kept per backend per worker.
-pub const MAX_IDLE_CONNS: usize = 128;
+/// Default `pool_max_conn`: idle upstream connections kept per backend per
+/// worker at most (HAProxy's `pool-max-conn`): high enough for 10,000 client
+/// connections; the descriptor budget (`max_connections`) bounds the total.
+pub const DEFAULT_POOL_MAX_CONN: usize = 10_000;
 /// Largest `max_connections` accepted.
 pub const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
 /// Maximum config file size.
@@ -177,6 +179,10 @@ pub struct Timeouts {
     /// A request body buffered before a backend is chosen (at most
     /// `request_buffer_bytes`) must arrive whole within this (408 after).
     pub client_body: Duration,
+    /// An idle pooled upstream connection is closed after this (HAProxy's
+    /// `pool-purge-delay`): the pool keeps what recent concurrency needed
+    /// and shrinks when traffic falls.
+    pub upstream_idle: Duration,
     /// Least average rate of a request body, bytes per second over each
     /// [`BODY_RATE_WINDOW_MS`] (Apache's `mod_reqtimeout` MinRate): a body
     /// slower than that gets 408 and holds no backend longer. 0: off.
@@ -195,6 +201,7 @@ impl Default for Timeouts {
             upstream_response: Duration::from_secs(60),
             body_progress: Duration::from_secs(60),
             client_body: Duration::from_secs(10),
+            upstream_idle: Duration::from_secs(30),
             client_body_min_rate: 500,
         }
     }
@@ -288,6 +295,9 @@ pub struct Config {
     /// `--max-connections` / `"max_connections"`: client connections per
     /// worker; 0 means from the descriptor limit ([`default_max_connections`]).
     pub max_connections: usize,
+    /// `"pool_max_conn"`: idle upstream connections kept per backend per
+    /// worker at most.
+    pub pool_max_conn: usize,
     /// Which of the settings a file may also give came from flags (a flag
     /// wins over the file, on reload too).
     pub given: FlagsGiven,
@@ -377,6 +387,7 @@ impl Default for Config {
             metrics_on_traffic_port: true,
             access_log: None,
             max_connections: 0,
+            pool_max_conn: DEFAULT_POOL_MAX_CONN,
             trusted_client_headers: Vec::new(),
             pid_file: None,
             given: FlagsGiven::default(),

@@ -10,7 +10,6 @@ use super::downstream::BodyRefusal;
 use super::session::{Phase, Resp};
 use super::worker::{token, Worker, KIND_UPSTREAM};
 use crate::buf::Buf;
-use crate::config::MAX_IDLE_CONNS;
 use crate::http::compose::{compose_response, Framing};
 use crate::http::framing::response_meta;
 use crate::http::{parse_response, BodyMode, ResponseHead, Status};
@@ -743,7 +742,10 @@ impl Worker {
             if clean
                 && !unread
                 && u.epoch == self.id_epoch[b]
-                && self.pools[b].len() < MAX_IDLE_CONNS
+                && self.pools[b].len() < self.shared.config.pool_max_conn
+                // Idle upstream descriptors come out of the same budget as
+                // client connections, never starving accepts.
+                && self.pools.iter().map(Vec::len).sum::<usize>() < self.max_conns
             {
                 u.client = None;
                 u.idle_since = self.now;

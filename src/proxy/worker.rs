@@ -56,8 +56,6 @@ const RECLAIM_BATCH: usize = 16;
 const TRIM_MS: u64 = 10_000;
 /// Spare splice pipes kept (two descriptors each).
 const PIPES_KEEP: usize = 8;
-/// Idle pooled upstream connections older than this are closed.
-const UPSTREAM_IDLE_MS: u64 = 30_000;
 
 /// `max_connections`, or its default from the descriptor limit.
 fn max_connections(cfg: &crate::config::Config) -> usize {
@@ -735,13 +733,22 @@ impl Worker {
             }
         }
         idx.clear();
+        // The pool keeps what recent concurrency needed: a connection idle
+        // longer than `upstream_idle_ms` goes (HAProxy's pool-purge-delay).
+        let idle_ms = self.shared.config.timeouts.upstream_idle.as_millis() as u64;
+        let mut idle = 0;
         for pool in &self.pools {
+            idle += pool.len();
             idx.extend(pool.iter().copied().filter(|&ui| {
                 self.ups
                     .get(ui)
-                    .is_some_and(|u| self.now - u.idle_since > UPSTREAM_IDLE_MS)
+                    .is_some_and(|u| self.now.saturating_sub(u.idle_since) > idle_ms)
             }));
         }
+        self.shared
+            .metrics
+            .upstream_idle
+            .store((idle - idx.len()) as u64, Relaxed);
         for &ui in &idx {
             self.close_upstream(ui);
         }

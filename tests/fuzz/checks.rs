@@ -1149,6 +1149,9 @@ fn write_config(c: &FileConfig) -> String {
         s.push_str(", \"pid_file\": ");
         write_json_str(p.to_str().expect("pid_file came from a string"), &mut s);
     }
+    if c.pool_max_conn != lb::config::DEFAULT_POOL_MAX_CONN {
+        s.push_str(&format!(", \"pool_max_conn\": {}", c.pool_max_conn));
+    }
     if c.max_connections != 0 {
         s.push_str(&format!(", \"max_connections\": {}", c.max_connections));
     }
