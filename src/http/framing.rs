@@ -224,7 +224,10 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
                     c.conn.named_len += 1;
                 }
             }
-        } else if (14..=32).contains(&n) && looks_like_framing(h.name.of(buf)) {
+        } else if (14..=32).contains(&n)
+            && matches!(buf[h.name.start as usize], b'c' | b'C' | b't' | b'T')
+            && looks_like_framing(h.name.of(buf))
+        {
             // `Transfer_Encoding`, `Content--Length`: some servers read these
             // as the real thing, so two readers could frame differently.
             return Err(ParseError::FramingLookalike);

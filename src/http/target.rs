@@ -112,6 +112,17 @@ pub fn is_host_and_port(v: &[u8]) -> bool {
 
 /// `reg-name = *( unreserved / pct-encoded / sub-delims )`, not empty.
 fn is_reg_name(h: &[u8]) -> bool {
+    // The common case, no percent-encoding: one table lookup a byte,
+    // without a branch (every request's Host goes through here).
+    let mut ok = !h.is_empty();
+    let mut pct = false;
+    for &b in h {
+        ok &= REG_NAME[b as usize];
+        pct |= b == b'%';
+    }
+    if !pct {
+        return ok;
+    }
     let mut i = 0;
     while i < h.len() {
         if h[i] == b'%' {
