@@ -71,6 +71,7 @@ fuzz:
 bench:
 	$(CARGO) bench --bench parser
 	bash bench/bench.sh
+	bash bench/balance.sh
 
 clean:
 	$(CARGO) clean

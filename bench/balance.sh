@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# Pool and balancing rows of `make bench` (run after bench.sh, or alone:
+# bash bench/balance.sh). Writes the section "## Pool and balancing" of
+# bench/results.md (replacing it; the rest of the file is kept).
+#
+#   1. 500 connections, one worker each: load_balancer -m mp -w 1 and HAProxy
+#      (nbthread 1, http-reuse always) in front of backend1 + backend2, wrk
+#      -t1 -c500, alternating runs: req/s, p99, and the new backend
+#      connections each made per run (load_balancer: lb_upstream_connects_total;
+#      HAProxy: the `connect` column of its stats, summed over its servers).
+#   2. One fast backend (backend1) and one that answers in 50 ms (a Python
+#      server), 20 connections: load_balancer with round_robin,
+#      least_connections and p2c: req/s and the fast backend's share.
+#
+# Environment: BALANCE_DURATION (default 10s), BALANCE_RUNS (default 3),
+# BALANCE_PORT_BASE (default 19500). Needs wrk, python3; HAProxy for its rows
+# (skipped, with a note, without it).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${BALANCE_DURATION:-10s}
+RUNS=${BALANCE_RUNS:-3}
+BASE=${BALANCE_PORT_BASE:-19500}
+P1=$((BASE + 1)) P2=$((BASE + 2)) SLOW=$((BASE + 3)) LB=$((BASE + 10)) HAP=$((BASE + 11))
+TMP=$PWD/bench/out/balance
+mkdir -p "$TMP"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+die() { echo "bench/balance.sh: $*" >&2; exit 1; }
+command -v wrk >/dev/null || die "needs wrk (apt-get install wrk)"
+command -v python3 >/dev/null || die "needs python3"
+
+wait_port() {
+    for _ in $(seq 1 100); do
+        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    die "nothing listens on $1"
+}
+
+metric() { # PORT NAME: the value of an unlabelled series in /metrics
+    python3 - "$1" "$2" <<'PY'
+import sys, urllib.request
+port, name = sys.argv[1], sys.argv[2]
+for l in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode().splitlines():
+    if l.startswith(name + " "):
+        print(l.split()[1]); break
+PY
+}
+
+hap_connects() { # the `connect` column of HAProxy's stats, over its servers
+    python3 - "$TMP/hap.sock" <<'PY'
+import socket, sys
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"show stat\n")
+data = b""
+while True:
+    d = s.recv(65536)
+    if not d: break
+    data += d
+lines = data.decode().splitlines()
+cols = lines[0].lstrip("# ").split(",")
+i, t = cols.index("connect"), cols.index("svname")
+print(sum(int(r.split(",")[i] or 0) for r in lines[1:] if r and r.split(",")[t] not in ("FRONTEND", "BACKEND")))
+PY
+}
+
+wrk_run() { # URL CONNS LOG: req/s and p99 ms
+    wrk -t1 -c"$2" -d"$DURATION" --latency "$1" >"$3" 2>&1
+    python3 - "$3" <<'PY'
+import sys, re
+t = open(sys.argv[1]).read()
+rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
+m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", t)
+p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
+print(f"{rps:.0f} {p99:.2f}")
+PY
+}
+
+median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+cargo build --release -q
+./target/release/backend1 -p "$P1" >/dev/null 2>&1 & PIDS+=($!)
+./target/release/backend2 -p "$P2" >/dev/null 2>&1 & PIDS+=($!)
+wait_port "$P1"; wait_port "$P2"
+
+# ---- 1. 500 connections: load_balancer and HAProxy ---------------------------
+./target/release/load_balancer -m mp -w 1 -h 127.0.0.1 -p "$LB" -l err \
+    -b 127.0.0.1:$P1 -b 127.0.0.1:$P2 2>"$TMP/lb.log" & PIDS+=($!)
+wait_port "$LB"
+HAVE_HAP=0
+if command -v haproxy >/dev/null; then
+    cat >"$TMP/hap.cfg" <<CONF
+global
+    nbthread 1
+    maxconn 4000
+    stats socket $TMP/hap.sock mode 600 level admin
+defaults
+    mode http
+    maxconn 4000
+    option http-keep-alive
+    http-reuse always
+    timeout connect 3s
+    timeout client 60s
+    timeout server 60s
+frontend fe
+    bind 127.0.0.1:$HAP
+    default_backend be
+backend be
+    balance roundrobin
+    server backend1 127.0.0.1:$P1
+    server backend2 127.0.0.1:$P2
+CONF
+    haproxy -db -f "$TMP/hap.cfg" >"$TMP/hap.log" 2>&1 & PIDS+=($!)
+    wait_port "$HAP"
+    HAVE_HAP=1
+fi
+declare -A RPS P99 CONN
+for run in $(seq 1 "$RUNS"); do
+    for p in load_balancer haproxy; do
+        [[ $p == haproxy && $HAVE_HAP == 0 ]] && continue
+        if [[ $p == load_balancer ]]; then
+            before=$(metric "$LB" lb_upstream_connects_total)
+            read -r r l < <(wrk_run "http://127.0.0.1:$LB/" 500 "$TMP/$p-$run.txt")
+            after=$(metric "$LB" lb_upstream_connects_total)
+        else
+            before=$(hap_connects)
+            read -r r l < <(wrk_run "http://127.0.0.1:$HAP/" 500 "$TMP/$p-$run.txt")
+            after=$(hap_connects)
+        fi
+        echo "  $p c500 run $run: $r req/s, p99 $l ms, $((after - before)) new backend connections"
+        RPS[$p]+="$r "; P99[$p]+="$l "; CONN[$p]+="$((after - before)) "
+    done
+done
+
+# ---- 2. a fast and a slow backend ---------------------------------------------
+python3 - "$SLOW" >/dev/null 2>&1 <<'PY' & PIDS+=($!)
+import sys, time
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+class H(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        time.sleep(0.05)
+        self.send_response(200); self.send_header("Content-Length", "4"); self.end_headers()
+        self.wfile.write(b"slow")
+    def log_message(self, *a): pass
+ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+PY
+wait_port "$SLOW"
+declare -A SRPS SSHARE
+for s in round_robin least_connections p2c; do
+    port=$((LB + 2))
+    ./target/release/load_balancer -m mp -w 1 -h 127.0.0.1 -p "$port" -l err -s "$s" \
+        -b 127.0.0.1:$P1 -b 127.0.0.1:$SLOW 2>"$TMP/lb-$s.log" & pid=$!
+    wait_port "$port"
+    read -r r _ < <(wrk_run "http://127.0.0.1:$port/" 20 "$TMP/strategy-$s.txt")
+    share=$(python3 - "$port" "$P1" <<'PY'
+import sys, urllib.request
+port, fast = sys.argv[1], sys.argv[2]
+v = {}
+for l in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode().splitlines():
+    if l.startswith("lb_backend_requests_total{"):
+        v[l.split('"')[1]] = int(l.split()[1])
+tot = sum(v.values()) or 1
+print(f"{v.get('127.0.0.1:' + fast, 0) / tot:.3f}")
+PY
+)
+    kill "$pid"; wait "$pid" 2>/dev/null || true
+    echo "  $s: $r req/s, fast backend share $share"
+    SRPS[$s]=$r; SSHARE[$s]=$share
+done
+
+# ---- the section ------------------------------------------------------------
+med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
+{
+    echo "## Pool and balancing"
+    echo
+    echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); wrk -t1 -d$DURATION, $RUNS alternating run(s), medians (bench/balance.sh)"
+    echo
+    echo "**500 connections, one worker each** (load_balancer \`-m mp -w 1\`; HAProxy \`nbthread 1\`, \`http-reuse always\`; backend1 + backend2):"
+    echo
+    echo "| proxy | req/s | p99 ms | new backend connections per run | req/s vs HAProxy | p99 vs HAProxy |"
+    echo "|---|---:|---:|---:|---:|---:|"
+    lr=$(med "${RPS[load_balancer]}"); lp=$(med "${P99[load_balancer]}"); lc=$(med "${CONN[load_balancer]}")
+    if [[ $HAVE_HAP == 1 ]]; then
+        hr=$(med "${RPS[haproxy]}"); hp=$(med "${P99[haproxy]}"); hc=$(med "${CONN[haproxy]}")
+        echo "| load_balancer | $lr | $lp | $lc | $(awk "BEGIN{printf \"%.2fx\", $lr/$hr}") | $(awk "BEGIN{printf \"%.2fx\", $lp/$hp}") |"
+        echo "| haproxy | $hr | $hp | $hc | 1.00x | 1.00x |"
+    else
+        echo "| load_balancer | $lr | $lp | $lc | – | – |"
+        echo
+        echo "(HAProxy not installed: its row is left out.)"
+    fi
+    echo
+    echo "**A fast backend and one that answers in 50 ms, 20 connections** (load_balancer \`-m mp -w 1\`):"
+    echo
+    echo "| strategy | req/s | vs round_robin | fast backend's share |"
+    echo "|---|---:|---:|---:|"
+    for s in round_robin least_connections p2c; do
+        echo "| $s | ${SRPS[$s]} | $(awk "BEGIN{printf \"%.1fx\", ${SRPS[$s]}/${SRPS[round_robin]}}") | ${SSHARE[$s]} |"
+    done
+} >"$TMP/section.md"
+cat "$TMP/section.md"
+python3 - bench/results.md "$TMP/section.md" <<'PY'
+import sys, re
+path, sec = sys.argv[1], open(sys.argv[2]).read()
+try:
+    text = open(path).read()
+except FileNotFoundError:
+    text = "# Benchmark\n"
+pat = re.compile(r"## Pool and balancing\n.*?(?=\n## |\Z)", re.S)
+text = pat.sub(lambda _: sec.rstrip("\n"), text) if pat.search(text) else text.rstrip("\n") + "\n\n" + sec
+open(path, "w").write(text)
+PY
+echo "wrote bench/results.md (## Pool and balancing)"
