@@ -491,6 +491,14 @@ impl View<'_> {
         let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
             let _ = write!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}\n");
         };
+        // A counter with `result="success"` and `result="failure"` series.
+        let by_result = |o: &mut String, name: &str, help: &str, ok: u64, failed: u64| {
+            let _ = write!(
+                o,
+                "# HELP {name} {help}\n# TYPE {name} counter\n\
+                 {name}{{result=\"success\"}} {ok}\n{name}{{result=\"failure\"}} {failed}\n"
+            );
+        };
         counter(
             &mut o,
             "lb_requests_total",
@@ -613,27 +621,19 @@ impl View<'_> {
                 m.requests.load(Relaxed)
             );
         }
-        let _ = write!(o, "# HELP lb_config_reloads_total Configuration reloads, by result.\n# TYPE lb_config_reloads_total counter\n");
-        let _ = writeln!(
-            o,
-            "lb_config_reloads_total{{result=\"success\"}} {}",
-            p.reloads_ok.load(Relaxed)
+        by_result(
+            &mut o,
+            "lb_config_reloads_total",
+            "Configuration reloads, by result.",
+            p.reloads_ok.load(Relaxed),
+            p.reloads_failed.load(Relaxed),
         );
-        let _ = writeln!(
-            o,
-            "lb_config_reloads_total{{result=\"failure\"}} {}",
-            p.reloads_failed.load(Relaxed)
-        );
-        let _ = write!(o, "# HELP lb_upgrades_total Binary upgrades (SIGUSR2), by result: handed over to a ready successor, or not (it failed, was not ready in time, or a stop signal cancelled it).\n# TYPE lb_upgrades_total counter\n");
-        let _ = writeln!(
-            o,
-            "lb_upgrades_total{{result=\"success\"}} {}",
-            p.upgrades.load(Relaxed)
-        );
-        let _ = writeln!(
-            o,
-            "lb_upgrades_total{{result=\"failure\"}} {}",
-            p.upgrades_failed.load(Relaxed)
+        by_result(
+            &mut o,
+            "lb_upgrades_total",
+            "Binary upgrades (SIGUSR2), by result: handed over to a ready successor, or not (it failed, was not ready in time, or a stop signal cancelled it).",
+            p.upgrades.load(Relaxed),
+            p.upgrades_failed.load(Relaxed),
         );
         gauge(
             &mut o,

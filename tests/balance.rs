@@ -139,17 +139,7 @@ fn the_pool_keeps_what_concurrency_needed_and_trims_when_idle() {
         ),
     );
     let lb = Lb::start(&["-w", "1", "-c", cfg.to_str().unwrap()]);
-    let burst = || {
-        let ts: Vec<_> = (0..BURST)
-            .map(|_| {
-                let port = lb.port;
-                thread::spawn(move || get(port, "/").status())
-            })
-            .collect();
-        for t in ts {
-            assert_eq!(t.join().unwrap(), 200);
-        }
-    };
+    let burst = || assert!(concurrent_gets(lb.port, BURST).iter().all(|&s| s == 200));
     burst();
     thread::sleep(Duration::from_millis(300)); // a sweep updates the gauge
     let m = scrape(lb.port);

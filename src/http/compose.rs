@@ -337,6 +337,16 @@ mod tests {
     use crate::http::{parse_request, parse_response, Status};
 
     fn request(raw: &[u8], fwd: &ForwardedHeaders, peer: &[u8]) -> String {
+        request_trusting(raw, fwd, peer, &[])
+    }
+
+    /// `request`, with `trusted` identity headers.
+    fn request_trusting(
+        raw: &[u8],
+        fwd: &ForwardedHeaders,
+        peer: &[u8],
+        trusted: &[String],
+    ) -> String {
         let mut hdrs = vec![HeaderRef::default(); 64];
         let Ok(Status::Complete(head)) = parse_request(raw, &mut hdrs) else {
             panic!("test request must parse")
@@ -350,7 +360,7 @@ mod tests {
             strip_expect: false,
             peer,
             fwd,
-            trusted: &[],
+            trusted,
             absolute: meta.absolute,
         };
         let mut out = crate::buf::BufPool::default().take();
@@ -486,33 +496,9 @@ mod tests {
             request(raw, &fwd, b"1.2.3.4"),
             "GET / HTTP/1.1\r\nHost: x\r\nX-Keep: 1\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
-        let mut hdrs = vec![HeaderRef::default(); 64];
-        let Ok(Status::Complete(head)) = parse_request(raw, &mut hdrs) else {
-            panic!("parses")
-        };
-        let meta = request_meta(raw, &head, &hdrs).unwrap();
         let trusted = ["x-real-ip".to_string(), "forwarded".to_string()];
-        let o = RequestOut {
-            conn: &meta.conn,
-            body: meta.body,
-            content_length: meta.content_length,
-            upgrade: false,
-            strip_expect: false,
-            peer: b"1.2.3.4",
-            fwd: &fwd,
-            trusted: &trusted,
-            absolute: None,
-        };
-        let mut out = crate::buf::BufPool::default().take();
-        assert!(compose_request(
-            raw,
-            &head,
-            &hdrs[..head.header_count],
-            &o,
-            &mut out
-        ));
         assert_eq!(
-            String::from_utf8_lossy(out.filled()),
+            request_trusting(raw, &fwd, b"1.2.3.4", &trusted),
             "GET / HTTP/1.1\r\nHost: x\r\nX-Real-IP: 6.6.6.6\r\nForwarded: for=6.6.6.6\r\nX-Keep: 1\r\nX-Forwarded-For: 1.2.3.4\r\nX-Forwarded-Proto: http\r\n\r\n"
         );
     }

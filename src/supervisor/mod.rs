@@ -387,6 +387,19 @@ impl Supervisor {
         self.region.owned_by(self.pid)
     }
 
+    /// The prober's loop, in its process (mp) or thread (sp); it probes only
+    /// while `may_write` says this supervisor owns the region.
+    fn run_prober(&self, may_write: impl Fn() -> bool) {
+        crate::probe::run(
+            self.region,
+            self.tls.as_ref(),
+            self.cfg.ca_file.clone(),
+            self.cfg.insecure_tls,
+            sys::shutdown_requested,
+            may_write,
+        );
+    }
+
     /// A duplicate of the listener (or the admin listener) for a worker.
     fn dup_of(l: &Mutex<Option<OwnedFd>>) -> io::Result<Option<OwnedFd>> {
         match l.lock().ok().as_deref().and_then(Option::as_ref) {

@@ -201,14 +201,7 @@ impl Supervisor {
                             drop((listener, admin));
                             say(PROBER_BYTE);
                             let master = master as u32;
-                            crate::probe::run(
-                                self.region,
-                                self.tls.as_ref(),
-                                self.cfg.ca_file.clone(),
-                                self.cfg.insecure_tls,
-                                sys::shutdown_requested,
-                                || self.region.owned_by(master),
-                            );
+                            self.run_prober(|| self.region.owned_by(master));
                             0
                         }
                     }

@@ -31,14 +31,7 @@ impl Supervisor {
             .name("lb-prober".into())
             .spawn(move || {
                 s.prober_up.store(true, Relaxed);
-                crate::probe::run(
-                    s.region,
-                    s.tls.as_ref(),
-                    s.cfg.ca_file.clone(),
-                    s.cfg.insecure_tls,
-                    sys::shutdown_requested,
-                    || s.owns(),
-                )
+                s.run_prober(|| s.owns())
             });
         if let Err(e) = &prober {
             log!(

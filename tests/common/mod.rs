@@ -963,3 +963,28 @@ pub fn running_with(needle: &str) -> Vec<u32> {
     }
     out
 }
+
+/// A small seeded generator (xorshift64) for the tests' random sequences.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform enough in `0..n` (n > 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+}
+
+/// `n` GETs of `/` at once, each on its own connection; their statuses.
+pub fn concurrent_gets(port: u16, n: usize) -> Vec<u16> {
+    let ts: Vec<_> = (0..n)
+        .map(|_| thread::spawn(move || get(port, "/").status()))
+        .collect();
+    ts.into_iter().map(|t| t.join().unwrap()).collect()
+}
