@@ -155,6 +155,9 @@ enum Opt {
     AccessLog,
     MaxConnections,
     PidFile,
+    TlsPort,
+    TlsCert,
+    TlsKey,
     Trace,
     TlsTrace,
     Check,
@@ -178,6 +181,9 @@ const FLAGS: &[(Option<char>, &str, bool, Opt)] = &[
     (None, "access-log", true, Opt::AccessLog),
     (None, "max-connections", true, Opt::MaxConnections),
     (None, "pid-file", true, Opt::PidFile),
+    (None, "tls-port", true, Opt::TlsPort),
+    (None, "tls-cert", true, Opt::TlsCert),
+    (None, "tls-key", true, Opt::TlsKey),
     (Some('t'), "trace", false, Opt::Trace),
     (None, "tls-trace", false, Opt::TlsTrace),
     (None, "check", false, Opt::Check),
@@ -230,7 +236,8 @@ Options:
                        sp on macOS
   -w, --workers N      Worker count, at most 64 (default: 0 = one per CPU
                        this process may run on)
-  -p, --port N         Listen port (default: 8080)
+  -p, --port N         Listen port (default: 8080; 0: no plain listener,
+                       with --tls-port)
   -h, --host HOST      Listen host (default: 0.0.0.0); help is --help
   -b, --backend H:P    Backend server (repeat for multiple, at most 64):
                        host:port, http://host:port or [::1]:port
@@ -255,6 +262,11 @@ Options:
       --max-connections N  Client connections per worker; above it the
                        worker stops accepting until one closes (default:
                        from the descriptor limit, room left for upstreams)
+      --tls-port N     Also serve HTTPS on port N (TLS 1.2 and 1.3, ALPN
+                       http/1.1); needs --tls-cert and --tls-key
+      --tls-cert FILE  PEM certificate chain for --tls-port; repeat with
+      --tls-key FILE   one --tls-key each: SNI picks, the first is default.
+                       HUP or a change of the files reloads them
       --check          Validate the configuration and exit (like nginx -t)
       --help           Show this help and exit
       --version        Show the version and exit
@@ -342,13 +354,106 @@ struct Builder {
     strategy: Option<Strategy>,
     config_path: Option<PathBuf>,
     check: bool,
+    tls_port: Option<u16>,
+    /// `-p` or `--port`, as given (for errors about `-p 0`).
+    port_flag: Option<String>,
+    tls_certs: Vec<PathBuf>,
+    tls_keys: Vec<PathBuf>,
 }
 
 impl Builder {
+    /// `--tls-port`, `--tls-cert`, `--tls-key`: they replace the file's
+    /// `"tls_listener"` (its `redirect_http_to_https` kept), certificates
+    /// and keys paired in order.
+    fn tls_listener_flags(&mut self) -> Result<(), CliError> {
+        let first = self
+            .tls_certs
+            .first()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let usage = |reason: String| CliError::InvalidValue {
+            flag: "--tls-cert".into(),
+            value: first.clone(),
+            reason,
+        };
+        if self.tls_certs.len() != self.tls_keys.len() {
+            return Err(usage(format!(
+                "{} --tls-cert and {} --tls-key: give them in pairs, one key per certificate",
+                self.tls_certs.len(),
+                self.tls_keys.len()
+            )));
+        }
+        let pairs: Vec<crate::config::CertPair> = self
+            .tls_certs
+            .drain(..)
+            .zip(self.tls_keys.drain(..))
+            .map(|(cert, key)| crate::config::CertPair { cert, key })
+            .collect();
+        match (
+            self.tls_port,
+            pairs.is_empty(),
+            self.cfg.tls_listener.as_mut(),
+        ) {
+            (Some(port), false, l) => {
+                let redirect_http = l.is_some_and(|l| l.redirect_http);
+                self.cfg.tls_listener = Some(crate::config::TlsListener {
+                    port,
+                    certificates: pairs,
+                    redirect_http,
+                });
+            }
+            (Some(port), true, Some(l)) => l.port = port,
+            (Some(_), true, None) => {
+                return Err(usage(
+                    "--tls-port needs --tls-cert FILE --tls-key FILE (or \"tls_listener\" in -c)"
+                        .into(),
+                ))
+            }
+            (None, false, Some(l)) => l.certificates = pairs,
+            (None, false, None) => {
+                return Err(usage(
+                    "--tls-cert needs --tls-port (the port of the TLS listener)".into(),
+                ))
+            }
+            (None, true, _) => {}
+        }
+        let port_flag = self.port_flag.clone().unwrap_or_else(|| "-p".into());
+        if self.cfg.port == 0 && self.cfg.tls_listener.is_none() {
+            return Err(CliError::InvalidValue {
+                flag: port_flag,
+                value: "0".into(),
+                reason: "-p 0 turns the plain listener off, which needs --tls-port".into(),
+            });
+        }
+        if let Some(l) = &self.cfg.tls_listener {
+            if l.port == self.cfg.port {
+                return Err(CliError::InvalidValue {
+                    flag: "--tls-port".into(),
+                    value: l.port.to_string(),
+                    reason: "the TLS port must differ from the plain port (-p)".into(),
+                });
+            }
+            if l.redirect_http && self.cfg.port == 0 {
+                return Err(CliError::InvalidValue {
+                    flag: port_flag,
+                    value: "0".into(),
+                    reason: "redirect_http_to_https needs the plain listener".into(),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn apply(&mut self, opt: Opt, flag: String, value: String) -> Result<(), CliError> {
         let repeatable = matches!(
             opt,
-            Opt::Backend | Opt::Insecure | Opt::Trace | Opt::TlsTrace | Opt::Check
+            Opt::Backend
+                | Opt::Insecure
+                | Opt::Trace
+                | Opt::TlsTrace
+                | Opt::Check
+                | Opt::TlsCert
+                | Opt::TlsKey
         );
         if !repeatable {
             if self.seen.contains(&opt) {
@@ -384,8 +489,29 @@ impl Builder {
                 self.cfg.workers = n;
             }
             Opt::Port => {
-                self.cfg.port =
-                    parse_port(&value).ok_or_else(|| invalid("expected an integer 1..=65535"))?;
+                self.port_flag = Some(flag.clone());
+                self.cfg.port = match value.as_str() {
+                    "0" => 0,
+                    v => parse_port(v).ok_or_else(|| {
+                        invalid("expected an integer 1..=65535 (0: no plain listener)")
+                    })?,
+                };
+            }
+            Opt::TlsPort => {
+                self.tls_port = Some(
+                    parse_port(&value).ok_or_else(|| invalid("expected an integer 1..=65535"))?,
+                );
+            }
+            Opt::TlsCert | Opt::TlsKey => {
+                if value.is_empty() {
+                    return Err(invalid("expected a file name"));
+                }
+                let list = if opt == Opt::TlsCert {
+                    &mut self.tls_certs
+                } else {
+                    &mut self.tls_keys
+                };
+                list.push(PathBuf::from(value));
             }
             Opt::Host => {
                 let host = value
@@ -513,7 +639,9 @@ impl Builder {
             if self.cfg.pid_file.is_none() {
                 self.cfg.pid_file = fc.pid_file;
             }
+            self.cfg.tls_listener = fc.tls_listener;
         }
+        self.tls_listener_flags()?;
         if from_flags > MAX_BACKENDS {
             return Err(CliError::TooManyBackends {
                 from_flags,
@@ -756,23 +884,23 @@ mod tests {
             (args("--help=1"), "option '--help' takes no value, got '1'".into()),
             (
                 args("-p abc"),
-                "invalid value 'abc' for '-p': expected an integer 1..=65535".into(),
+                "invalid value 'abc' for '-p': expected an integer 1..=65535 (0: no plain listener)".into(),
             ),
             (
                 args("--port=0"),
-                "invalid value '0' for '--port': expected an integer 1..=65535".into(),
+                "invalid value '0' for '--port': -p 0 turns the plain listener off, which needs --tls-port".into(),
             ),
             (
                 args("--port 65536"),
-                "invalid value '65536' for '--port': expected an integer 1..=65535".into(),
+                "invalid value '65536' for '--port': expected an integer 1..=65535 (0: no plain listener)".into(),
             ),
             (
                 args("-p -1"),
-                "invalid value '-1' for '-p': expected an integer 1..=65535".into(),
+                "invalid value '-1' for '-p': expected an integer 1..=65535 (0: no plain listener)".into(),
             ),
             (
                 args("--port="),
-                "invalid value '' for '--port': expected an integer 1..=65535".into(),
+                "invalid value '' for '--port': expected an integer 1..=65535 (0: no plain listener)".into(),
             ),
             (
                 args("-p 80 -p 81 -b h:1"),
@@ -855,7 +983,7 @@ mod tests {
             // Invalid values are reported before anything else.
             (
                 args("-m mp -p 0 -b h:1"),
-                "invalid value '0' for '-p': expected an integer 1..=65535".into(),
+                "invalid value '0' for '-p': -p 0 turns the plain listener off, which needs --tls-port".into(),
             ),
             (
                 args("-k -b nope"),

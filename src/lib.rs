@@ -20,4 +20,5 @@ pub mod shm;
 pub mod slab;
 pub mod supervisor;
 pub mod sys;
+pub mod tls_shared;
 pub mod upgrade;

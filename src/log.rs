@@ -120,6 +120,9 @@ pub enum Kind {
     /// A request refused for a per-worker limit (503: too many request
     /// bodies being buffered, and the like).
     Overloaded,
+    /// A client's TLS handshake with the listener failed (plain HTTP or
+    /// garbage on the TLS port, no common version, an alert).
+    TlsHandshake,
     /// Connecting to the backend with this id failed (refused, unreachable,
     /// timed out, TLS handshake).
     ConnectFailed(usize),
@@ -128,7 +131,7 @@ pub enum Kind {
     UpstreamFailed(usize),
 }
 
-const UNIT_KINDS: usize = 6;
+const UNIT_KINDS: usize = 7;
 const SLOTS: usize = UNIT_KINDS + 2 * MAX_BACKENDS;
 
 impl Kind {
@@ -141,6 +144,7 @@ impl Kind {
             Kind::AccessLogWrite => 3,
             Kind::ClientClosed => 4,
             Kind::Overloaded => 5,
+            Kind::TlsHandshake => 6,
             Kind::ConnectFailed(i) => UNIT_KINDS + id(i),
             Kind::UpstreamFailed(i) => UNIT_KINDS + MAX_BACKENDS + id(i),
         }
@@ -154,6 +158,7 @@ impl Kind {
             3 => Kind::AccessLogWrite,
             4 => Kind::ClientClosed,
             5 => Kind::Overloaded,
+            6 => Kind::TlsHandshake,
             s if s < UNIT_KINDS + MAX_BACKENDS => Kind::ConnectFailed(s - UNIT_KINDS),
             s => Kind::UpstreamFailed(s - UNIT_KINDS - MAX_BACKENDS),
         }
@@ -177,6 +182,7 @@ impl std::fmt::Display for Kind {
             Kind::AccessLogWrite => f.write_str("access log write"),
             Kind::ClientClosed => f.write_str("client closed mid-request"),
             Kind::Overloaded => f.write_str("overloaded"),
+            Kind::TlsHandshake => f.write_str("TLS handshakes failing"),
             Kind::ConnectFailed(i) => write!(f, "connect failed, backend id {i}"),
             Kind::UpstreamFailed(i) => write!(f, "backend failed, backend id {i}"),
         }
@@ -531,6 +537,7 @@ mod tests {
             Kind::AccessLogWrite,
             Kind::ClientClosed,
             Kind::Overloaded,
+            Kind::TlsHandshake,
         ];
         for i in 0..MAX_BACKENDS {
             kinds.push(Kind::ConnectFailed(i));

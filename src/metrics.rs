@@ -706,6 +706,7 @@ impl View<'_> {
             let label = format!("backend=\"{l}\"");
             histogram(&mut o, name, &label, &self.upstream_histogram(i));
         }
+        crate::net::tls_listener::render_metrics(&mut o);
         o
     }
 }

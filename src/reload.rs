@@ -224,7 +224,7 @@ pub fn publish_change(
 /// and the file counts as changed when what the path leads to now (device,
 /// inode, size, modification time) differs from before. Elsewhere (and if
 /// inotify fails): the same comparison on every call.
-struct Watch {
+pub struct Watch {
     inotify: Option<sys::Inotify>,
     dirs: Vec<PathBuf>,
     stamp: Option<Stamp>,
@@ -235,7 +235,7 @@ struct Watch {
 type Stamp = (u64, u64, u64, i64, i64);
 
 impl Watch {
-    fn new(path: &Path) -> Watch {
+    pub fn new(path: &Path) -> Watch {
         let dirs = link_dirs(path);
         let inotify = sys::Inotify::watch_dirs(&dirs)
             .map_err(|e| {
@@ -255,7 +255,9 @@ impl Watch {
         }
     }
 
-    fn changed(&mut self) -> bool {
+    /// Whether what the path leads to changed since the last call (never
+    /// blocks).
+    pub fn changed(&mut self) -> bool {
         let event = match self.inotify.as_mut() {
             Some(i) => i.file_changed(),
             // Not armed (a directory on the path was gone): compare stamps

@@ -6,8 +6,9 @@
 //! pipe; only then does this process stop accepting and drain.
 //!
 //! Environment of the successor (fd numbers, inherited across `exec`):
-//! `LB_UPGRADE_LISTEN_FD` the listening socket, `LB_UPGRADE_ADMIN_FD` the
-//! admin listener (with `--admin`), `LB_UPGRADE_REGION_FD` the
+//! `LB_UPGRADE_LISTEN_FD` the listening socket (unless `-p 0`),
+//! `LB_UPGRADE_TLS_FD` the TLS listener (with `--tls-port`),
+//! `LB_UPGRADE_ADMIN_FD` the admin listener (with `--admin`), `LB_UPGRADE_REGION_FD` the
 //! region's memfd (Linux; counters then continue), `LB_UPGRADE_READY_FD` the
 //! pipe to write one byte to once serving.
 //!
@@ -24,6 +25,7 @@ use std::process::{Command, Stdio};
 
 pub const LISTEN_FD: &str = "LB_UPGRADE_LISTEN_FD";
 pub const ADMIN_FD: &str = "LB_UPGRADE_ADMIN_FD";
+pub const TLS_FD: &str = "LB_UPGRADE_TLS_FD";
 pub const REGION_FD: &str = "LB_UPGRADE_REGION_FD";
 pub const READY_FD: &str = "LB_UPGRADE_READY_FD";
 /// How long a successor being stopped (failed or cancelled upgrade) has
@@ -72,6 +74,7 @@ impl SelfExe {
 #[derive(Default)]
 pub struct Inherited {
     pub listener: Option<OwnedFd>,
+    pub tls: Option<OwnedFd>,
     pub admin: Option<OwnedFd>,
     pub region: Option<OwnedFd>,
     pub ready: Option<OwnedFd>,
@@ -81,6 +84,7 @@ impl Inherited {
     pub fn from_env() -> io::Result<Inherited> {
         Ok(Inherited {
             listener: sys::inherited_fd(LISTEN_FD)?,
+            tls: sys::inherited_fd(TLS_FD)?,
             admin: sys::inherited_fd(ADMIN_FD)?,
             region: sys::inherited_fd(REGION_FD)?,
             ready: sys::inherited_fd(READY_FD)?,
@@ -108,26 +112,33 @@ pub enum Outcome {
     Failed(String),
 }
 
-/// Starts the successor with the listener (and region) inherited.
+/// Starts the successor with the listeners (and region) inherited.
 pub fn start(
     exe: &SelfExe,
-    listener: BorrowedFd<'_>,
-    admin: Option<BorrowedFd<'_>>,
+    listeners: &crate::proxy::Listeners,
     region: Option<BorrowedFd<'_>>,
 ) -> io::Result<Pending> {
     let (ready_r, ready_w) = sys::pipe_pair()?;
     let mut cmd = Command::new(&exe.path);
     cmd.args(&exe.args)
         .stdin(Stdio::null())
-        .env(LISTEN_FD, listener.as_raw_fd().to_string())
         .env(READY_FD, ready_w.as_raw_fd().to_string());
-    if let Some(r) = region {
-        cmd.env(REGION_FD, r.as_raw_fd().to_string());
+    let (plain, tls, admin) = (
+        listeners.plain.as_ref().map(|l| l.as_fd()),
+        listeners.tls.as_ref().map(|l| l.as_fd()),
+        listeners.admin.as_ref().map(|l| l.as_fd()),
+    );
+    for (var, l) in [
+        (LISTEN_FD, plain),
+        (TLS_FD, tls),
+        (ADMIN_FD, admin),
+        (REGION_FD, region),
+    ] {
+        if let Some(l) = l {
+            cmd.env(var, l.as_raw_fd().to_string());
+        }
     }
-    if let Some(a) = admin {
-        cmd.env(ADMIN_FD, a.as_raw_fd().to_string());
-    }
-    let shared: Vec<BorrowedFd<'_>> = [Some(listener), admin, region, Some(ready_w.as_fd())]
+    let shared: Vec<BorrowedFd<'_>> = [plain, tls, admin, region, Some(ready_w.as_fd())]
         .into_iter()
         .flatten()
         .collect();

@@ -102,7 +102,11 @@ fn ten_thousand_requests_allocate_nothing_after_warm_up() {
     let stop = Arc::new(AtomicBool::new(false));
     let stop2 = stop.clone();
     let worker = std::thread::spawn(move || {
-        let mut w = Worker::new(shared, l, None, stop2, 1).unwrap();
+        let listeners = lb::proxy::Listeners {
+            plain: Some(l),
+            ..Default::default()
+        };
+        let mut w = Worker::new(shared, listeners, stop2, 1).unwrap();
         COUNTED.with(|c| c.set(true));
         w.run().unwrap();
         COUNTED.with(|c| c.set(false));

@@ -71,6 +71,9 @@ pub struct FileConfig {
     pub request_buffer_bytes: u64,
     /// `"ca_file"`, relative to the config file's directory.
     pub ca_file: Option<PathBuf>,
+    /// `"tls_listener"`: its port and certificates (paths relative to the
+    /// file's directory); `"redirect_http_to_https"` is folded into it.
+    pub tls_listener: Option<super::TlsListener>,
 }
 
 /// Why a config file was refused.
@@ -226,8 +229,10 @@ impl fmt::Display for Problem {
 const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
                         request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, \
                         max_connections, pool_max_conn, trusted_client_headers, pid_file, \
-                        unhealthy_threshold, \
+                        tls_listener, redirect_http_to_https, unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
+const TLS_LISTENER_KEYS: &str = "port, certificates";
+const CERT_KEYS: &str = "cert, key";
 const FORWARDED_KEYS: &str = "x_forwarded_for, x_forwarded_proto, forwarded";
 const TIMEOUT_KEYS: &str =
     "client_header_ms, client_idle_ms, upstream_connect_ms, upstream_response_ms, body_progress_ms, \
@@ -419,6 +424,8 @@ impl Reader<'_> {
         let mut pool_max_conn = super::DEFAULT_POOL_MAX_CONN;
         let mut pid_file = None;
         let mut trusted_client_headers = Vec::new();
+        let mut tls_listener = None;
+        let mut redirect_http = None;
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
             match key.as_str() {
@@ -496,6 +503,15 @@ impl Reader<'_> {
                     } else {
                         self.path.parent().unwrap_or(Path::new("")).join(name)
                     });
+                }
+                "tls_listener" => tls_listener = Some(self.tls_listener(v)?),
+                "redirect_http_to_https" => {
+                    redirect_http = Some((
+                        v.as_bool().ok_or_else(|| {
+                            self.bad(v, "redirect_http_to_https", "true or false")
+                        })?,
+                        v,
+                    ));
                 }
                 "pid_file" => {
                     const EXPECTED: &str = "a file name";
@@ -617,7 +633,19 @@ impl Reader<'_> {
                 },
             )
         })?;
+        match (&mut tls_listener, redirect_http) {
+            (Some(l), Some((on, _))) => l.redirect_http = on,
+            (None, Some((true, v))) => {
+                return Err(self.bad(
+                    v,
+                    "redirect_http_to_https",
+                    "false without a \"tls_listener\" (there is no TLS port to redirect to)",
+                ))
+            }
+            _ => {}
+        }
         Ok(FileConfig {
+            tls_listener,
             backends,
             health,
             strategy,
@@ -635,6 +663,99 @@ impl Reader<'_> {
             backend_pos,
             pid_file,
         })
+    }
+
+    /// `"tls_listener": {"port": 8443, "certificates": [{"cert": "site.pem",
+    /// "key": "site.key"}]}`.
+    fn tls_listener(&self, v: &Json) -> Result<super::TlsListener, ConfigError> {
+        let mut out = super::TlsListener::default();
+        let mut inner = Vec::new();
+        let mut port = None;
+        let mut certs = None;
+        for (key, item) in self.object(v, "\"tls_listener\"")? {
+            self.once(&mut inner, key, item)?;
+            match key.as_str() {
+                "port" => {
+                    port = Some(self.int(item, "port", "an integer 1..=65535", 1, 65535)? as u16)
+                }
+                "certificates" => {
+                    const EXPECTED: &str =
+                        "a non-empty list of {\"cert\": \"file.pem\", \"key\": \"file.key\"}";
+                    let list = item
+                        .as_array()
+                        .filter(|l| !l.is_empty())
+                        .ok_or_else(|| self.bad(item, "certificates", EXPECTED))?;
+                    let dir = self.path.parent().unwrap_or(Path::new(""));
+                    let mut pairs = Vec::new();
+                    for c in list {
+                        let mut seen = Vec::new();
+                        let (mut cert, mut key_file) = (None, None);
+                        for (k, f) in self.object(c, "a certificate")? {
+                            self.once(&mut seen, k, f)?;
+                            let name = f.as_str().filter(|s| !s.is_empty()).map(|s| dir.join(s));
+                            match k.as_str() {
+                                "cert" => {
+                                    cert = Some(name.ok_or_else(|| {
+                                        self.bad(f, "cert", "a file name (PEM certificate chain)")
+                                    })?)
+                                }
+                                "key" => {
+                                    key_file = Some(name.ok_or_else(|| {
+                                        self.bad(f, "key", "a file name (PEM private key)")
+                                    })?)
+                                }
+                                _ => {
+                                    return Err(self.err(
+                                        f,
+                                        Problem::UnknownKey {
+                                            key: k.clone(),
+                                            place: "a certificate",
+                                            allowed: CERT_KEYS,
+                                        },
+                                    ))
+                                }
+                            }
+                        }
+                        let missing = |key| {
+                            self.err(
+                                c,
+                                Problem::MissingKey {
+                                    key,
+                                    place: "a certificate",
+                                },
+                            )
+                        };
+                        pairs.push(super::CertPair {
+                            cert: cert.ok_or_else(|| missing("cert"))?,
+                            key: key_file.ok_or_else(|| missing("key"))?,
+                        });
+                    }
+                    certs = Some(pairs);
+                }
+                _ => {
+                    return Err(self.err(
+                        item,
+                        Problem::UnknownKey {
+                            key: key.clone(),
+                            place: "\"tls_listener\"",
+                            allowed: TLS_LISTENER_KEYS,
+                        },
+                    ))
+                }
+            }
+        }
+        let missing = |key| {
+            self.err(
+                v,
+                Problem::MissingKey {
+                    key,
+                    place: "\"tls_listener\"",
+                },
+            )
+        };
+        out.port = port.ok_or_else(|| missing("port"))?;
+        out.certificates = certs.ok_or_else(|| missing("certificates"))?;
+        Ok(out)
     }
 
     /// Refuses a key seen before in the same scope.
@@ -1020,7 +1141,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, pool_max_conn, trusted_client_headers, pid_file, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, pool_max_conn, trusted_client_headers, pid_file, tls_listener, redirect_http_to_https, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,

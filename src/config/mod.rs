@@ -119,6 +119,23 @@ impl Mode {
     };
 }
 
+/// A certificate chain and its private key (PEM files) for the TLS listener.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertPair {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// `--tls-port` / `"tls_listener"`: HTTPS on a second listener.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsListener {
+    pub port: u16,
+    /// In order: SNI picks among them, the first is the default.
+    pub certificates: Vec<CertPair>,
+    /// `"redirect_http_to_https"`: plain requests get a 308 to the TLS port.
+    pub redirect_http: bool,
+}
+
 /// One upstream server as configured.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BackendSpec {
@@ -308,6 +325,8 @@ pub struct Config {
     /// (for a chain of proxies); every other one in [`IDENTITY_HEADERS`] is
     /// removed before a request goes upstream. Lowercase.
     pub trusted_client_headers: Vec<String>,
+    /// The TLS listener, if any (flags win over the file's, whole).
+    pub tls_listener: Option<TlsListener>,
 }
 
 /// Settings given on the command line that the config file may also give.
@@ -389,6 +408,7 @@ impl Default for Config {
             max_connections: 0,
             pool_max_conn: DEFAULT_POOL_MAX_CONN,
             trusted_client_headers: Vec::new(),
+            tls_listener: None,
             pid_file: None,
             given: FlagsGiven::default(),
         }

@@ -29,6 +29,9 @@ pub struct RequestOut<'a> {
     pub strip_expect: bool,
     /// The client's address as text.
     pub peer: &'a [u8],
+    /// The request came over TLS (the TLS listener): `https` in
+    /// `X-Forwarded-Proto` and `Forwarded`.
+    pub https: bool,
     pub fwd: &'a ForwardedHeaders,
     /// Identity headers the client may send on (`trusted_client_headers`,
     /// lowercase); the others in `IDENTITY_HEADERS` are removed.
@@ -114,7 +117,7 @@ pub fn compose_request(
         hdrs,
         b"X-Forwarded-Proto: ",
         o.fwd.x_forwarded_proto,
-        &[b"http"],
+        &[if o.https { b"https" } else { b"http" }],
     );
     // RFC 7239: an IPv6 address is quoted and bracketed.
     let v6 = o.peer.contains(&b':');
@@ -129,7 +132,17 @@ pub fn compose_request(
         hdrs,
         b"Forwarded: ",
         o.fwd.forwarded,
-        &[b"for=", node[0], node[1], node[2], b";proto=http"],
+        &[
+            b"for=",
+            node[0],
+            node[1],
+            node[2],
+            if o.https {
+                b";proto=https"
+            } else {
+                b";proto=http"
+            },
+        ],
     );
     ok && out.push(b"\r\n")
 }
@@ -359,6 +372,7 @@ mod tests {
             upgrade: meta.upgrade,
             strip_expect: false,
             peer,
+            https: false,
             fwd,
             trusted,
             absolute: meta.absolute,
@@ -604,6 +618,7 @@ mod tests {
             upgrade: false,
             strip_expect: false,
             peer: b"1.2.3.4",
+            https: false,
             fwd: &fwd,
             trusted: &[],
             absolute: None,

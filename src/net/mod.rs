@@ -16,6 +16,15 @@ pub mod tls;
 #[cfg(not(feature = "tls"))]
 #[path = "tls_off.rs"]
 pub mod tls;
+#[cfg(feature = "tls")]
+pub mod tls_listener;
+#[cfg(not(feature = "tls"))]
+pub mod tls_listener {
+    //! Built without the `tls` feature: no TLS listener (refused at start).
+    pub use super::tls::{CertSet, Certificate, ListenerTls};
+    pub fn render_metrics(_o: &mut String) {}
+}
+pub mod x509;
 
 use crate::buf::Buf;
 use crate::sys;
@@ -185,6 +194,16 @@ impl Transport for Conn {
         match self {
             Conn::Plain(_) => Ok(Handshake::Done),
             Conn::Tls(t) => t.handshake(),
+        }
+    }
+}
+
+impl Conn {
+    /// A client of the TLS listener whose handshake has not finished.
+    pub fn listener_handshaking(&self) -> bool {
+        match self {
+            Conn::Plain(_) => false,
+            Conn::Tls(t) => t.listener_handshaking(),
         }
     }
 }

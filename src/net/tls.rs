@@ -27,6 +27,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, ClientConnection, DigitallySignedStruct, RootCertStore,
+    ServerConnection,
 };
 use std::io::{self, IoSlice, Read, Write};
 use std::os::fd::BorrowedFd;
@@ -143,8 +144,8 @@ impl TlsContext {
             .map_err(|e| io::Error::other(e.to_string()))?;
         Ok(Tls {
             tcp,
-            conn,
-            ctx: Arc::clone(self),
+            conn: rustls::Connection::Client(conn),
+            role: Role::Backend(Arc::clone(self)),
             name: name.to_string(),
             handshaking: true,
             tcp_eof: false,
@@ -378,15 +379,25 @@ fn describe(e: &rustls::Error) -> (&'static str, String) {
     }
 }
 
-/// A TLS client connection over TCP.
+/// A TLS connection over TCP: to an HTTPS backend (rustls's client), or
+/// from a client of the TLS listener (its server).
 pub struct Tls {
     tcp: Tcp,
-    conn: ClientConnection,
-    ctx: Arc<TlsContext>,
-    /// `host:port`, for `--tls-trace`.
+    conn: rustls::Connection,
+    role: Role,
+    /// `host:port` of a backend, for `--tls-trace`; a listener client's
+    /// address, for log lines.
     name: String,
     handshaking: bool,
     tcp_eof: bool,
+}
+
+/// Which side of the connection this process is, and what it reports to.
+enum Role {
+    /// To a backend: `--tls-trace`, `lb_tls_handshakes_total`.
+    Backend(Arc<TlsContext>),
+    /// A client of the TLS listener: the listener's counters and log.
+    Listener(Arc<super::tls_listener::ListenerTls>),
 }
 
 impl std::fmt::Debug for Tls {
@@ -415,8 +426,49 @@ impl Write for Raw<'_> {
 }
 
 impl Tls {
+    /// A client of the TLS listener, its handshake begun.
+    pub(super) fn accepted(
+        tcp: Tcp,
+        conn: ServerConnection,
+        listener: Arc<super::tls_listener::ListenerTls>,
+        peer: &str,
+    ) -> Tls {
+        Tls {
+            tcp,
+            conn: rustls::Connection::Server(conn),
+            role: Role::Listener(listener),
+            name: peer.to_string(),
+            handshaking: true,
+            tcp_eof: false,
+        }
+    }
+
+    /// A listener connection whose handshake has not finished (for the
+    /// `timeout` failure count when its header deadline passes).
+    pub fn listener_handshaking(&self) -> bool {
+        self.handshaking && matches!(self.role, Role::Listener(_))
+    }
+
+    /// For the access log: `TLSv1.3` and the SNI name, on a listener
+    /// connection.
+    pub fn version_and_sni(&self) -> (&'static str, Option<&str>) {
+        let version = match self.conn.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+            Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+            _ => "-",
+        };
+        let sni = match &self.conn {
+            rustls::Connection::Server(s) => s.server_name(),
+            rustls::Connection::Client(_) => None,
+        };
+        (version, sni)
+    }
+
     fn fail(&self, e: &rustls::Error) -> io::Error {
         let (kind, detail) = describe(e);
+        if let Role::Listener(l) = &self.role {
+            l.handshake_failed(e, self.handshaking, &self.name);
+        }
         io::Error::new(
             io::ErrorKind::InvalidData,
             TlsFailure {
@@ -443,12 +495,21 @@ impl Tls {
     fn after_packets(&mut self) {
         if self.handshaking && !self.conn.is_handshaking() {
             self.handshaking = false;
-            crate::metrics::tls_handshake_done(matches!(
+            let resumed = matches!(
                 self.conn.handshake_kind(),
                 Some(rustls::HandshakeKind::Resumed)
-            ));
-            if self.ctx.trace {
-                self.trace();
+            );
+            match &self.role {
+                Role::Backend(ctx) => {
+                    crate::metrics::tls_handshake_done(resumed);
+                    if ctx.trace {
+                        self.trace(ctx);
+                    }
+                }
+                Role::Listener(l) => l.handshake_done(
+                    self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3),
+                    resumed,
+                ),
             }
         }
     }
@@ -456,7 +517,7 @@ impl Tls {
     /// `--tls-trace`: the spec's summary ("TLS Tracing" in its README), in
     /// its own spelling, a log line each, then what this build adds (ALPN,
     /// resumed).
-    fn trace(&self) {
+    fn trace(&self, ctx: &TlsContext) {
         let version = match self.conn.protocol_version() {
             Some(rustls::ProtocolVersion::TLSv1_3) => "TLS 1.3".to_string(),
             Some(rustls::ProtocolVersion::TLSv1_2) => "TLS 1.2".to_string(),
@@ -472,7 +533,7 @@ impl Tls {
                 .unwrap_or(&name)
                 .to_string()
         });
-        let (ca, host) = match self.ctx.trust {
+        let (ca, host) = match ctx.trust {
             Trust::System => ("system trust store", "enabled"),
             Trust::Custom => ("custom", "enabled"),
             Trust::Insecure => ("none", "disabled"),
@@ -492,7 +553,7 @@ impl Tls {
             format!("  Cipher Suite: {suite}"),
             format!("  CA Verification: {ca}"),
             format!("  Host Verification: {host}"),
-            format!("  CA Certificates: {} loaded", self.ctx.ca_count),
+            format!("  CA Certificates: {} loaded", ctx.ca_count),
             format!("  ALPN: {alpn}"),
             format!("  Resumed: {}", if resumed { "yes" } else { "no" }),
         ];
@@ -547,6 +608,14 @@ impl Transport for Tls {
                         return Ok(filled);
                     }
                     let during_handshake = self.handshaking;
+                    if let Role::Listener(l) = &self.role {
+                        // Clients often close without close_notify; the
+                        // request framing tells a cut one from a whole one.
+                        if during_handshake {
+                            l.handshake_closed();
+                        }
+                        return Ok(0);
+                    }
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         TlsFailure {
@@ -636,6 +705,9 @@ impl Transport for Tls {
             }
             if !self.pull()? {
                 if self.tcp_eof {
+                    if let Role::Listener(l) = &self.role {
+                        l.handshake_closed();
+                    }
                     return Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         TlsFailure {

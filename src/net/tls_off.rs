@@ -91,3 +91,37 @@ impl Transport for Tls {
         match *self {}
     }
 }
+
+impl Tls {
+    pub fn listener_handshaking(&self) -> bool {
+        match *self {}
+    }
+}
+
+/// No TLS listener in this build: refused at start-up.
+#[derive(Debug)]
+pub struct ListenerTls {
+    pub certs: CertSet,
+}
+
+#[derive(Debug)]
+pub struct CertSet {
+    pub certs: Vec<Certificate>,
+}
+
+#[derive(Debug)]
+pub struct Certificate {
+    pub names: Vec<String>,
+}
+
+impl ListenerTls {
+    pub fn new(_pairs: &[crate::config::CertPair], _warn: bool) -> Result<ListenerTls, String> {
+        Err("this build has no TLS listener (the `tls` feature is off)".into())
+    }
+
+    pub fn accept(self: &Arc<Self>, _tcp: Tcp, _peer: &str) -> io::Result<Tls> {
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
+    pub fn handshake_timed_out(&self) {}
+}

@@ -209,6 +209,7 @@ impl Worker {
             upgrade: meta.upgrade,
             strip_expect: buffer > 0 && meta.expect_continue,
             peer: &c.peer[..c.peer_len as usize],
+            https: c.https,
             fwd: &shared.config.forwarded,
             trusted: &shared.config.trusted_client_headers,
             absolute: meta.absolute,

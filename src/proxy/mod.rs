@@ -22,8 +22,33 @@ use crate::config::Config;
 use crate::health::HealthState;
 use crate::metrics::Metrics;
 use crate::net::tls::TlsContext;
+use crate::net::tls_listener::ListenerTls;
 use crate::shm::Region;
+use crate::sys;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::Arc;
+
+/// The listening sockets a worker serves: plain HTTP (`-p`, absent with
+/// `-p 0`), HTTPS (`--tls-port`), admin (`--admin`).
+#[derive(Debug, Default)]
+pub struct Listeners {
+    pub plain: Option<OwnedFd>,
+    pub tls: Option<OwnedFd>,
+    pub admin: Option<OwnedFd>,
+}
+
+impl Listeners {
+    /// Close-on-exec duplicates (each worker owns its copies).
+    pub fn dup(&self) -> io::Result<Listeners> {
+        let d = |l: &Option<OwnedFd>| l.as_ref().map(|fd| sys::dup(fd.as_fd())).transpose();
+        Ok(Listeners {
+            plain: d(&self.plain)?,
+            tls: d(&self.tls)?,
+            admin: d(&self.admin)?,
+        })
+    }
+}
 
 /// What one worker is handed: the configuration it started with, and the
 /// shared region (its own counter slot picked out).
@@ -37,6 +62,9 @@ pub struct Shared {
     pub worker: usize,
     /// TLS to HTTPS backends (trust store, session cache).
     pub tls: Option<Arc<TlsContext>>,
+    /// The TLS listener's certificates and server configuration, as loaded
+    /// by the supervisor (a worker replaces its own copy on reload).
+    pub listener_tls: Option<Arc<ListenerTls>>,
 }
 
 impl Shared {
@@ -53,6 +81,7 @@ impl Shared {
             metrics: &region.workers[worker],
             worker,
             tls,
+            listener_tls: None,
         }
     }
 }

@@ -11,7 +11,7 @@
 use super::body::Body;
 use super::worker::Worker;
 use crate::buf::Buf;
-use crate::net::{Io, Stream, Tcp};
+use crate::net::{Conn, Io, Stream};
 use crate::sys;
 use std::io::IoSlice;
 
@@ -108,7 +108,9 @@ pub(super) struct Resp {
 }
 
 pub(super) struct Session {
-    pub(super) stream: Stream<Tcp>,
+    pub(super) stream: Stream<Conn>,
+    /// Came in on the TLS listener (`X-Forwarded-Proto: https`).
+    pub(super) https: bool,
     pub(super) gen: u32,
     pub(super) peer: [u8; 48],
     pub(super) peer_len: u8,

@@ -15,7 +15,7 @@ use super::balance::Balancer;
 use super::downstream::DRAIN_IDLE_MS;
 use super::session::{Phase, Req, Resp, Session};
 use super::upstream::{Upstream, UpstreamFailure};
-use super::Shared;
+use super::{Listeners, Shared};
 use crate::access_log::AccessLog;
 use crate::buf::BufPool;
 use crate::config::{BODY_RATE_WINDOW_MS, MAX_BACKENDS, MAX_HEADER_LINES};
@@ -23,7 +23,8 @@ use crate::event::{Events, Poller};
 use crate::http::HeaderRef;
 use crate::log;
 use crate::log::Kind;
-use crate::net::{Stream, Tcp, Transport};
+use crate::net::tls_listener::ListenerTls;
+use crate::net::{Conn, Stream, Tcp, Transport};
 use crate::shm::Runtime;
 use crate::slab::Slab;
 use crate::sys;
@@ -34,6 +35,8 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 
 const LISTENER: u64 = u64::MAX;
+/// The TLS listener (`--tls-port`).
+const TLS_LISTENER: u64 = u64::MAX - 3;
 /// Spare request-body buffers kept per worker.
 const BODY_POOL_MAX: usize = 64;
 /// The signal self-pipe: a signal wakes the loop at once.
@@ -107,6 +110,14 @@ pub(super) fn token(kind: u64, idx: u32, gen: u32) -> u64 {
     (gen as u64) << 32 | (idx as u64) << 1 | kind
 }
 
+/// Which listener a connection came in on.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum Door {
+    Plain,
+    Tls,
+    Admin,
+}
+
 /// One event loop and everything it owns.
 pub struct Worker {
     pub(super) shared: Arc<Shared>,
@@ -114,14 +125,22 @@ pub struct Worker {
     pub(super) runtime: Runtime,
     pub(super) poller: Poller,
     pub(super) events: Events,
-    /// None once a shutdown began: new connections are refused.
+    /// None once a shutdown began: new connections are refused. None
+    /// from the start with `-p 0`.
     pub(super) listener: Option<OwnedFd>,
+    /// The TLS listener (`--tls-port`), and what its connections share
+    /// (replaced when the certificates are reloaded).
+    pub(super) tls_listener: Option<OwnedFd>,
+    pub(super) listener_tls: Option<Arc<ListenerTls>>,
+    /// The certificate generation `listener_tls` was loaded at.
+    pub(super) cert_generation: u64,
     /// The admin listener (`--admin`): `/metrics`, `/status`, `/status.json`.
     pub(super) admin: Option<OwnedFd>,
     /// `--access-log`: this worker's buffer and file.
     pub(super) access: Option<AccessLog>,
     /// The access log reopen generation seen (SIGUSR1).
     pub(super) reopen_seen: u64,
+    /// The traffic listeners (plain and TLS) are in the poller.
     pub(super) listener_registered: bool,
     pub(super) admin_registered: bool,
     /// Client connections this worker holds at most (`max_connections`):
@@ -181,17 +200,32 @@ impl Worker {
     /// thread or process that will run the loop.
     pub fn new(
         shared: Arc<Shared>,
-        listener: OwnedFd,
-        admin: Option<OwnedFd>,
+        listeners: Listeners,
         stop: Arc<AtomicBool>,
         seed: u64,
     ) -> io::Result<Worker> {
         crate::metrics::set_current(shared.metrics);
         let poller = Poller::new()?;
-        poller.add_listener(listener.as_fd(), LISTENER)?;
-        if let Some(a) = &admin {
-            poller.add_listener(a.as_fd(), ADMIN)?;
+        let Listeners {
+            plain: listener,
+            tls: tls_listener,
+            admin,
+        } = listeners;
+        for (l, tok) in [
+            (&listener, LISTENER),
+            (&tls_listener, TLS_LISTENER),
+            (&admin, ADMIN),
+        ] {
+            if let Some(l) = l {
+                poller.add_listener(l.as_fd(), tok)?;
+            }
         }
+        let listener_tls = shared.listener_tls.clone();
+        if tls_listener.is_some() && listener_tls.is_none() {
+            return Err(io::Error::other("a TLS listener without certificates"));
+        }
+        let cert_generation =
+            crate::tls_shared::TlsShared::current().map_or(0, |t| t.cert_generation.load(Relaxed));
         if let Some(w) = sys::wake_fd() {
             poller.add(w, WAKE)?;
         }
@@ -228,7 +262,10 @@ impl Worker {
             shared,
             poller,
             events: Events::with_capacity(1024),
-            listener: Some(listener),
+            listener,
+            tls_listener,
+            listener_tls,
+            cert_generation,
             admin,
             access,
             reopen_seen: sys::reopen_generation(),
@@ -315,9 +352,13 @@ impl Worker {
     /// connections, let requests in flight finish (their connections close
     /// after the response), for at most `SHUTDOWN_MS`.
     pub(super) fn begin_shutdown(&mut self) {
-        for l in [self.listener.take(), self.admin.take()]
-            .into_iter()
-            .flatten()
+        for l in [
+            self.listener.take(),
+            self.tls_listener.take(),
+            self.admin.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             let _ = self.poller.delete(l.as_fd());
         }
@@ -344,9 +385,11 @@ impl Worker {
     }
 
     pub(super) fn dispatch(&mut self, tok: u64, readable: bool, writable: bool, hup: bool) {
-        if tok == LISTENER || tok == ADMIN {
-            self.accept(tok == ADMIN);
-            return;
+        match tok {
+            LISTENER => return self.accept(Door::Plain),
+            TLS_LISTENER => return self.accept(Door::Tls),
+            ADMIN => return self.accept(Door::Admin),
+            _ => {}
         }
         if tok == WAKE {
             // The loop checks the signal flags on every turn.
@@ -372,8 +415,9 @@ impl Worker {
         }
     }
 
-    /// Accepts a batch from the traffic listener, or from the admin one.
-    pub(super) fn accept(&mut self, admin: bool) {
+    /// Accepts a batch from one listener.
+    pub(super) fn accept(&mut self, door: Door) {
+        let admin = door == Door::Admin;
         for _ in 0..64 {
             let full = if admin {
                 self.admin_sessions >= ADMIN_MAX
@@ -395,12 +439,16 @@ impl Worker {
                 return;
             }
             // Looked up each time round: `add_client` borrows all of `self`.
-            let listener = if admin { &self.admin } else { &self.listener };
+            let listener = match door {
+                Door::Plain => &self.listener,
+                Door::Tls => &self.tls_listener,
+                Door::Admin => &self.admin,
+            };
             let Some(listener) = listener.as_ref() else {
                 return;
             };
             match sys::accept(listener.as_fd()) {
-                Ok((fd, peer)) => self.add_client(fd, peer, admin),
+                Ok((fd, peer)) => self.add_client(fd, peer, door),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if sys::is_local_exhaustion(&e) => {
                     // Out of descriptors: stop accepting until the next sweep
@@ -441,15 +489,18 @@ impl Worker {
     /// Takes a listener out of the poller (it is level-triggered: left in,
     /// a queue the worker will not take from would wake it forever).
     fn pause_accepting(&mut self, admin: bool) {
-        let (l, registered) = if admin {
-            (&self.admin, &mut self.admin_registered)
+        let (ls, registered) = if admin {
+            ([&self.admin, &None], &mut self.admin_registered)
         } else {
-            (&self.listener, &mut self.listener_registered)
+            (
+                [&self.listener, &self.tls_listener],
+                &mut self.listener_registered,
+            )
         };
-        if *registered
-            && l.as_ref()
-                .is_some_and(|l| self.poller.delete(l.as_fd()).is_ok())
-        {
+        if *registered {
+            for l in ls.into_iter().flatten() {
+                let _ = self.poller.delete(l.as_fd());
+            }
             *registered = false;
             self.shared.metrics.accept_pauses.fetch_add(1, Relaxed);
         }
@@ -462,9 +513,16 @@ impl Worker {
             return;
         }
         if !self.listener_registered && self.sessions.len() - self.admin_sessions < self.max_conns {
-            if let Some(l) = self.listener.as_ref() {
-                self.listener_registered = self.poller.add_listener(l.as_fd(), LISTENER).is_ok();
+            let mut ok = true;
+            for (l, tok) in [
+                (&self.listener, LISTENER),
+                (&self.tls_listener, TLS_LISTENER),
+            ] {
+                if let Some(l) = l.as_ref() {
+                    ok &= self.poller.add_listener(l.as_fd(), tok).is_ok();
+                }
             }
+            self.listener_registered = ok;
         }
         if !self.admin_registered && self.admin_sessions < ADMIN_MAX {
             if let Some(l) = self.admin.as_ref() {
@@ -473,7 +531,8 @@ impl Worker {
         }
     }
 
-    pub(super) fn add_client(&mut self, fd: OwnedFd, peer: Option<IpAddr>, admin: bool) {
+    pub(super) fn add_client(&mut self, fd: OwnedFd, peer: Option<IpAddr>, door: Door) {
+        let admin = door == Door::Admin;
         let _ = sys::set_nodelay(fd.as_fd());
         let mut text = [0u8; 48];
         let peer_len = {
@@ -484,9 +543,23 @@ impl Worker {
             };
             48 - w.len()
         };
+        let io = match (door, &self.listener_tls) {
+            (Door::Tls, Some(t)) => {
+                let peer_text = std::str::from_utf8(&text[..peer_len]).unwrap_or("?");
+                match t.accept(Tcp::new(fd), peer_text) {
+                    Ok(tls) => Conn::Tls(Box::new(tls)),
+                    Err(e) => {
+                        log!(Err, "proxy", "TLS listener: {e}");
+                        return;
+                    }
+                }
+            }
+            _ => Conn::Plain(Tcp::new(fd)),
+        };
         let client = Session {
             // TCP_DEFER_ACCEPT: the request is usually here already.
-            stream: Stream::new(Tcp::new(fd), true, true),
+            stream: Stream::new(io, true, true),
+            https: door == Door::Tls,
             gen: 0,
             peer: text,
             peer_len: peer_len as u8,
@@ -702,6 +775,7 @@ impl Worker {
         }
         // A worker with no requests still drops connections to removed backends.
         self.refresh_backends();
+        self.refresh_certificates();
         if self.now >= self.next_trim {
             self.next_trim = self.now + TRIM_MS;
             self.bufs.trim();
@@ -786,8 +860,39 @@ impl Worker {
         false
     }
 
+    /// Loads the TLS listener's certificates anew when the supervisor says
+    /// they changed (one atomic load when they did not). New handshakes use
+    /// them; connections already made keep theirs. If they no longer load
+    /// (changed again since), the ones in use stay.
+    fn refresh_certificates(&mut self) {
+        let Some(t) = crate::tls_shared::TlsShared::current() else {
+            return;
+        };
+        let gen = t.cert_generation.load(Relaxed);
+        if gen == self.cert_generation || self.listener_tls.is_none() {
+            return;
+        }
+        self.cert_generation = gen;
+        let Some(l) = self.shared.config.tls_listener.as_ref() else {
+            return;
+        };
+        match ListenerTls::new(&l.certificates, false) {
+            Ok(t) => self.listener_tls = Some(Arc::new(t)),
+            Err(e) => log!(
+                Err,
+                "tls",
+                "TLS listener: {e}; this worker keeps the certificates it had"
+            ),
+        }
+    }
+
     pub(super) fn timeout(&mut self, ci: u32) {
         let c = self.sessions.get_mut(ci).expect("client");
+        if c.stream.io.listener_handshaking() {
+            if let Some(t) = &self.listener_tls {
+                t.handshake_timed_out();
+            }
+        }
         match c.phase {
             Phase::Head if c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) => {
                 crate::log_limited!(

@@ -14,11 +14,12 @@
 use crate::config::{Config, Mode};
 use crate::log;
 use crate::net::tls::TlsContext;
+use crate::net::tls_listener::ListenerTls;
 use crate::notify;
 use crate::proxy::backends::resolve_all;
 use crate::proxy::worker::Worker;
-use crate::proxy::Shared;
-use crate::reload::{publish_change, Reloader};
+use crate::proxy::{Listeners, Shared};
+use crate::reload::{publish_change, Reloader, Watch};
 use crate::shm::{Region, Runtime, Settings, MAX_WORKERS};
 use crate::sys::{self, Signal};
 use crate::upgrade::{self, Inherited, Outcome, Pending, SelfExe};
@@ -60,12 +61,28 @@ pub fn listen_addr(cfg: &Config) -> Result<SocketAddr, String> {
 pub fn check(cfg: &Config) -> i32 {
     let res = listen_addr(cfg)
         .and_then(|_| resolve_all(&cfg.backends).map(|_| ()))
-        .and_then(|_| TlsContext::new(cfg.ca_file.as_deref(), cfg.insecure_tls, false).map(|_| ()));
+        .and_then(|_| TlsContext::new(cfg.ca_file.as_deref(), cfg.insecure_tls, false).map(|_| ()))
+        .and_then(|_| listener_tls(cfg).map(|_| ()));
     match res {
         Ok(()) => {
+            let mut listeners = Vec::new();
+            if cfg.port != 0 {
+                listeners.push(format!("HTTP on port {}", cfg.port));
+            }
+            if let Some(t) = &cfg.tls_listener {
+                listeners.push(format!(
+                    "HTTPS on port {} with {} certificate{}",
+                    t.port,
+                    t.certificates.len(),
+                    if t.certificates.len() == 1 { "" } else { "s" }
+                ));
+            }
             println!(
-                "load_balancer: configuration ok ({} backends)",
-                cfg.backends.len()
+                "load_balancer: configuration ok ({} backends; {} listener{}: {})",
+                cfg.backends.len(),
+                listeners.len(),
+                if listeners.len() == 1 { "" } else { "s" },
+                listeners.join(", ")
             );
             0
         }
@@ -97,6 +114,39 @@ fn tls_context(cfg: &Config) -> Result<Arc<TlsContext>, String> {
         );
     }
     Ok(Arc::new(ctx))
+}
+
+/// The TLS listener's certificates, loaded (a file that does not load is a
+/// configuration error naming it).
+fn listener_tls(cfg: &Config) -> Result<Option<Arc<ListenerTls>>, String> {
+    match &cfg.tls_listener {
+        None => Ok(None),
+        Some(t) => ListenerTls::new(&t.certificates, true)
+            .map(|l| Some(Arc::new(l)))
+            .map_err(|e| format!("TLS listener: {e}")),
+    }
+}
+
+/// Binds a listener, or takes the one a predecessor handed over (if it is
+/// on the same port). `what` names it in errors.
+fn bind(addr: SocketAddr, inherited: Option<OwnedFd>, what: &str) -> Result<OwnedFd, String> {
+    if let Some(l) = inherited {
+        return match sys::local_addr(l.as_fd()) {
+            Ok(a) if a.port() == addr.port() => Ok(l),
+            other => Err(format!(
+                "upgrade: the inherited {what} socket is {other:?}, this configuration listens on {addr}"
+            )),
+        };
+    }
+    let l = sys::listen(addr, 4096).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            format!("cannot listen on {addr} ({what}): address in use (is another load balancer running?)")
+        } else {
+            format!("cannot listen on {addr} ({what}): {e}")
+        }
+    })?;
+    sys::set_defer_accept(l.as_fd(), 1);
+    Ok(l)
 }
 
 /// How many workers `-w` asks for: 0 means one per CPU this process may use.
@@ -149,31 +199,55 @@ pub fn run(cfg: Config) -> i32 {
             return 2;
         }
     };
-    let listener = match inherited.listener {
-        Some(l) => match sys::local_addr(l.as_fd()) {
-            Ok(a) if a.port() == addr.port() => l,
-            other => {
-                eprintln!(
-                    "load_balancer: upgrade: the inherited socket is {other:?}, this configuration listens on {addr}"
-                );
-                return 1;
-            }
-        },
-        None => match sys::listen(addr, 4096) {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
-                eprintln!(
-                    "load_balancer: cannot listen on {addr}: address in use (is another load balancer running?)"
-                );
-                return 1;
-            }
+    // The session cache first: the listener's configuration stores into it.
+    if cfg.tls_listener.is_some() {
+        if let Err(e) = crate::tls_shared::TlsShared::create() {
+            eprintln!("load_balancer: cannot map the TLS session cache: {e}");
+            return 1;
+        }
+    }
+    let listener_tls = match listener_tls(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("load_balancer: {e}");
+            return 2;
+        }
+    };
+    let mut inherited = inherited;
+    let listener = match (cfg.port, inherited.listener.take()) {
+        (0, _) => None,
+        (_, l) => match bind(addr, l, "HTTP") {
+            Ok(l) => Some(l),
             Err(e) => {
-                eprintln!("load_balancer: cannot listen on {addr}: {e}");
+                eprintln!("load_balancer: {e}");
                 return 1;
             }
         },
     };
-    sys::set_defer_accept(listener.as_fd(), 1);
+    let tls_listener = match &cfg.tls_listener {
+        None => None,
+        Some(t) => match bind(
+            SocketAddr::new(addr.ip(), t.port),
+            inherited.tls.take(),
+            "HTTPS",
+        ) {
+            Ok(l) => {
+                let certs = listener_tls.as_ref().map_or(0, |l| l.certs.certs.len());
+                log!(
+                    Info,
+                    "main",
+                    "TLS listener on port {} ({certs} certificate{}; TLS 1.2 and 1.3, ALPN http/1.1)",
+                    t.port,
+                    if certs == 1 { "" } else { "s" }
+                );
+                Some(l)
+            }
+            Err(e) => {
+                eprintln!("load_balancer: {e}");
+                return 1;
+            }
+        },
+    };
     let admin = match (cfg.admin, inherited.admin) {
         (Some(a), Some(fd)) if sys::local_addr(fd.as_fd()).is_ok_and(|l| l == a) => Some(fd),
         (Some(a), _) => match sys::listen(a, 128) {
@@ -258,11 +332,16 @@ pub fn run(cfg: Config) -> i32 {
     log!(
         Info,
         "main",
-        "{} on {addr}, pid {}, mode {mode}, {workers} workers, backends: {}, strategy: {}",
+        "{} on {}, pid {}, mode {mode}, {workers} workers, backends: {}, strategy: {}",
         if upgraded {
             "upgraded: serving"
         } else {
             "listening"
+        },
+        if cfg.port == 0 {
+            "HTTPS only (-p 0)".to_string()
+        } else {
+            addr.to_string()
         },
         sys::getpid(),
         names.join(", "),
@@ -272,8 +351,12 @@ pub fn run(cfg: Config) -> i32 {
         cfg,
         region,
         memfd,
-        listener: Mutex::new(Some(listener)),
-        admin: Mutex::new(admin),
+        listeners: Mutex::new(Some(Listeners {
+            plain: listener,
+            tls: tls_listener,
+            admin,
+        })),
+        listener_tls,
         workers,
         exe,
         tls: Some(tls),
@@ -300,12 +383,14 @@ struct Supervisor {
     region: &'static Region,
     /// The region's memfd, handed to a successor binary.
     memfd: Option<OwnedFd>,
-    /// The listening socket; closed (taken) when draining starts. Never
-    /// `shutdown()`: another process (a successor, a worker still draining)
-    /// may hold it, and a shut socket reports hang-up to all of them.
-    listener: Mutex<Option<OwnedFd>>,
-    /// `--admin`: its own listener, served by the workers.
-    admin: Mutex<Option<OwnedFd>>,
+    /// The listening sockets (plain, TLS, admin); closed (taken) when
+    /// draining starts. Never `shutdown()`: another process (a successor, a
+    /// worker still draining) may hold them, and a shut socket reports
+    /// hang-up to all of them.
+    listeners: Mutex<Option<Listeners>>,
+    /// The TLS listener's certificates as loaded at start (workers reload
+    /// their own copies when `TlsShared::cert_generation` moves).
+    listener_tls: Option<Arc<ListenerTls>>,
     workers: usize,
     exe: SelfExe,
     tls: Option<Arc<TlsContext>>,
@@ -353,6 +438,9 @@ struct Control {
     stopping: Vec<(sys::ChildHandle, u64)>,
     /// mp: the worker processes, to pass SIGUSR1 on to.
     worker_pids: Vec<libc::pid_t>,
+    /// The TLS listener's certificate and key files, watched like the
+    /// config file (in place, by rename, through symlinks).
+    cert_watch: Vec<Watch>,
 }
 
 impl Control {
@@ -376,6 +464,12 @@ impl Control {
             handing: None,
             stopping: Vec::new(),
             worker_pids: Vec::new(),
+            cert_watch: cfg
+                .tls_listener
+                .iter()
+                .flat_map(|t| &t.certificates)
+                .flat_map(|p| [Watch::new(&p.cert), Watch::new(&p.key)])
+                .collect(),
         }
     }
 }
@@ -400,32 +494,29 @@ impl Supervisor {
         );
     }
 
-    /// A duplicate of the listener (or the admin listener) for a worker.
-    fn dup_of(l: &Mutex<Option<OwnedFd>>) -> io::Result<Option<OwnedFd>> {
-        match l.lock().ok().as_deref().and_then(Option::as_ref) {
-            Some(fd) => sys::dup(fd.as_fd()).map(Some),
+    /// Duplicates of the listeners for a worker; `None` once draining.
+    fn dup_listeners(&self) -> io::Result<Option<Listeners>> {
+        match self
+            .listeners
+            .lock()
+            .ok()
+            .as_deref()
+            .and_then(Option::as_ref)
+        {
+            Some(l) => l.dup().map(Some),
             None => Ok(None),
         }
     }
 
     /// Runs one worker loop in the calling thread or process, in slot `i`;
     /// `running` is called once the loop is about to run (readiness).
-    fn run_worker(
-        &self,
-        i: usize,
-        listener: OwnedFd,
-        admin: Option<OwnedFd>,
-        running: &dyn Fn(),
-    ) -> i32 {
-        let shared = Arc::new(Shared::new(
-            self.cfg.clone(),
-            self.region,
-            i,
-            self.tls.clone(),
-        ));
+    fn run_worker(&self, i: usize, listeners: Listeners, running: &dyn Fn()) -> i32 {
+        let mut shared = Shared::new(self.cfg.clone(), self.region, i, self.tls.clone());
+        shared.listener_tls = self.listener_tls.clone();
+        let shared = Arc::new(shared);
         let seed = sys::now_ms() ^ (u64::from(sys::getpid().unsigned_abs()) << 16) ^ i as u64;
         let stop = Arc::new(AtomicBool::new(false));
-        let run = Worker::new(shared, listener, admin, stop, seed).and_then(|mut w| {
+        let run = Worker::new(shared, listeners, stop, seed).and_then(|mut w| {
             running();
             w.run()
         });
@@ -642,8 +733,7 @@ impl Supervisor {
             // have closed theirs (they do as they start draining) a socket
             // nobody else holds is closed and new connections are refused.
             // After a hand-over the successor holds it and serves.
-            drop(self.listener.lock().ok().and_then(|mut l| l.take()));
-            drop(self.admin.lock().ok().and_then(|mut l| l.take()));
+            drop(self.listeners.lock().ok().and_then(|mut l| l.take()));
             return true;
         }
         false
@@ -703,10 +793,58 @@ impl Supervisor {
             .push((p.child, sys::now_ms() + upgrade::STOP_GRACE_MS));
     }
 
+    /// SIGHUP or a changed certificate or key file: the TLS listener's
+    /// certificates are loaded anew; if they load, the generation moves and
+    /// every worker loads them for its new handshakes; if not, the old ones
+    /// stay and the log names the file.
+    fn reload_certificates_if_due(&self, ctl: &mut Control, hup: bool) {
+        let (Some(t), Some(shared)) = (
+            self.cfg.tls_listener.as_ref(),
+            crate::tls_shared::TlsShared::current(),
+        ) else {
+            return;
+        };
+        // Every watch is asked (each keeps its own state).
+        let changed = ctl
+            .cert_watch
+            .iter_mut()
+            .fold(false, |any, w| w.changed() | any);
+        if !(changed || hup) || ctl.draining {
+            return;
+        }
+        match ListenerTls::new(&t.certificates, true) {
+            Ok(l) => {
+                shared.cert_reloads_ok.fetch_add(1, Relaxed);
+                let gen = shared.cert_generation.fetch_add(1, Relaxed) + 1;
+                let names: Vec<String> = l
+                    .certs
+                    .certs
+                    .iter()
+                    .map(|c| c.names.first().cloned().unwrap_or_else(|| "?".into()))
+                    .collect();
+                log!(
+                    Info,
+                    "tls",
+                    "TLS listener: certificates reloaded ({}; generation {gen}); new handshakes use them",
+                    names.join(", ")
+                );
+            }
+            Err(e) => {
+                shared.cert_reloads_failed.fetch_add(1, Relaxed);
+                log!(
+                    Err,
+                    "tls",
+                    "TLS listener: certificate reload failed: {e}; keeping the certificates loaded before"
+                );
+            }
+        }
+    }
+
     fn reload_if_due(&self, ctl: &mut Control) {
         let hup = sys::take_signal(Signal::Reload);
+        self.reload_certificates_if_due(ctl, hup);
         let Some(r) = ctl.reloader.as_mut() else {
-            if hup {
+            if hup && self.cfg.tls_listener.is_none() {
                 log!(
                     Info,
                     "reload",
@@ -782,16 +920,13 @@ impl Supervisor {
             return;
         }
         let region_fd = self.memfd.as_ref().map(|f| f.as_fd());
-        let listener = self.listener.lock();
-        let admin = self.admin.lock();
-        let (Ok(listener), Ok(admin)) = (listener, admin) else {
+        let Ok(listeners) = self.listeners.lock() else {
             return;
         };
-        let Some(l) = listener.as_ref() else {
+        let Some(l) = listeners.as_ref() else {
             return;
         };
-        let admin = admin.as_ref().map(|a| a.as_fd());
-        match upgrade::start(&self.exe, l.as_fd(), admin, region_fd) {
+        match upgrade::start(&self.exe, l, region_fd) {
             Ok(p) => {
                 log!(
                     Info,

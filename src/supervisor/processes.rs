@@ -187,18 +187,17 @@ impl Supervisor {
                     // The child's own copies of the listeners (fork gave it
                     // the master's): a worker serves with them, the prober
                     // closes them, so none stays open behind a drain.
-                    let listener = self.listener.lock().ok().and_then(|mut l| l.take());
-                    let admin = self.admin.lock().ok().and_then(|mut l| l.take());
+                    let listeners = self.listeners.lock().ok().and_then(|mut l| l.take());
                     let say = |b: u8| {
                         let _ = sys::write(started, &[b]);
                     };
                     match role {
-                        Role::Worker(i) => match listener {
-                            Some(l) => self.run_worker(i, l, admin, &|| say(i as u8)),
+                        Role::Worker(i) => match listeners {
+                            Some(l) => self.run_worker(i, l, &|| say(i as u8)),
                             None => 0, // draining already: nothing to serve
                         },
                         Role::Prober => {
-                            drop((listener, admin));
+                            drop(listeners);
                             say(PROBER_BYTE);
                             let master = master as u32;
                             self.run_prober(|| self.region.owned_by(master));

@@ -82,15 +82,15 @@ impl Supervisor {
             }
             let started = sys::now_ms();
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                let (l, a) = match (Self::dup_of(&self.listener), Self::dup_of(&self.admin)) {
-                    (Ok(Some(l)), Ok(a)) => (l, a),
-                    (Ok(None), _) => return 0, // draining already
-                    (Err(e), _) | (_, Err(e)) => {
+                let l = match self.dup_listeners() {
+                    Ok(Some(l)) => l,
+                    Ok(None) => return 0, // draining already
+                    Err(e) => {
                         log!(Err, "main", "worker {i}: cannot duplicate a listener: {e}");
                         return 1;
                     }
                 };
-                self.run_worker(i, l, a, &|| {
+                self.run_worker(i, l, &|| {
                     self.started.fetch_or(1 << i, Relaxed);
                 })
             }));

@@ -351,6 +351,13 @@ pub fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
+/// Wall-clock seconds since the Unix epoch (certificate dates).
+pub fn unix_time() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Monotonic microseconds, for latencies (the histograms and the access
 /// log's times); vDSO like [`now_ms`].
 pub fn now_us() -> u64 {

@@ -1,0 +1,332 @@
+//! The TLS listener (`--tls-port`, `"tls_listener"`): certificates loaded
+//! from PEM files and chosen by SNI, the rustls server configuration over
+//! the session cache shared by every worker (`tls_shared`), the listener's
+//! counters and its part of `/metrics`.
+//!
+//! A worker holds one [`ListenerTls`] and replaces it whole when the
+//! certificates are reloaded: connections already made keep the
+//! configuration they started with (rustls holds it by `Arc`).
+#![forbid(unsafe_code)]
+
+use super::tls::Tls;
+use super::{x509, Tcp};
+use crate::config::CertPair;
+use crate::log;
+use crate::log::Kind;
+use crate::tls_shared::{SessionStore, TlsShared, FAILURE_REASONS};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
+use rustls::sign::CertifiedKey;
+use std::io;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex};
+
+/// One certificate chain and its key, and what was read from it.
+#[derive(Debug)]
+pub struct Certificate {
+    /// DNS names (lowercase; `*.` wildcards as written).
+    pub names: Vec<String>,
+    /// `notAfter` (Unix seconds), if it could be read.
+    pub not_after: Option<i64>,
+    pub cert_path: std::path::PathBuf,
+    key: Arc<CertifiedKey>,
+}
+
+/// Every certificate of the listener, in configuration order (the first
+/// is the default).
+#[derive(Debug)]
+pub struct CertSet {
+    pub certs: Vec<Certificate>,
+}
+
+impl CertSet {
+    /// Loads every pair; the first error names the file and what is wrong.
+    /// With `warn`, warnings (expired, a key readable by others) are logged.
+    pub fn load(pairs: &[CertPair], warn: bool) -> Result<CertSet, String> {
+        if pairs.is_empty() {
+            return Err("the TLS listener has no certificate (--tls-cert and --tls-key)".into());
+        }
+        let provider = rustls::crypto::ring::default_provider();
+        let mut certs = Vec::with_capacity(pairs.len());
+        for p in pairs {
+            let cert_name = p.cert.display();
+            let chain: Result<Vec<CertificateDer<'static>>, _> =
+                CertificateDer::pem_file_iter(&p.cert)
+                    .map_err(|e| format!("{cert_name}: {}", pem_error(&e)))?
+                    .collect();
+            let chain = chain.map_err(|e| format!("{cert_name}: {}", pem_error(&e)))?;
+            if chain.is_empty() {
+                return Err(format!("{cert_name}: no PEM certificate in it"));
+            }
+            let key_name = p.key.display();
+            let key = PrivateKeyDer::from_pem_file(&p.key).map_err(|e| match e {
+                rustls::pki_types::pem::Error::NoItemsFound => format!(
+                    "{key_name}: no private key in it (PKCS#8, PKCS#1 or SEC1 PEM expected)"
+                ),
+                e => format!("{key_name}: {}", pem_error(&e)),
+            })?;
+            let names = x509::names(&chain[0]);
+            let not_after = x509::not_after(&chain[0]);
+            let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
+                rustls::Error::InconsistentKeys(_) => {
+                    format!("{key_name}: this key does not match the certificate in {cert_name}")
+                }
+                e => format!("{key_name}: unusable key: {e}"),
+            })?;
+            if let Some(t) = not_after.filter(|_| warn) {
+                if t < crate::sys::unix_time() as i64 {
+                    log!(
+                        Warn,
+                        "tls",
+                        "{cert_name}: the certificate expired on {} (served anyway; clients will refuse it)",
+                        x509::date(t)
+                    );
+                }
+            }
+            if warn {
+                warn_if_readable(&p.key);
+            }
+            certs.push(Certificate {
+                names,
+                not_after,
+                cert_path: p.cert.clone(),
+                key: Arc::new(certified),
+            });
+        }
+        Ok(CertSet { certs })
+    }
+
+    /// The certificate for an SNI name: one naming it exactly, else one
+    /// whose wildcard covers it, else the first.
+    pub fn pick(&self, sni: Option<&str>) -> &Certificate {
+        let first = &self.certs[0];
+        let Some(name) = sni.map(str::to_ascii_lowercase) else {
+            return first;
+        };
+        let name = name.trim_end_matches('.');
+        self.certs
+            .iter()
+            .find(|c| c.names.iter().any(|n| n == name))
+            .or_else(|| {
+                self.certs
+                    .iter()
+                    .find(|c| c.names.iter().any(|n| x509::matches(n, name)))
+            })
+            .unwrap_or(first)
+    }
+}
+
+impl ResolvesServerCert for CertSet {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(Arc::clone(&self.pick(hello.server_name()).key))
+    }
+}
+
+fn pem_error(e: &rustls::pki_types::pem::Error) -> String {
+    match e {
+        rustls::pki_types::pem::Error::Io(e) => e.to_string(),
+        e => format!("not a valid PEM file ({e:?})"),
+    }
+}
+
+/// A private key others may read is worth a warning (nginx and sshd
+/// operators expect one); the key itself is never logged.
+fn warn_if_readable(path: &std::path::Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(m) = std::fs::metadata(path) {
+        let mode = m.permissions().mode() & 0o777;
+        if mode & 0o004 != 0 {
+            log!(
+                Warn,
+                "tls",
+                "{}: the private key is readable by every user (mode {mode:o}); chmod 600 it",
+                path.display()
+            );
+        }
+    }
+}
+
+/// The certificates the `/metrics` page reports expiry for: the last set
+/// this process loaded.
+static LOADED: Mutex<Option<Arc<CertSet>>> = Mutex::new(None);
+
+/// What a worker's TLS listener connections share.
+pub struct ListenerTls {
+    config: Arc<ServerConfig>,
+    pub certs: Arc<CertSet>,
+    shared: Option<&'static TlsShared>,
+}
+
+impl std::fmt::Debug for ListenerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ListenerTls({} certificates)", self.certs.certs.len())
+    }
+}
+
+impl ListenerTls {
+    /// Loads the certificates and builds the server configuration: TLS 1.2
+    /// and 1.3, ALPN `http/1.1` only, sessions in the shared cache. With
+    /// `warn`, what deserves a warning is logged (once, by the supervisor).
+    pub fn new(pairs: &[CertPair], warn: bool) -> Result<ListenerTls, String> {
+        let certs = Arc::new(CertSet::load(pairs, warn)?);
+        let shared = TlsShared::current();
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| format!("TLS listener: {e}"))?
+            .with_no_client_auth()
+            .with_cert_resolver(Arc::clone(&certs) as Arc<dyn ResolvesServerCert>);
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        if let Some(s) = shared {
+            config.session_storage = Arc::new(SessionStore(s));
+        }
+        if let Ok(mut l) = LOADED.lock() {
+            *l = Some(Arc::clone(&certs));
+        }
+        Ok(ListenerTls {
+            config: Arc::new(config),
+            certs,
+            shared,
+        })
+    }
+
+    /// A TLS session for a connection the listener accepted (`peer`: its
+    /// address, for log lines).
+    pub fn accept(self: &Arc<Self>, tcp: Tcp, peer: &str) -> io::Result<Tls> {
+        let conn = ServerConnection::new(Arc::clone(&self.config))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+        Ok(Tls::accepted(tcp, conn, Arc::clone(self), peer))
+    }
+
+    pub(super) fn handshake_done(&self, tls13: bool, resumed: bool) {
+        if let Some(s) = self.shared {
+            s.handshakes[usize::from(tls13)].fetch_add(1, Relaxed);
+            if resumed {
+                s.resumed.fetch_add(1, Relaxed);
+            }
+        }
+    }
+
+    fn count_failure(&self, reason: &str) {
+        if let (Some(s), Some(i)) = (
+            self.shared,
+            FAILURE_REASONS.iter().position(|r| *r == reason),
+        ) {
+            s.failures[i].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// A handshake (or a record after it) rustls refused: counted, and a
+    /// line at most (rate-limited); the connection closes.
+    pub(super) fn handshake_failed(&self, e: &rustls::Error, handshaking: bool, peer: &str) {
+        use rustls::Error as E;
+        let reason = match e {
+            E::InvalidMessage(
+                rustls::InvalidMessage::InvalidContentType
+                | rustls::InvalidMessage::UnknownProtocolVersion,
+            ) if handshaking => "not_tls",
+            E::PeerIncompatible(_) => "no_common_protocol",
+            E::AlertReceived(_) => "alert",
+            _ => "protocol",
+        };
+        if handshaking {
+            self.count_failure(reason);
+        }
+        let what = if reason == "not_tls" {
+            "not TLS (plain HTTP sent to the TLS port?)".to_string()
+        } else {
+            e.to_string()
+        };
+        crate::log_limited!(
+            Kind::TlsHandshake,
+            Info,
+            "TLS listener: {} from {peer}: {what}; closed",
+            if handshaking {
+                "handshake failed"
+            } else {
+                "bad record"
+            }
+        );
+    }
+
+    /// The client closed before the handshake finished.
+    pub(super) fn handshake_closed(&self) {
+        self.count_failure("closed");
+    }
+
+    /// The handshake had not finished by the header deadline.
+    pub fn handshake_timed_out(&self) {
+        self.count_failure("timeout");
+    }
+}
+
+/// The listener's part of `/metrics`; nothing without a TLS listener.
+pub fn render_metrics(o: &mut String) {
+    use std::fmt::Write;
+    let Some(s) = TlsShared::current() else {
+        return;
+    };
+    let Some(certs) = LOADED.lock().ok().and_then(|l| l.clone()) else {
+        return;
+    };
+    let _ = write!(
+        o,
+        "# HELP lb_tls_listener_handshakes_total TLS handshakes completed on the TLS listener, by version.\n\
+         # TYPE lb_tls_listener_handshakes_total counter\n\
+         lb_tls_listener_handshakes_total{{version=\"1.2\"}} {}\n\
+         lb_tls_listener_handshakes_total{{version=\"1.3\"}} {}\n\
+         # HELP lb_tls_listener_resumed_total Of those, handshakes that resumed a session.\n\
+         # TYPE lb_tls_listener_resumed_total counter\n\
+         lb_tls_listener_resumed_total {}\n\
+         # HELP lb_tls_listener_handshake_failures_total TLS handshakes on the TLS listener that failed, by reason.\n\
+         # TYPE lb_tls_listener_handshake_failures_total counter\n",
+        s.handshakes[0].load(Relaxed),
+        s.handshakes[1].load(Relaxed),
+        s.resumed.load(Relaxed),
+    );
+    for (i, r) in FAILURE_REASONS.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "lb_tls_listener_handshake_failures_total{{reason=\"{r}\"}} {}",
+            s.failures[i].load(Relaxed)
+        );
+    }
+    let _ = write!(
+        o,
+        "# HELP lb_tls_session_cache_total Lookups in the TLS session cache shared by the workers, by result.\n\
+         # TYPE lb_tls_session_cache_total counter\n\
+         lb_tls_session_cache_total{{result=\"hit\"}} {}\n\
+         lb_tls_session_cache_total{{result=\"miss\"}} {}\n\
+         lb_tls_session_cache_total{{result=\"store\"}} {}\n\
+         # HELP lb_tls_certificate_reloads_total Reloads of the TLS listener's certificates, by result (a failure keeps the old ones).\n\
+         # TYPE lb_tls_certificate_reloads_total counter\n\
+         lb_tls_certificate_reloads_total{{result=\"success\"}} {}\n\
+         lb_tls_certificate_reloads_total{{result=\"failure\"}} {}\n\
+         # HELP lb_tls_certificate_expiry_seconds Seconds until a listener certificate's notAfter (negative: expired).\n\
+         # TYPE lb_tls_certificate_expiry_seconds gauge\n",
+        s.cache_hits.load(Relaxed),
+        s.cache_misses.load(Relaxed),
+        s.cache_stores.load(Relaxed),
+        s.cert_reloads_ok.load(Relaxed),
+        s.cert_reloads_failed.load(Relaxed),
+    );
+    let now = crate::sys::unix_time() as i64;
+    for c in &certs.certs {
+        let Some(t) = c.not_after else { continue };
+        let name = c
+            .names
+            .first()
+            .cloned()
+            .unwrap_or_else(|| c.cert_path.display().to_string());
+        let name: String = name
+            .chars()
+            .filter(|ch| !matches!(ch, '"' | '\\' | '\n'))
+            .collect();
+        let _ = writeln!(
+            o,
+            "lb_tls_certificate_expiry_seconds{{name=\"{name}\"}} {}",
+            t - now
+        );
+    }
+}
