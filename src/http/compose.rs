@@ -603,6 +603,46 @@ mod tests {
     }
 
     #[test]
+    fn a_request_over_tls_is_forwarded_as_https() {
+        let raw = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        let mut hdrs = vec![HeaderRef::default(); 64];
+        let Ok(Status::Complete(head)) = parse_request(raw, &mut hdrs) else {
+            panic!("parses")
+        };
+        let meta = request_meta(raw, &head, &hdrs).unwrap();
+        let fwd = ForwardedHeaders {
+            forwarded: HeaderMode::Replace,
+            ..ForwardedHeaders::default()
+        };
+        let o = RequestOut {
+            conn: &meta.conn,
+            body: meta.body,
+            content_length: meta.content_length,
+            upgrade: false,
+            strip_expect: false,
+            peer: b"1.2.3.4",
+            https: true,
+            fwd: &fwd,
+            trusted: &[],
+            absolute: None,
+        };
+        let mut out = crate::buf::BufPool::default().take();
+        assert!(compose_request(
+            raw,
+            &head,
+            &hdrs[..head.header_count],
+            &o,
+            &mut out
+        ));
+        let text = String::from_utf8_lossy(out.filled()).into_owned();
+        assert!(text.contains("X-Forwarded-Proto: https\r\n"), "{text}");
+        assert!(
+            text.contains("Forwarded: for=1.2.3.4;proto=https\r\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn head_that_does_not_fit_reports_false() {
         let raw = b"GET / HTTP/1.1\r\nHost: x\r\nX-Long: 0123456789abcdef\r\n\r\n";
         let mut hdrs = vec![HeaderRef::default(); 64];

@@ -154,3 +154,206 @@ impl TlsBackend {
         format!("https://localhost:{}", self.port)
     }
 }
+
+// ---- the TLS listener: certificates as PEM files, an HTTPS client ----------
+
+impl Ca {
+    /// A server certificate for DNS `names` as PEM (chain with the CA, and a
+    /// PKCS#8 key); `not_after` a year, else far ahead.
+    pub fn leaf_pem(&self, names: &[&str], not_after: Option<(i32, u8, u8)>) -> (String, String) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        for n in names {
+            p.subject_alt_names
+                .push(SanType::DnsName((*n).try_into().unwrap()));
+        }
+        p.distinguished_name.push(DnType::CommonName, names[0]);
+        if let Some((y, m, d)) = not_after {
+            p.not_before = date_time_ymd(y - 1, 1, 1);
+            p.not_after = date_time_ymd(y, m, d);
+        }
+        let cert = p.signed_by(&key, &self.issuer).unwrap();
+        (
+            format!("{}{}", cert.pem(), self.issuer.pem()),
+            key.serialize_pem(),
+        )
+    }
+}
+
+/// The leaf certificate of a PEM chain, DER (to compare with what a
+/// client was shown).
+pub fn leaf_der(chain_pem: &str) -> Vec<u8> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(chain_pem.as_bytes())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+/// Accepts any server certificate and records the leaf it was shown.
+#[derive(Debug)]
+pub struct Recorder {
+    pub seen: std::sync::Mutex<Vec<Vec<u8>>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl rustls::client::danger::ServerCertVerifier for Recorder {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        self.seen.lock().unwrap().push(end_entity.to_vec());
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// How an HTTPS client checks the listener.
+pub enum Trust<'a> {
+    /// Verified against this CA (names checked).
+    Ca(&'a Ca),
+    /// Not verified; the leaf certificates shown are recorded.
+    Record(Arc<Recorder>),
+}
+
+impl Recorder {
+    pub fn new() -> Arc<Recorder> {
+        Arc::new(Recorder {
+            seen: std::sync::Mutex::new(Vec::new()),
+            provider: Arc::new(rustls::crypto::ring::default_provider()),
+        })
+    }
+
+    pub fn last(&self) -> Vec<u8> {
+        self.seen
+            .lock()
+            .unwrap()
+            .last()
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+/// A client configuration: `versions` (e.g. `&[&rustls::version::TLS13]`),
+/// ALPN `alpn`, its own session cache (so reconnects resume) unless it
+/// records certificates.
+pub fn client_config(
+    trust: Trust<'_>,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+    alpn: &[&str],
+) -> Arc<rustls::ClientConfig> {
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(versions)
+    .unwrap();
+    let recording = matches!(trust, Trust::Record(_));
+    let mut c = match trust {
+        Trust::Ca(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(ca.issuer.der().clone()).unwrap();
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        Trust::Record(r) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(r)
+            .with_no_client_auth(),
+    };
+    c.alpn_protocols = alpn.iter().map(|p| p.as_bytes().to_vec()).collect();
+    // A resumed handshake shows no certificate: a recording client makes
+    // full handshakes only.
+    c.resumption = if recording {
+        rustls::client::Resumption::disabled()
+    } else {
+        rustls::client::Resumption::in_memory_sessions(64)
+    };
+    Arc::new(c)
+}
+
+/// What one HTTPS exchange showed.
+#[derive(Debug)]
+pub struct Https {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+    pub resumed: bool,
+    pub version: Option<rustls::ProtocolVersion>,
+    pub alpn: Option<Vec<u8>>,
+}
+
+/// `GET path` over a new TLS connection to `127.0.0.1:port` with SNI
+/// `sni` (an IP address sends none), `Connection: close`; the response
+/// read to the end.
+pub fn https_get(
+    port: u16,
+    sni: &str,
+    config: &Arc<rustls::ClientConfig>,
+    path: &str,
+) -> Result<Https, String> {
+    let s = TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_string()).unwrap();
+    let conn = rustls::ClientConnection::new(config.clone(), name).unwrap();
+    let mut tls = StreamOwned::new(conn, s);
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {sni}\r\nConnection: close\r\n\r\n");
+    tls.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut raw = Vec::new();
+    match std::io::Read::read_to_end(&mut tls, &mut raw) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !raw.is_empty() => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("no response: {text:?}"))?;
+    Ok(Https {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+        resumed: tls.conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
+        version: tls.conn.protocol_version(),
+        alpn: tls.conn.alpn_protocol().map(<[u8]>::to_vec),
+    })
+}

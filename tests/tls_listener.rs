@@ -1,0 +1,737 @@
+//! The TLS listener (`--tls-port`), end to end, with certificates made here
+//! (rcgen, a private CA) and an HTTPS client (rustls) checking what an
+//! operator and a browser would: verified HTTPS with `X-Forwarded-Proto:
+//! https`, ALPN, SNI choosing among three certificates, certificates renewed
+//! by rename, by in-place write and through a symlink swap (a broken file
+//! keeping the old one), sessions resumed on another worker in both modes,
+//! plain HTTP, garbage and a stalled handshake on the TLS port, bad
+//! certificate files refused with the file named, `-p 0`, and a SIGUSR2
+//! upgrade with both listeners under `wrk` over HTTPS.
+
+mod common;
+
+use common::tls::{client_config, https_get, leaf_der, Ca, Recorder, Trust};
+use common::*;
+use rustls::version::{TLS12, TLS13};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A directory of certificate files, removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!(
+            "lb-tlsl-{tag}-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+
+    fn write(&self, name: &str, text: &str) -> String {
+        let p = self.0.join(name);
+        std::fs::write(&p, text).unwrap();
+        std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+        p.to_str().unwrap().to_string()
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Starts the load balancer with a TLS listener; `(lb, tls port)`.
+fn start(pairs: &[(&str, &str)], extra: &[&str]) -> (Lb, u16) {
+    let tls_port = free_port();
+    let port = tls_port.to_string();
+    let mut args: Vec<&str> = vec!["--tls-port", &port];
+    for (c, k) in pairs {
+        args.extend(["--tls-cert", c, "--tls-key", k]);
+    }
+    args.extend(extra);
+    let lb = Lb::start(&args);
+    (lb, tls_port)
+}
+
+/// Echoes the forwarding headers it received in its body.
+fn echo_backend() -> Backend {
+    Backend::spawn(|m| {
+        let fwd = |n: &str| m.header(n).unwrap_or("-").to_string();
+        ok(&format!(
+            "proto={} forwarded={}",
+            fwd("x-forwarded-proto"),
+            fwd("forwarded")
+        ))
+    })
+}
+
+#[test]
+fn verified_https_reaches_the_backend_marked_https_and_alpn_offers_only_http11() {
+    let ca = Ca::new("listener CA");
+    let dir = Dir::new("basic");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let be = echo_backend();
+    let (lb, tls) = start(&[(&c, &k)], &["-w", "2", "-b", &be.addr()]);
+
+    let both = client_config(Trust::Ca(&ca), &[&TLS13, &TLS12], &["h2", "http/1.1"]);
+    let r = https_get(tls, "localhost", &both, "/x").unwrap();
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(r.body.contains("proto=https"), "{r:?}");
+    assert_eq!(r.alpn.as_deref(), Some(&b"http/1.1"[..]), "ALPN");
+    assert_eq!(r.version, Some(rustls::ProtocolVersion::TLSv1_3));
+    // TLS 1.2 is served too.
+    let v12 = client_config(Trust::Ca(&ca), &[&TLS12], &["http/1.1"]);
+    let r = https_get(tls, "localhost", &v12, "/").unwrap();
+    assert_eq!(r.version, Some(rustls::ProtocolVersion::TLSv1_2));
+    // A client that only speaks h2 is refused, not answered in HTTP/1.1.
+    let h2 = client_config(Trust::Ca(&ca), &[&TLS13], &["h2"]);
+    let e = https_get(tls, "localhost", &h2, "/").unwrap_err();
+    assert!(
+        e.contains("NoApplicationProtocol") || e.contains("alert"),
+        "{e}"
+    );
+    // The plain listener stays, and says http.
+    assert!(get(lb.port, "/").text().contains("proto=http "));
+    let m = scrape(lb.port);
+    assert_eq!(
+        metric(&m, "lb_tls_listener_handshakes_total{version=\"1.3\"}"),
+        Some(1),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "lb_tls_listener_handshakes_total{version=\"1.2\"}"),
+        Some(1),
+        "{m}"
+    );
+    let expiry =
+        metric(&m, "lb_tls_certificate_expiry_seconds{name=\"localhost\"}").expect("expiry gauge");
+    assert!(expiry > 86_400 * 365, "{expiry}");
+}
+
+#[test]
+fn sni_picks_the_exact_name_then_a_wildcard_then_the_first() {
+    let ca = Ca::new("sni CA");
+    let dir = Dir::new("sni");
+    let a = ca.leaf_pem(&["a.test"], None);
+    let wild = ca.leaf_pem(&["*.b.test"], None);
+    let exact = ca.leaf_pem(&["x.b.test"], None);
+    let files: Vec<(String, String)> = [(&a, "a"), (&wild, "wild"), (&exact, "exact")]
+        .iter()
+        .map(|((c, k), n)| {
+            (
+                dir.write(&format!("{n}.pem"), c),
+                dir.write(&format!("{n}.key"), k),
+            )
+        })
+        .collect();
+    let pairs: Vec<(&str, &str)> = files.iter().map(|(c, k)| (&c[..], &k[..])).collect();
+    let be = Backend::named("sni");
+    let (lb, tls) = start(&pairs, &["-b", &be.addr()]);
+    let rec = Recorder::new();
+    let cfg = client_config(Trust::Record(rec.clone()), &[&TLS13], &["http/1.1"]);
+    for (sni, want, why) in [
+        ("a.test", &a.0, "exact"),
+        ("A.TEST", &a.0, "names are case-insensitive"),
+        ("x.b.test", &exact.0, "exact before wildcard"),
+        ("y.b.test", &wild.0, "wildcard"),
+        (
+            "z.y.b.test",
+            &a.0,
+            "a wildcard covers one label only: the first",
+        ),
+        ("other.test", &a.0, "no match: the first"),
+        ("127.0.0.1", &a.0, "no SNI: the first"),
+    ] {
+        let r = https_get(tls, sni, &cfg, "/").unwrap();
+        assert_eq!(r.status, 200);
+        assert!(rec.last() == leaf_der(want), "{sni}: {why}");
+    }
+    // Verified by name, as a browser would.
+    let verified = client_config(Trust::Ca(&ca), &[&TLS13], &["http/1.1"]);
+    assert_eq!(
+        https_get(tls, "y.b.test", &verified, "/").unwrap().status,
+        200
+    );
+    drop(lb);
+}
+
+/// Waits until a new handshake is shown `want`.
+fn shown_eventually(
+    tls: u16,
+    cfg: &Arc<rustls::ClientConfig>,
+    rec: &Recorder,
+    want: &[u8],
+) -> bool {
+    eventually(Duration::from_secs(10), || {
+        https_get(tls, "localhost", cfg, "/").is_ok() && rec.last() == want
+    })
+}
+
+#[test]
+fn certificates_are_renewed_by_rename_in_place_and_through_symlinks_and_a_broken_file_keeps_the_old(
+) {
+    let ca = Ca::new("renew CA");
+    let dir = Dir::new("renew");
+    // Kubernetes-secret style: site.pem -> ..data/site.pem, ..data -> v1.
+    let v1 = dir.path("v1");
+    std::fs::create_dir_all(&v1).unwrap();
+    let first = ca.leaf_pem(&["localhost"], None);
+    std::fs::write(format!("{v1}/site.pem"), &first.0).unwrap();
+    std::fs::write(format!("{v1}/site.key"), &first.1).unwrap();
+    std::os::unix::fs::symlink("v1", dir.path("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/site.pem", dir.path("site.pem")).unwrap();
+    std::os::unix::fs::symlink("..data/site.key", dir.path("site.key")).unwrap();
+    let be = Backend::named("renew");
+    let (c, k) = (dir.path("site.pem"), dir.path("site.key"));
+    let (lb, tls) = start(&[(&c, &k)], &["-w", "2", "-b", &be.addr()]);
+    let rec = Recorder::new();
+    let cfg = client_config(Trust::Record(rec.clone()), &[&TLS13], &["http/1.1"]);
+    assert!(shown_eventually(tls, &cfg, &rec, &leaf_der(&first.0)));
+
+    // A connection made now keeps working across every renewal below.
+    let s = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let conn = rustls::ClientConnection::new(cfg.clone(), name).unwrap();
+    let mut kept = rustls::StreamOwned::new(conn, s);
+    let ask = |kept: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>| {
+        kept.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .unwrap();
+        let mut buf = [0u8; 4096];
+        let n = kept.read(&mut buf).unwrap();
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200")
+    };
+    assert!(ask(&mut kept));
+
+    // 1. The symlink swap (..data -> v2).
+    let v2 = dir.path("v2");
+    std::fs::create_dir_all(&v2).unwrap();
+    let second = ca.leaf_pem(&["localhost"], None);
+    std::fs::write(format!("{v2}/site.pem"), &second.0).unwrap();
+    std::fs::write(format!("{v2}/site.key"), &second.1).unwrap();
+    std::os::unix::fs::symlink("v2", dir.path("..data.tmp")).unwrap();
+    std::fs::rename(dir.path("..data.tmp"), dir.path("..data")).unwrap();
+    assert!(
+        shown_eventually(tls, &cfg, &rec, &leaf_der(&second.0)),
+        "symlink swap: {}",
+        lb.log_text()
+    );
+
+    // 2. In place (certbot-style writes to the files the links lead to):
+    // key and certificate of a new pair, one after the other.
+    let third = ca.leaf_pem(&["localhost"], None);
+    std::fs::write(format!("{v2}/site.key"), &third.1).unwrap();
+    std::fs::write(format!("{v2}/site.pem"), &third.0).unwrap();
+    assert!(
+        shown_eventually(tls, &cfg, &rec, &leaf_der(&third.0)),
+        "in place: {}",
+        lb.log_text()
+    );
+
+    // 3. By rename over the file.
+    let fourth = ca.leaf_pem(&["localhost"], None);
+    std::fs::write(format!("{v2}/new.key"), &fourth.1).unwrap();
+    std::fs::write(format!("{v2}/new.pem"), &fourth.0).unwrap();
+    std::fs::rename(format!("{v2}/new.key"), format!("{v2}/site.key")).unwrap();
+    std::fs::rename(format!("{v2}/new.pem"), format!("{v2}/site.pem")).unwrap();
+    assert!(
+        shown_eventually(tls, &cfg, &rec, &leaf_der(&fourth.0)),
+        "rename: {}",
+        lb.log_text()
+    );
+    let ok_before = metric(
+        &scrape(lb.port),
+        "lb_tls_certificate_reloads_total{result=\"success\"}",
+    )
+    .unwrap();
+    assert!(ok_before >= 3, "{ok_before}");
+
+    // 4. A broken file: the old certificate stays, the error names the file.
+    std::fs::write(
+        format!("{v2}/site.pem"),
+        "-----BEGIN CERTIFICATE-----\ngarbage\n",
+    )
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            metric(
+                &scrape(lb.port),
+                "lb_tls_certificate_reloads_total{result=\"failure\"}",
+            )
+            .unwrap_or(0)
+                >= 1
+        }),
+        "{}",
+        lb.log_text()
+    );
+    assert!(lb.log_has("certificate reload failed"), "{}", lb.log_text());
+    assert!(lb.log_has("site.pem"), "{}", lb.log_text());
+    for _ in 0..4 {
+        let r = https_get(tls, "localhost", &cfg, "/").unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            rec.last() == leaf_der(&fourth.0),
+            "the old certificate stays"
+        );
+    }
+    // SIGHUP reloads too (once the file is whole again).
+    let fifth = ca.leaf_pem(&["localhost"], None);
+    std::fs::write(format!("{v2}/site.key"), &fifth.1).unwrap();
+    std::fs::write(format!("{v2}/site.pem"), &fifth.0).unwrap();
+    signal(lb.pid(), 1);
+    assert!(shown_eventually(tls, &cfg, &rec, &leaf_der(&fifth.0)));
+    assert!(
+        ask(&mut kept),
+        "a connection made before the renewals goes on"
+    );
+}
+
+/// `n` sequential connections sharing one client session cache: how many
+/// resumed, and over how many distinct workers the requests went.
+fn resumption(
+    lb: &Lb,
+    tls: u16,
+    cfg: &Arc<rustls::ClientConfig>,
+    n: usize,
+    mode: &str,
+) -> (usize, usize) {
+    let before = scrape(lb.port);
+    let mut resumed = 0;
+    for _ in 0..n {
+        let r = https_get(tls, "localhost", cfg, "/").unwrap();
+        assert_eq!(r.status, 200);
+        resumed += usize::from(r.resumed);
+    }
+    let after = scrape(lb.port);
+    let served = (0..4)
+        .filter(|w| {
+            let s = format!("lb_worker_requests_total{{worker=\"{w}\"}}");
+            metric(&after, &s).unwrap_or(0) > metric(&before, &s).unwrap_or(0)
+        })
+        .count();
+    assert!(served >= 1, "{mode}");
+    (resumed, served)
+}
+
+#[test]
+fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
+    let ca = Ca::new("resume CA");
+    let dir = Dir::new("resume");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let be = Backend::named("resume");
+    for mode in ["mp", "sp"] {
+        let (lb, tls) = start(&[(&c, &k)], &["-m", mode, "-w", "4", "-b", &be.addr()]);
+        for (versions, name) in [(&[&TLS13][..], "TLS 1.3"), (&[&TLS12][..], "TLS 1.2")] {
+            // Enough connections that they land on several workers (which
+            // one accepts is the kernel's choice).
+            let mut spread = 0;
+            for _round in 0..5 {
+                let cfg = client_config(Trust::Ca(&ca), versions, &["http/1.1"]);
+                let n = 16;
+                let (resumed, served) = resumption(&lb, tls, &cfg, n, mode);
+                // The first is a full handshake; every other resumes,
+                // whichever worker took it.
+                assert_eq!(
+                    resumed,
+                    n - 1,
+                    "{mode} {name}: {resumed} of {} reconnects resumed over {served} workers",
+                    n - 1
+                );
+                spread = spread.max(served);
+                if spread >= 2 {
+                    break;
+                }
+            }
+            assert!(spread >= 2, "{mode} {name}: never served by two workers");
+        }
+        let m = scrape(lb.port);
+        assert!(
+            metric(&m, "lb_tls_listener_resumed_total").unwrap() >= 30,
+            "{m}"
+        );
+    }
+}
+
+#[test]
+fn plain_http_garbage_and_a_stalled_handshake_on_the_tls_port_are_closed() {
+    let ca = Ca::new("garbage CA");
+    let dir = Dir::new("garbage");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let be = Backend::named("garbage");
+    let conf = temp_file(
+        "lb.json",
+        &format!(
+            "{{\"backends\": [{{\"host\": \"127.0.0.1\", \"port\": {}}}], \"timeouts\": {{\"client_header_ms\": 800}}}}",
+            be.addr().rsplit(':').next().unwrap()
+        ),
+    );
+    let (lb, tls) = start(&[(&c, &k)], &["-w", "1", "-c", conf.to_str().unwrap()]);
+    // Plain HTTP: closed at once (an alert at most), never answered in clear.
+    let mut s = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let (got, end) = stream_until_end(&s, Duration::from_secs(5));
+    assert!(matches!(end, End::Eof | End::Reset(_)), "{end:?}");
+    assert!(!show(&got).contains("HTTP/1.1"), "{}", show(&got));
+    // Generated garbage, some of it looking like a TLS record header.
+    let mut rng = Rng(0x5eed_7157);
+    for i in 0..40 {
+        let len = 1 + rng.below(600);
+        let mut bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        if i % 2 == 0 {
+            bytes[0] = 0x16;
+            if len > 2 {
+                bytes[1] = 3;
+                bytes[2] = rng.below(5) as u8;
+            }
+        }
+        let mut s = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+        let _ = s.write_all(&bytes);
+        let (_, end) = stream_until_end(&s, Duration::from_secs(5));
+        assert!(
+            matches!(end, End::Eof | End::Reset(_)),
+            "garbage {i} ({len} bytes): {end:?}"
+        );
+    }
+    // A handshake that stalls halfway (a slowloris on TLS): closed at the
+    // header deadline.
+    let mut s = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    s.write_all(&[0x16, 3, 1, 0, 200, 1, 0, 0]).unwrap();
+    let t0 = Instant::now();
+    let (_, end) = stream_until_end(&s, Duration::from_secs(10));
+    assert!(matches!(end, End::Eof | End::Reset(_)), "{end:?}");
+    assert!(t0.elapsed() < Duration::from_secs(9));
+    // Still serving, both ways; what happened is counted and logged.
+    let cfg = client_config(Trust::Ca(&ca), &[&TLS13], &["http/1.1"]);
+    assert_eq!(https_get(tls, "localhost", &cfg, "/").unwrap().status, 200);
+    assert_eq!(get(lb.port, "/").status(), 200);
+    let m = scrape(lb.port);
+    assert!(
+        metric(
+            &m,
+            "lb_tls_listener_handshake_failures_total{reason=\"not_tls\"}"
+        )
+        .unwrap()
+            >= 1,
+        "{m}"
+    );
+    // The stalled handshake, and garbage that looked like the start of a
+    // TLS record and waited for the rest.
+    let timeouts = metric(
+        &m,
+        "lb_tls_listener_handshake_failures_total{reason=\"timeout\"}",
+    );
+    assert!(timeouts.unwrap() >= 1, "{m}");
+    assert!(
+        lb.log_has("plain HTTP sent to the TLS port"),
+        "{}",
+        lb.log_text()
+    );
+    // Rate-limited: 40 bad handshakes are not 40 lines.
+    let lines = lb.log_text().matches("TLS listener: ").count();
+    assert!(lines < 30, "{lines} lines:\n{}", lb.log_text());
+}
+
+#[test]
+fn bad_certificate_files_are_refused_naming_the_file_and_warnings_given() {
+    let ca = Ca::new("bad CA");
+    let dir = Dir::new("bad");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (_, other_key) = ca.leaf_pem(&["localhost"], None);
+    let c = dir.write("site.pem", &cert);
+    let k = dir.write("site.key", &key);
+    let wrong = dir.write("wrong.key", &other_key);
+    let empty = dir.write("empty.key", "nothing here\n");
+    let be = Backend::named("bad");
+    let b = be.addr();
+    let refused = |args: &[&str], needle: &str| {
+        let (code, _, err) = run_lb(args);
+        assert_eq!(code, 2, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    };
+    refused(
+        &[
+            "--tls-port",
+            "1",
+            "--tls-cert",
+            &c,
+            "--tls-key",
+            &wrong,
+            "-b",
+            &b,
+            "--check",
+        ],
+        "wrong.key: this key does not match the certificate in",
+    );
+    refused(
+        &[
+            "--tls-port",
+            "1",
+            "--tls-cert",
+            &c,
+            "--tls-key",
+            &empty,
+            "-b",
+            &b,
+            "--check",
+        ],
+        "empty.key: no private key in it",
+    );
+    let missing = dir.path("missing.pem");
+    refused(
+        &[
+            "--tls-port",
+            "1",
+            "--tls-cert",
+            &missing,
+            "--tls-key",
+            &k,
+            "-b",
+            &b,
+        ],
+        "missing.pem",
+    );
+    refused(&["--tls-port", "1", "--tls-cert", &c, "-b", &b], "in pairs");
+    refused(
+        &["--tls-port", "1", "-b", &b],
+        "--tls-port needs --tls-cert",
+    );
+    refused(&["-p", "0", "-b", &b], "needs --tls-port");
+    let (code, out, err) = run_lb(&[
+        "--tls-port",
+        "8443",
+        "--tls-cert",
+        &c,
+        "--tls-key",
+        &k,
+        "-b",
+        &b,
+        "--check",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("2 listeners: HTTP on port 8080, HTTPS on port 8443 with 1 certificate"),
+        "{out}"
+    );
+
+    // Expired: served with a warning naming the date; a key others may
+    // read: a warning (and the key never in the log).
+    let (old, old_key) = ca.leaf_pem(&["localhost"], Some((2021, 6, 30)));
+    let oc = dir.write("old.pem", &old);
+    let ok_path = dir.write("old.key", &old_key);
+    std::fs::set_permissions(
+        &ok_path,
+        std::os::unix::fs::PermissionsExt::from_mode(0o644),
+    )
+    .unwrap();
+    let (code, _, err) = run_lb(&[
+        "--tls-port",
+        "8443",
+        "--tls-cert",
+        &oc,
+        "--tls-key",
+        &ok_path,
+        "-b",
+        &b,
+        "--check",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("old.pem: the certificate expired on 2021-06-30"),
+        "{err}"
+    );
+    assert!(
+        err.contains("old.key: the private key is readable by every user"),
+        "{err}"
+    );
+    assert!(!err.contains("PRIVATE KEY"), "{err}");
+}
+
+/// SEC1 (EC) and PKCS#1 (RSA) keys, as `openssl` writes them, load too.
+#[test]
+fn sec1_and_pkcs1_keys_load() {
+    let dir = Dir::new("formats");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(&dir.0)
+            .output()
+            .expect("openssl is needed (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "ecparam",
+        "-name",
+        "prime256v1",
+        "-genkey",
+        "-noout",
+        "-out",
+        "ec.key",
+    ]);
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "ec.key",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "30",
+        "-out",
+        "ec.pem",
+    ]);
+    run(&["genrsa", "-traditional", "-out", "rsa.key", "2048"]);
+    run(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "rsa.key",
+        "-subj",
+        "/CN=localhost",
+        "-days",
+        "30",
+        "-out",
+        "rsa.pem",
+    ]);
+    let ec = std::fs::read_to_string(dir.0.join("ec.key")).unwrap();
+    let rsa = std::fs::read_to_string(dir.0.join("rsa.key")).unwrap();
+    assert!(ec.contains("BEGIN EC PRIVATE KEY"), "{ec}");
+    assert!(rsa.contains("BEGIN RSA PRIVATE KEY"), "{rsa}");
+    let be = Backend::named("formats");
+    let (lb, tls) = start(
+        &[
+            (&dir.path("ec.pem"), &dir.path("ec.key")),
+            (&dir.path("rsa.pem"), &dir.path("rsa.key")),
+        ],
+        &["-b", &be.addr()],
+    );
+    let rec = Recorder::new();
+    let cfg = client_config(Trust::Record(rec.clone()), &[&TLS13], &["http/1.1"]);
+    let r = https_get(tls, "localhost", &cfg, "/").unwrap();
+    assert_eq!(r.status, 200);
+    // The common name counts as the name when there is no subjectAltName.
+    let ec_der = leaf_der(&std::fs::read_to_string(dir.0.join("ec.pem")).unwrap());
+    assert!(rec.last() == ec_der);
+    drop(lb);
+}
+
+#[test]
+fn https_only_with_p_0() {
+    let ca = Ca::new("p0 CA");
+    let dir = Dir::new("p0");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let be = Backend::named("p0");
+    let tls = free_port();
+    let mut child = std::process::Command::new(std::env::var("LB_BIN").unwrap_or(LB.to_string()))
+        .args(["-h", "127.0.0.1", "-p", "0", "--tls-port", &tls.to_string()])
+        .args(["--tls-cert", &c, "--tls-key", &k, "-b", &be.addr()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let cfg = client_config(Trust::Ca(&ca), &[&TLS13], &["http/1.1"]);
+    let served = eventually(Duration::from_secs(10), || {
+        https_get(tls, "localhost", &cfg, "/").is_ok_and(|r| r.status == 200)
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(served);
+}
+
+/// A SIGUSR2 upgrade with both listeners, under `wrk` over HTTPS: no
+/// request fails, and both listeners serve from the successor.
+#[test]
+fn an_upgrade_with_both_listeners_under_https_load_loses_nothing() {
+    let ca = Ca::new("upgrade CA");
+    let dir = Dir::new("upgrade");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let a = demo_backend("a");
+    for mode in ["mp", "sp"] {
+        let bindir = std::env::temp_dir().join(format!("lb-tlsl-up-{mode}-{}", std::process::id()));
+        let bin = binary_copy(&bindir);
+        let tls = free_port();
+        let tls_s = tls.to_string();
+        let lb = Lb::start_bin(
+            &bin,
+            &[
+                "-m",
+                mode,
+                "-w",
+                "2",
+                "--tls-port",
+                &tls_s,
+                "--tls-cert",
+                &c,
+                "--tls-key",
+                &k,
+                "-b",
+                &a,
+            ],
+        );
+        let cfg = client_config(Trust::Ca(&ca), &[&TLS13], &["http/1.1"]);
+        assert!(eventually(Duration::from_secs(5), || https_get(
+            tls,
+            "localhost",
+            &cfg,
+            "/"
+        )
+        .is_ok()));
+        let load = std::process::Command::new("wrk")
+            .args(["-t2", "-c20", "-d5s", &format!("https://127.0.0.1:{tls}/")])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("wrk is needed (apt-get install wrk)");
+        let plain = wrk(lb.port, 5);
+        thread::sleep(Duration::from_millis(1500));
+        signal(lb.pid(), 12);
+        assert!(
+            eventually(Duration::from_secs(15), || lb.log_has("is serving")),
+            "{mode}: {}",
+            lb.log_text()
+        );
+        let successor = Successor(successor_pid(&lb.log_text()));
+        let (done, failed, text) = wrk_result(load);
+        assert!(done > 100, "{mode}: {text}");
+        assert_eq!(
+            failed,
+            0,
+            "{mode}: HTTPS requests lost:\n{text}\n{}",
+            lb.log_text()
+        );
+        let (done, failed, text) = wrk_result(plain);
+        assert!(done > 100, "{mode}: {text}");
+        assert_eq!(
+            failed,
+            0,
+            "{mode}: HTTP requests lost:\n{text}\n{}",
+            lb.log_text()
+        );
+        assert_eq!(https_get(tls, "localhost", &cfg, "/").unwrap().status, 200);
+        assert_eq!(get(lb.port, "/").status(), 200);
+        drop(successor);
+        drop(lb);
+        let _ = std::fs::remove_dir_all(&bindir);
+    }
+}
