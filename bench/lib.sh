@@ -372,19 +372,20 @@ nginx_start() {
 }
 
 # lb_start NAME LOG PORT MODE N BACKEND...: start the load balancer with
-# -m MODE -w N (always explicit: the default is one worker per CPU) and the
-# options in LB_EXTRA (an array, normally empty), wait
+# -m MODE -w N (always explicit: the default is one worker per CPU), -l LB_LOG
+# (warn) and the options in LB_EXTRA (an array, normally empty), wait
 # until PORT answers and, in mp mode, until the master has its N worker
 # processes (named "lb: worker I"; the master also forks "lb: prober");
 # sets LB_STARTED (the pid we started: the master in mp mode, the only
 # process in sp mode) and LB_STARTED_WORKER (mp: "lb: worker 0"; sp: the
 # process itself, whose threads are the workers).
 LB_EXTRA=()
+LB_LOG=warn
 lb_start() {
     local name=$1 log=$2 port=$3 mode=$4 n=$5 b args=() kids="" i
     shift 5
     for b in "$@"; do args+=(-b "$b"); done
-    "$BIN/load_balancer" -m "$mode" -w "$n" -p "$port" -h 127.0.0.1 "${LB_EXTRA[@]}" "${args[@]}" -l warn >"$log" 2>&1 &
+    "$BIN/load_balancer" -m "$mode" -w "$n" -p "$port" -h 127.0.0.1 "${LB_EXTRA[@]}" "${args[@]}" -l "$LB_LOG" >"$log" 2>&1 &
     LB_STARTED=$!
     PIDS+=("$LB_STARTED")
     wait_ready "$name" "$LB_STARTED" "$port" "$log"
