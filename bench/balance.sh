@@ -9,38 +9,38 @@
 #      connections each made per run (load_balancer: lb_upstream_connects_total;
 #      HAProxy: the `connect` column of its stats, summed over its servers).
 #   2. One fast backend (backend1) and one that answers in 50 ms (a Python
-#      server), 20 connections: load_balancer with round_robin,
-#      least_connections and p2c: req/s and the fast backend's share.
+#      server), 20 connections: load_balancer with each strategy of
+#      STRATEGIES below (round_robin, least_connections, p2c; a row each):
+#      req/s and the fast backend's share of the run's requests.
 #
 # Environment: BALANCE_DURATION (default 10s), BALANCE_RUNS (default 3),
-# BALANCE_PORT_BASE (default 19500). Needs wrk, python3; HAProxy for its rows
-# (skipped, with a note, without it).
+# BALANCE_PORT_BASE (default 19500). Needs wrk, curl, python3; HAProxy for
+# its rows (skipped, with a note, without it). Starts, waits for and stops
+# its servers (and their children, on any exit) with bench/lib.sh's helpers;
+# what the runs leave is in bench/out/balance/.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+die() { echo "bench/balance.sh: $*" >&2; exit 1; }
+
+# The rows of the strategy table, in order; round_robin first: the others'
+# req/s are compared with it.
+STRATEGIES=(round_robin least_connections p2c)
 
 DURATION=${BALANCE_DURATION:-10s}
 RUNS=${BALANCE_RUNS:-3}
 BASE=${BALANCE_PORT_BASE:-19500}
 P1=$((BASE + 1)) P2=$((BASE + 2)) SLOW=$((BASE + 3)) LB=$((BASE + 10)) HAP=$((BASE + 11))
-TMP=$PWD/bench/out/balance
-mkdir -p "$TMP"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-die() { echo "bench/balance.sh: $*" >&2; exit 1; }
+BIN=$ROOT/target/release
+OUT=$ROOT/bench/out    # warn (lib.sh) appends to OUT/warnings.txt
+DIR=$OUT/balance
+mkdir -p "$DIR"
 command -v wrk >/dev/null || die "needs wrk (apt-get install wrk)"
 command -v python3 >/dev/null || die "needs python3"
-
-wait_port() {
-    for _ in $(seq 1 100); do
-        python3 -c "import socket,sys; socket.create_connection(('127.0.0.1',$1),0.2)" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    die "nothing listens on $1"
-}
+command -v curl >/dev/null || die "needs curl (apt-get install curl)"
+command -v pgrep >/dev/null || die "needs pgrep (apt-get install procps)"
 
 metric() { # PORT NAME: the value of an unlabelled series in /metrics
     python3 - "$1" "$2" <<'PY'
@@ -53,7 +53,7 @@ PY
 }
 
 hap_connects() { # the `connect` column of HAProxy's stats, over its servers
-    python3 - "$TMP/hap.sock" <<'PY'
+    python3 - "$DIR/hap.sock" <<'PY'
 import socket, sys
 s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"show stat\n")
 data = b""
@@ -68,9 +68,9 @@ print(sum(int(r.split(",")[i] or 0) for r in lines[1:] if r and r.split(",")[t] 
 PY
 }
 
-wrk_run() { # URL CONNS LOG: req/s and p99 ms
-    wrk -t1 -c"$2" -d"$DURATION" --latency "$1" >"$3" 2>&1
-    python3 - "$3" <<'PY'
+wrk_run() { # URL CONNS LOG: sets W_RPS (req/s) and W_P99 (p99 ms)
+    run_wrk "$1" "$3" -t1 -c"$2" -d"$DURATION" --latency "$1"
+    read -r W_RPS W_P99 < <(python3 - "$3" <<'PY'
 import sys, re
 t = open(sys.argv[1]).read()
 rps = float(re.search(r"Requests/sec:\s+([\d.]+)", t).group(1))
@@ -78,26 +78,50 @@ m = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", t)
 p99 = float(m.group(1)) * {"us": 0.001, "ms": 1, "s": 1000}[m.group(2)]
 print(f"{rps:.0f} {p99:.2f}")
 PY
+)
+    [[ -n ${W_P99:-} ]] || die "could not parse wrk output $3"
+}
+
+# backend_requests PORT FAST-PORT: "FAST ALL", lb_backend_requests_total of
+# the backend on FAST-PORT and of all backends.
+backend_requests() {
+    python3 - "$1" "$2" <<'PY'
+import sys, urllib.request
+port, fast = sys.argv[1], sys.argv[2]
+v = {}
+for l in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode().splitlines():
+    if l.startswith("lb_backend_requests_total{"):
+        v[l.split('"')[1]] = int(l.split()[1])
+print(v.get("127.0.0.1:" + fast, 0), sum(v.values()))
+PY
+}
+
+# start_server NAME LOG PORT CMD...: CMD in the background, until PORT answers.
+start_server() {
+    local name=$1 log=$2 port=$3
+    shift 3
+    "$@" >"$log" 2>&1 &
+    PIDS+=("$!")
+    wait_ready "$name" "$!" "$port" "$log"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 cargo build --release -q
-./target/release/backend1 -p "$P1" >/dev/null 2>&1 & PIDS+=($!)
-./target/release/backend2 -p "$P2" >/dev/null 2>&1 & PIDS+=($!)
-wait_port "$P1"; wait_port "$P2"
+bench_tmp    # the temporary directory and the trap that stops what we start
+start_server backend1 "$TMP/backend1.log" "$P1" "$BIN/backend1" -p "$P1"
+start_server backend2 "$TMP/backend2.log" "$P2" "$BIN/backend2" -p "$P2"
 
 # ---- 1. 500 connections: load_balancer and HAProxy ---------------------------
-./target/release/load_balancer -m mp -w 1 -h 127.0.0.1 -p "$LB" -l err \
-    -b 127.0.0.1:$P1 -b 127.0.0.1:$P2 2>"$TMP/lb.log" & PIDS+=($!)
-wait_port "$LB"
+LB_LOG=err
+lb_start load_balancer "$DIR/lb.log" "$LB" mp 1 "127.0.0.1:$P1" "127.0.0.1:$P2"
 HAVE_HAP=0
 if command -v haproxy >/dev/null; then
-    cat >"$TMP/hap.cfg" <<CONF
+    cat >"$DIR/hap.cfg" <<CONF
 global
     nbthread 1
     maxconn 4000
-    stats socket $TMP/hap.sock mode 600 level admin
+    stats socket $DIR/hap.sock mode 600 level admin
 defaults
     mode http
     maxconn 4000
@@ -114,8 +138,7 @@ backend be
     server backend1 127.0.0.1:$P1
     server backend2 127.0.0.1:$P2
 CONF
-    haproxy -db -f "$TMP/hap.cfg" >"$TMP/hap.log" 2>&1 & PIDS+=($!)
-    wait_port "$HAP"
+    start_server haproxy "$DIR/hap.log" "$HAP" haproxy -db -f "$DIR/hap.cfg"
     HAVE_HAP=1
 fi
 declare -A RPS P99 CONN
@@ -124,20 +147,21 @@ for run in $(seq 1 "$RUNS"); do
         [[ $p == haproxy && $HAVE_HAP == 0 ]] && continue
         if [[ $p == load_balancer ]]; then
             before=$(metric "$LB" lb_upstream_connects_total)
-            read -r r l < <(wrk_run "http://127.0.0.1:$LB/" 500 "$TMP/$p-$run.txt")
+            wrk_run "http://127.0.0.1:$LB/" 500 "$DIR/$p-$run.txt"
             after=$(metric "$LB" lb_upstream_connects_total)
         else
             before=$(hap_connects)
-            read -r r l < <(wrk_run "http://127.0.0.1:$HAP/" 500 "$TMP/$p-$run.txt")
+            wrk_run "http://127.0.0.1:$HAP/" 500 "$DIR/$p-$run.txt"
             after=$(hap_connects)
         fi
+        r=$W_RPS l=$W_P99
         echo "  $p c500 run $run: $r req/s, p99 $l ms, $((after - before)) new backend connections"
         RPS[$p]+="$r "; P99[$p]+="$l "; CONN[$p]+="$((after - before)) "
     done
 done
 
 # ---- 2. a fast and a slow backend ---------------------------------------------
-python3 - "$SLOW" >/dev/null 2>&1 <<'PY' & PIDS+=($!)
+cat >"$TMP/slow.py" <<'PY'
 import sys, time
 from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
 class H(BaseHTTPRequestHandler):
@@ -149,28 +173,22 @@ class H(BaseHTTPRequestHandler):
     def log_message(self, *a): pass
 ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
 PY
-wait_port "$SLOW"
+start_server "slow backend" "$TMP/slow.log" "$SLOW" python3 "$TMP/slow.py" "$SLOW"
 declare -A SRPS SSHARE
-for s in round_robin least_connections p2c; do
-    port=$((LB + 2))
-    ./target/release/load_balancer -m mp -w 1 -h 127.0.0.1 -p "$port" -l err -s "$s" \
-        -b 127.0.0.1:$P1 -b 127.0.0.1:$SLOW 2>"$TMP/lb-$s.log" & pid=$!
-    wait_port "$port"
-    read -r r _ < <(wrk_run "http://127.0.0.1:$port/" 20 "$TMP/strategy-$s.txt")
-    share=$(python3 - "$port" "$P1" <<'PY'
-import sys, urllib.request
-port, fast = sys.argv[1], sys.argv[2]
-v = {}
-for l in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode().splitlines():
-    if l.startswith("lb_backend_requests_total{"):
-        v[l.split('"')[1]] = int(l.split()[1])
-tot = sum(v.values()) or 1
-print(f"{v.get('127.0.0.1:' + fast, 0) / tot:.3f}")
-PY
-)
-    kill "$pid"; wait "$pid" 2>/dev/null || true
-    echo "  $s: $r req/s, fast backend share $share"
-    SRPS[$s]=$r; SSHARE[$s]=$share
+port=$((LB + 2))
+for s in "${STRATEGIES[@]}"; do
+    LB_EXTRA=(-s "$s")
+    lb_start "load_balancer -s $s" "$DIR/lb-$s.log" "$port" mp 1 "127.0.0.1:$P1" "127.0.0.1:$SLOW"
+    LB_EXTRA=()
+    # The fast backend's share of the requests of the run (not of the
+    # readiness check's).
+    read -r f0 a0 < <(backend_requests "$port" "$P1")
+    wrk_run "http://127.0.0.1:$port/" 20 "$DIR/strategy-$s.txt"
+    read -r f1 a1 < <(backend_requests "$port" "$P1")
+    share=$(awk -v f=$((f1 - f0)) -v a=$((a1 - a0)) 'BEGIN {printf "%.3f", f / (a ? a : 1)}')
+    stop_procs "$LB_STARTED"
+    echo "  $s: $W_RPS req/s, fast backend share $share"
+    SRPS[$s]=$W_RPS; SSHARE[$s]=$share
 done
 
 # ---- the section ------------------------------------------------------------
@@ -199,12 +217,12 @@ med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
     echo
     echo "| strategy | req/s | vs round_robin | fast backend's share |"
     echo "|---|---:|---:|---:|"
-    for s in round_robin least_connections p2c; do
+    for s in "${STRATEGIES[@]}"; do
         echo "| $s | ${SRPS[$s]} | $(awk "BEGIN{printf \"%.1fx\", ${SRPS[$s]}/${SRPS[round_robin]}}") | ${SSHARE[$s]} |"
     done
-} >"$TMP/section.md"
-cat "$TMP/section.md"
-python3 - bench/results.md "$TMP/section.md" <<'PY'
+} >"$DIR/section.md"
+cat "$DIR/section.md"
+python3 - bench/results.md "$DIR/section.md" <<'PY'
 import sys, re
 path, sec = sys.argv[1], open(sys.argv[2]).read()
 try:
