@@ -735,3 +735,54 @@ fn an_upgrade_with_both_listeners_under_https_load_loses_nothing() {
         let _ = std::fs::remove_dir_all(&bindir);
     }
 }
+
+/// The config file's form (paths relative to it), and
+/// `redirect_http_to_https`: plain requests get a 308 to the TLS port.
+#[test]
+fn the_config_file_form_and_redirect_http_to_https() {
+    let ca = Ca::new("redirect CA");
+    let dir = Dir::new("redirect");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    dir.write("site.pem", &cert);
+    dir.write("site.key", &key);
+    let be = Backend::named("redirect");
+    let tls = free_port();
+    let conf = dir.write(
+        "lb.json",
+        &format!(
+            r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}],
+  "tls_listener": {{"port": {tls}, "certificates": [{{"cert": "site.pem", "key": "site.key"}}]}},
+  "redirect_http_to_https": true}}"#,
+            be.addr().rsplit(':').next().unwrap()
+        ),
+    );
+    let lb = Lb::start(&["-c", &conf]);
+    let mut c = lb.conn();
+    let r = c.roundtrip(b"GET /a/b?c=1 HTTP/1.1\r\nHost: localhost:8080\r\n\r\n");
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.header("location"),
+        Some(&*format!("https://localhost:{tls}/a/b?c=1"))
+    );
+    let r = c.roundtrip(b"POST /form HTTP/1.1\r\nHost: localhost\r\nContent-Length: 3\r\n\r\nabc");
+    assert_eq!(r.status(), 308);
+    assert_eq!(
+        r.header("location"),
+        Some(&*format!("https://localhost:{tls}/form"))
+    );
+    let cfg = client_config(Trust::Ca(&ca), &[&TLS13], &["http/1.1"]);
+    let r = https_get(tls, "localhost", &cfg, "/a").unwrap();
+    assert_eq!(r.status, 200, "HTTPS is served, not redirected: {r:?}");
+    // A file whose certificate list is broken names the place.
+    let bad = dir.write(
+        "bad.json",
+        r#"{"backends": [{"host": "127.0.0.1", "port": 1}],
+  "tls_listener": {"port": 8443, "certificates": [{"cert": "site.pem"}]}}"#,
+    );
+    let (code, _, err) = run_lb(&["-c", &bad, "--check"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.json:2:51: a certificate has no \"key\""),
+        "{err}"
+    );
+}

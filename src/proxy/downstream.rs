@@ -171,6 +171,32 @@ impl Worker {
             rbuf.consume(head.len);
             return self.admin_page(ci, page);
         }
+        if let Some(tls_port) = shared
+            .config
+            .tls_listener
+            .as_ref()
+            .filter(|l| l.redirect_http && !c.https)
+            .map(|l| l.port)
+        {
+            // `redirect_http_to_https`: 308 to the same host and target on
+            // the TLS port (308 keeps the method and body, unlike 301).
+            let host = match meta.absolute {
+                Some(a) => a.authority.of(buf),
+                None => hdrs[..head.header_count]
+                    .iter()
+                    .find(|h| h.name.of(buf).eq_ignore_ascii_case(b"host"))
+                    .map_or(&[][..], |h| h.value.of(buf)),
+            };
+            let location = redirect_location(host, tls_port, path_and_query(buf, target, &meta));
+            if meta.body != BodyMode::None {
+                c.keep_alive = false;
+            }
+            rbuf.consume(head.len);
+            return match location {
+                Some(l) => self.local_response_with(ci, 308, "text/plain", &l, b"Moved to HTTPS\n"),
+                None => self.local_error(ci, 400, "no Host to redirect to"),
+            };
+        }
         shared.metrics.requests.fetch_add(1, Relaxed);
         let limit = shared.config.max_body_bytes;
         if limit > 0 && matches!(meta.body, BodyMode::ContentLength(n) if n > limit) {
@@ -512,6 +538,18 @@ impl Worker {
     }
 
     pub(super) fn local_response(&mut self, ci: u32, status: u16, ctype: &str, body: &[u8]) {
+        self.local_response_with(ci, status, ctype, "", body)
+    }
+
+    /// A response made here, with `extra` header lines (each ending CRLF).
+    pub(super) fn local_response_with(
+        &mut self,
+        ci: u32,
+        status: u16,
+        ctype: &str,
+        extra: &str,
+        body: &[u8],
+    ) {
         let c = self.sessions.get_mut(ci).expect("client");
         if let Some(ui) = c.up.take() {
             self.close_upstream(ui);
@@ -529,11 +567,12 @@ impl Worker {
         };
         let _ = write!(
             c.local,
-            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}\r\n",
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n{}{}{}\r\n",
             status,
             reason(status),
             ctype,
             body.len(),
+            extra,
             // 503 is temporary here (no healthy backend, or busy buffering
             // bodies): clients may come back in a second.
             if status == 503 {
@@ -646,4 +685,67 @@ pub(super) enum BodyRefusal {
     /// Chunked data over `max_body_bytes` (this limit).
     TooLarge(u64),
     Malformed(crate::http::ChunkError),
+}
+
+/// The path and query of a request: its origin-form target, or the path of
+/// an absolute-form one.
+fn path_and_query<'a>(
+    buf: &'a [u8],
+    target: &'a [u8],
+    meta: &crate::http::framing::RequestMeta,
+) -> &'a [u8] {
+    match meta.absolute {
+        Some(a) => a.path.of(buf),
+        None => target,
+    }
+}
+
+/// `Location: https://HOST[:PORT]PATH\r\n` for `redirect_http_to_https`:
+/// the Host without its port (an IPv6 literal keeps its brackets), the TLS
+/// port unless 443. `None` without a Host. Host and target were validated
+/// by the parser (no CR, LF or spaces).
+fn redirect_location(host: &[u8], tls_port: u16, path: &[u8]) -> Option<String> {
+    let host = std::str::from_utf8(host).ok()?;
+    let name = if host.starts_with('[') {
+        host.split_inclusive(']').next().unwrap_or(host)
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    if name.is_empty() {
+        return None;
+    }
+    let path = std::str::from_utf8(path).ok()?;
+    let path = if path.starts_with('/') { path } else { "/" };
+    Some(if tls_port == 443 {
+        format!("Location: https://{name}{path}\r\n")
+    } else {
+        format!("Location: https://{name}:{tls_port}{path}\r\n")
+    })
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::redirect_location;
+
+    #[test]
+    fn the_location_keeps_host_and_target_and_takes_the_tls_port() {
+        let l = |h: &str, p: u16, t: &str| redirect_location(h.as_bytes(), p, t.as_bytes());
+        assert_eq!(
+            l("example.com", 443, "/a?b=1").unwrap(),
+            "Location: https://example.com/a?b=1\r\n"
+        );
+        assert_eq!(
+            l("example.com:8080", 8443, "/").unwrap(),
+            "Location: https://example.com:8443/\r\n"
+        );
+        assert_eq!(
+            l("[::1]:8080", 8443, "/x").unwrap(),
+            "Location: https://[::1]:8443/x\r\n"
+        );
+        assert_eq!(
+            l("[::1]", 443, "*").unwrap(),
+            "Location: https://[::1]/\r\n"
+        );
+        assert_eq!(l("", 443, "/"), None);
+    }
 }
