@@ -24,9 +24,11 @@
 
 pub mod conf;
 pub mod message;
+pub mod resolver;
 
 pub use conf::{Hosts, ResolvConf};
 pub use message::{encode_query, parse_response, QType, Response, SrvTarget};
+pub use resolver::{Lookup, Resolved, Resolver, Token};
 
 use std::fmt;
 use std::io;
