@@ -6,6 +6,7 @@ pub mod buf;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod dns;
 pub mod event;
 pub mod health;
 pub mod http;

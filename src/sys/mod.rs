@@ -78,16 +78,22 @@ fn nonblock_cloexec(fd: RawFd) -> io::Result<RawFd> {
 }
 
 fn socket(family: libc::c_int) -> io::Result<OwnedFd> {
+    socket_of(family, libc::SOCK_STREAM)
+}
+
+/// A non-blocking, close-on-exec socket of `family` and type `ty`
+/// (`SOCK_STREAM`, `SOCK_DGRAM`).
+fn socket_of(family: libc::c_int, ty: libc::c_int) -> io::Result<OwnedFd> {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     // SAFETY: plain integer arguments; the new fd is wrapped at once below.
     let fd = syscall!(socket(
         family,
-        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        ty | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
         0
     ))?;
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
     // SAFETY: plain integer arguments.
-    let fd = nonblock_cloexec(syscall!(socket(family, libc::SOCK_STREAM, 0))?)?;
+    let fd = nonblock_cloexec(syscall!(socket(family, ty, 0))?)?;
     // SAFETY: fd was just returned by socket(2) and is owned by nobody else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -285,6 +291,84 @@ pub fn connect(addr: &RawAddr) -> io::Result<(OwnedFd, bool)> {
         Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => Ok((fd, false)),
         Err(e) => Err(e),
     }
+}
+
+/// A non-blocking, close-on-exec UDP socket connected to `addr`, for one
+/// DNS query. It is bound to port 0 first, so the kernel picks a random
+/// ephemeral source port (a fresh socket per query gives each query its own
+/// port: an off-path attacker must guess port and id). Connecting makes the
+/// kernel drop datagrams from any other source address and port, and turns
+/// an ICMP "port unreachable" into `ECONNREFUSED` on the next `recv`.
+pub fn udp_connect(addr: &RawAddr) -> io::Result<OwnedFd> {
+    let fd = socket_of(addr.family(), libc::SOCK_DGRAM)?;
+    let any = RawAddr::new(match addr.family() {
+        libc::AF_INET6 => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
+        _ => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+    });
+    // SAFETY: any holds a valid sockaddr of any.len bytes.
+    syscall!(bind(
+        fd.as_raw_fd(),
+        (&any.storage as *const libc::sockaddr_storage).cast(),
+        any.len
+    ))?;
+    // SAFETY: addr holds a valid sockaddr of addr.len bytes; a UDP connect
+    // only sets the peer, it never blocks.
+    syscall!(connect(
+        fd.as_raw_fd(),
+        (&addr.storage as *const libc::sockaddr_storage).cast(),
+        addr.len
+    ))?;
+    Ok(fd)
+}
+
+/// `send(2)` of one datagram (or stream bytes) on a connected socket.
+pub fn send(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid readable region of buf.len() bytes.
+    let n = syscall!(send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), 0))?;
+    Ok(n as usize)
+}
+
+/// `recv(2)` of one datagram into `buf` (a longer one is cut to `buf.len()`).
+pub fn recv(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is a valid writable region of buf.len() bytes.
+    let n = syscall!(recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0))?;
+    Ok(n as usize)
+}
+
+/// Fills `buf` from the kernel's random generator (`getrandom(2)`;
+/// `getentropy` on macOS): DNS query ids must be unpredictable.
+pub fn random_bytes(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+        // SAFETY: rest is a valid writable region of rest.len() bytes.
+        let r = syscall!(getrandom(rest.as_mut_ptr().cast(), rest.len(), 0)).map(|n| n as usize);
+        #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+        let r = {
+            // getentropy fills at most 256 bytes a call, all or nothing.
+            let n = rest.len().min(256);
+            // SAFETY: rest has at least n writable bytes.
+            syscall!(getentropy(rest.as_mut_ptr().cast(), n)).map(|_| n)
+        };
+        match r {
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// This host's name (`gethostname(2)`), if it is valid UTF-8: the
+/// resolver's default search domain is the part after its first dot.
+pub fn hostname() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: buf is writable for buf.len() bytes; the result is cut at the
+    // first NUL below, and the last byte is never written (len - 1).
+    syscall!(gethostname(buf.as_mut_ptr().cast(), buf.len() - 1)).ok()?;
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    String::from_utf8(buf[..end].to_vec()).ok()
 }
 
 /// The pending error of a socket (SO_ERROR): how a non-blocking connect ended.
