@@ -41,6 +41,8 @@ pub struct StatusView {
     pub request_p99: Option<f64>,
     /// The live backend set, in configuration order.
     pub backends: Vec<BackendStatus>,
+    /// Backend names followed through DNS: addresses, last answer.
+    pub dns: Vec<crate::dns_shared::DnsName>,
 }
 
 /// One backend's row.
@@ -122,6 +124,7 @@ impl StatusView {
             request_p50: request.quantile(0.5),
             request_p99: request.quantile(0.99),
             backends,
+            dns: crate::dns_shared::DnsShared::current().map_or(Vec::new(), |d| d.names()),
         }
     }
 }
@@ -212,7 +215,34 @@ pub fn status_html(s: &StatusView) -> String {
     if s.backends.is_empty() {
         o.push_str("<tr><td colspan=\"13\">no backends</td></tr>\n");
     }
-    o.push_str("</tbody>\n</table>\n</body>\n</html>\n");
+    o.push_str("</tbody>\n</table>\n");
+    if !s.dns.is_empty() {
+        o.push_str(
+            "<h2>DNS</h2>\n<table id=\"dns\">\n<thead><tr><th>name</th><th>addresses</th>\
+             <th>last answer (UTC)</th><th>failing</th></tr></thead>\n<tbody>\n",
+        );
+        for n in &s.dns {
+            let when = |t: Option<u64>| t.map_or("never".to_string(), crate::log::utc_text);
+            let failing = match &n.failing {
+                Some((why, since)) => format!("{} (since {})", why, when(Some(*since))),
+                None => "-".to_string(),
+            };
+            let _ = writeln!(
+                o,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                html(&n.name),
+                html(&if n.addresses.is_empty() {
+                    "none".to_string()
+                } else {
+                    n.addresses.join(", ")
+                }),
+                html(&when(n.answered_unix)),
+                html(&failing)
+            );
+        }
+        o.push_str("</tbody>\n</table>\n");
+    }
+    o.push_str("</body>\n</html>\n");
     o
 }
 
@@ -268,6 +298,38 @@ pub fn status_json(s: &StatusView) -> String {
         json_f64(&mut o, b.p50);
         o.push_str(",\"p99_seconds\":");
         json_f64(&mut o, b.p99);
+        o.push('}');
+    }
+    o.push_str("],\"dns\":[");
+    for (i, n) in s.dns.iter().enumerate() {
+        if i > 0 {
+            o.push(',');
+        }
+        o.push_str("{\"name\":");
+        json_str(&mut o, &n.name);
+        o.push_str(",\"addresses\":[");
+        for (j, a) in n.addresses.iter().enumerate() {
+            if j > 0 {
+                o.push(',');
+            }
+            json_str(&mut o, a);
+        }
+        o.push_str("],\"last_answer_unix\":");
+        match n.answered_unix {
+            Some(t) => {
+                let _ = write!(o, "{t}");
+            }
+            None => o.push_str("null"),
+        }
+        o.push_str(",\"failing\":");
+        match &n.failing {
+            Some((why, since)) => {
+                o.push_str("{\"reason\":");
+                json_str(&mut o, why);
+                let _ = write!(o, ",\"since_unix\":{since}}}");
+            }
+            None => o.push_str("null"),
+        }
         o.push('}');
     }
     o.push_str("]}\n");

@@ -155,6 +155,7 @@ enum Opt {
     AccessLog,
     MaxConnections,
     PidFile,
+    Resolver,
     TlsPort,
     TlsCert,
     TlsKey,
@@ -181,6 +182,7 @@ const FLAGS: &[(Option<char>, &str, bool, Opt)] = &[
     (None, "access-log", true, Opt::AccessLog),
     (None, "max-connections", true, Opt::MaxConnections),
     (None, "pid-file", true, Opt::PidFile),
+    (None, "resolver", true, Opt::Resolver),
     (None, "tls-port", true, Opt::TlsPort),
     (None, "tls-cert", true, Opt::TlsCert),
     (None, "tls-key", true, Opt::TlsKey),
@@ -262,6 +264,8 @@ Options:
       --max-connections N  Client connections per worker; above it the
                        worker stops accepting until one closes (default:
                        from the descriptor limit, room left for upstreams)
+      --resolver IP:PORT  DNS server for backend names, repeatable (default:
+                       /etc/resolv.conf's); names are followed by TTL
       --tls-port N     Also serve HTTPS on port N (TLS 1.2 and 1.3, ALPN
                        http/1.1); needs --tls-cert and --tls-key
       --tls-cert FILE  PEM certificate chain for --tls-port; repeat with
@@ -454,6 +458,7 @@ impl Builder {
                 | Opt::Check
                 | Opt::TlsCert
                 | Opt::TlsKey
+                | Opt::Resolver
         );
         if !repeatable {
             if self.seen.contains(&opt) {
@@ -496,6 +501,15 @@ impl Builder {
                         invalid("expected an integer 1..=65535 (0: no plain listener)")
                     })?,
                 };
+            }
+            Opt::Resolver => {
+                let addr = value
+                    .parse()
+                    .map_err(|_| invalid("expected IP:PORT, e.g. 10.0.0.2:53"))?;
+                if self.cfg.resolvers.len() == 3 {
+                    return Err(invalid("at most 3 resolvers"));
+                }
+                self.cfg.resolvers.push(addr);
             }
             Opt::TlsPort => {
                 self.tls_port = Some(
@@ -640,6 +654,10 @@ impl Builder {
                 self.cfg.pid_file = fc.pid_file;
             }
             self.cfg.tls_listener = fc.tls_listener;
+            if self.cfg.resolvers.is_empty() {
+                self.cfg.resolvers = fc.resolvers;
+            }
+            (self.cfg.dns_min_ttl_ms, self.cfg.dns_max_ttl_ms) = fc.dns_ttl_ms;
         }
         self.tls_listener_flags()?;
         if from_flags > MAX_BACKENDS {
@@ -700,6 +718,7 @@ mod tests {
             port,
             weight: 1,
             tls: false,
+            srv: false,
         }
     }
 

@@ -61,6 +61,12 @@ pub(crate) fn utc(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
     )
 }
 
+/// `2026-12-04 23:40:11` for a Unix time (status page, DNS messages).
+pub fn utc_text(secs: u64) -> String {
+    let (y, mo, d, h, mi, s) = utc(secs);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+}
+
 pub fn write_line(level: LogLevel, scope: &str, args: std::fmt::Arguments<'_>) {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)

@@ -707,6 +707,7 @@ impl View<'_> {
             histogram(&mut o, name, &label, &self.upstream_histogram(i));
         }
         crate::net::tls_listener::render_metrics(&mut o);
+        crate::dns_shared::render_metrics(&mut o);
         o
     }
 }

@@ -17,7 +17,9 @@
 
 use crate::config::file::{self, FileConfig};
 use crate::config::{BackendSpec, Config, HealthSettings, Strategy, MAX_BACKENDS};
-use crate::proxy::backends::{assign_ids, resolve_all};
+use crate::proxy::backends::assign_ids;
+#[cfg(test)]
+use crate::proxy::backends::resolve_all;
 use crate::shm::{BackendEntry, NotOwner, Region, Runtime, Settings};
 use crate::sys;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,29 @@ pub struct Reloader {
     /// The configuration at start: flags, and what only a restart changes.
     base: Config,
     watch: Watch,
+}
+
+/// What the workers should run with: the backends as configured (names
+/// not yet resolved), the strategy, health and runtime settings.
+#[derive(Clone)]
+pub struct Desired {
+    pub specs: Vec<BackendSpec>,
+    pub strategy: Strategy,
+    pub health: HealthSettings,
+    /// `None`: the runtime block in the region stays as it is.
+    pub runtime: Option<Runtime>,
+}
+
+impl Desired {
+    /// The configuration a process started with.
+    pub fn of(cfg: &Config) -> Desired {
+        Desired {
+            specs: cfg.backends.clone(),
+            strategy: cfg.strategy,
+            health: cfg.health.clone(),
+            runtime: Some(Runtime::from_config(cfg)),
+        }
+    }
 }
 
 /// What changed, for the log line.
@@ -64,15 +89,20 @@ impl Reloader {
         self.watch.changed()
     }
 
-    /// Reads and checks the file, resolves its backends, and publishes the
-    /// result; on any error nothing in the region changes.
-    pub fn reload(&self, region: &Region) -> Result<Applied, String> {
+    /// Reads and checks the file: what the workers should run with. Its
+    /// backend names are resolved (and the result published) by the
+    /// supervisor's DNS discovery, never blocking here; on any error nothing
+    /// changes.
+    pub fn load(&self) -> Result<Desired, String> {
         let fc = file::load(&self.path).map_err(|e| e.to_string())?;
         let runtime = Runtime::from_config(&self.runtime_config(&fc)?);
         let (specs, strategy, health) = self.combine(fc)?;
-        let entries = resolve_all(&specs)?;
-        publish_change(region, entries, strategy, &health, Some(&runtime))
-            .map_err(|e| e.to_string())
+        Ok(Desired {
+            specs,
+            strategy,
+            health,
+            runtime: Some(runtime),
+        })
     }
 
     /// The configuration the workers run with after this file: the start
@@ -189,9 +219,6 @@ pub fn publish_change(
         .filter(|o| removed.contains(&o.id))
         .map(name)
         .collect();
-    for &id in &removed {
-        region.health.reset_one(id as usize, false);
-    }
     for &id in &added {
         let id = id as usize;
         region.health.reset_one(id, true);
@@ -205,6 +232,12 @@ pub fn publish_change(
         .map(name)
         .collect();
     let generation = region.publish_all(&entries, &Settings::new(strategy, health), runtime)?;
+    // Only now: a worker still on the old set must not see every backend
+    // of it down at once (all members of a moved DNS name are removed
+    // together), or it answers 503 until it picks up the new set.
+    for &id in &removed {
+        region.health.reset_one(id as usize, false);
+    }
     Ok(Applied {
         generation,
         backends: entries.iter().map(name).collect(),
@@ -342,6 +375,7 @@ mod tests {
             port,
             weight: 1,
             tls: false,
+            srv: false,
         }
     }
 

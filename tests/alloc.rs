@@ -85,6 +85,7 @@ fn ten_thousand_requests_allocate_nothing_after_warm_up() {
             port,
             weight: 1,
             tls: false,
+            srv: false,
         });
     }
     let config = Config {

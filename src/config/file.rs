@@ -74,6 +74,10 @@ pub struct FileConfig {
     /// `"tls_listener"`: its port and certificates (paths relative to the
     /// file's directory); `"redirect_http_to_https"` is folded into it.
     pub tls_listener: Option<super::TlsListener>,
+    /// `"resolver"`: DNS servers (else /etc/resolv.conf's).
+    pub resolvers: Vec<std::net::SocketAddr>,
+    /// `"dns_min_ttl_ms"`, `"dns_max_ttl_ms"`: re-resolution bounds.
+    pub dns_ttl_ms: (u64, u64),
 }
 
 /// Why a config file was refused.
@@ -229,7 +233,8 @@ impl fmt::Display for Problem {
 const TOP_KEYS: &str = "backends, strategy, health, timeouts, forwarded, max_body_bytes, \
                         request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, \
                         max_connections, pool_max_conn, trusted_client_headers, pid_file, \
-                        tls_listener, redirect_http_to_https, unhealthy_threshold, \
+                        tls_listener, redirect_http_to_https, resolver, dns_min_ttl_ms, \
+                        dns_max_ttl_ms, unhealthy_threshold, \
                         healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
 const TLS_LISTENER_KEYS: &str = "port, certificates";
 const CERT_KEYS: &str = "cert, key";
@@ -239,7 +244,7 @@ const TIMEOUT_KEYS: &str =
      client_body_ms, upstream_idle_ms, client_body_min_rate";
 const HEALTH_KEYS: &str =
     "unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path";
-const BACKEND_KEYS: &str = "host, port, weight, tls";
+const BACKEND_KEYS: &str = "host, port, weight, tls, srv";
 
 /// Longest `health_path` accepted; it goes into every probe's request line.
 const MAX_HEALTH_PATH: usize = 1024;
@@ -426,6 +431,8 @@ impl Reader<'_> {
         let mut trusted_client_headers = Vec::new();
         let mut tls_listener = None;
         let mut redirect_http = None;
+        let mut resolvers = Vec::new();
+        let mut dns_ttl_ms = (super::DNS_MIN_TTL_MS, super::DNS_MAX_TTL_MS);
         for (key, v) in members {
             self.once(&mut seen, key, v)?;
             match key.as_str() {
@@ -505,6 +512,30 @@ impl Reader<'_> {
                     });
                 }
                 "tls_listener" => tls_listener = Some(self.tls_listener(v)?),
+                "resolver" => {
+                    const EXPECTED: &str =
+                        "an address like \"10.0.0.2:53\", or a list of them (at most 3)";
+                    let items: Vec<&Json> = match v.as_array() {
+                        Some(list) if !list.is_empty() && list.len() <= 3 => list.iter().collect(),
+                        Some(_) => return Err(self.bad(v, "resolver", EXPECTED)),
+                        None => vec![v],
+                    };
+                    for item in items {
+                        let a = item
+                            .as_str()
+                            .and_then(|s| s.parse().ok())
+                            .ok_or_else(|| self.bad(item, "resolver", EXPECTED))?;
+                        resolvers.push(a);
+                    }
+                }
+                "dns_min_ttl_ms" => {
+                    const MS: &str = "an integer 0..=86400000 (milliseconds)";
+                    dns_ttl_ms.0 = self.int(v, "dns_min_ttl_ms", MS, 0, MAX_PROBE_MS)?;
+                }
+                "dns_max_ttl_ms" => {
+                    const MS: &str = "an integer 1..=86400000 (milliseconds)";
+                    dns_ttl_ms.1 = self.int(v, "dns_max_ttl_ms", MS, 1, MAX_PROBE_MS)?;
+                }
                 "redirect_http_to_https" => {
                     redirect_http = Some((
                         v.as_bool().ok_or_else(|| {
@@ -644,7 +675,16 @@ impl Reader<'_> {
             }
             _ => {}
         }
+        if dns_ttl_ms.0 > dns_ttl_ms.1 {
+            let at = members
+                .iter()
+                .find(|(k, _)| k == "dns_min_ttl_ms")
+                .map_or(doc, |(_, v)| v);
+            return Err(self.bad(at, "dns_min_ttl_ms", "at most dns_max_ttl_ms"));
+        }
         Ok(FileConfig {
+            resolvers,
+            dns_ttl_ms,
             tls_listener,
             backends,
             health,
@@ -831,6 +871,7 @@ impl Reader<'_> {
         let mut weight = 1u16;
         let mut tls = false;
         let mut scheme = None;
+        let mut srv = None;
         for (key, item) in members {
             self.once(&mut seen, key, item)?;
             match key.as_str() {
@@ -861,6 +902,14 @@ impl Reader<'_> {
                         .as_bool()
                         .ok_or_else(|| self.bad(item, "tls", "true or false"))?;
                 }
+                "srv" => {
+                    const EXPECTED: &str = "a DNS name like \"_http._tcp.example.com\"";
+                    let name = item
+                        .as_str()
+                        .filter(|n| super::validate_dns_name(n).is_ok())
+                        .ok_or_else(|| self.bad(item, "srv", EXPECTED))?;
+                    srv = Some((name.to_string(), item));
+                }
                 _ => {
                     return Err(self.err(
                         item,
@@ -882,6 +931,23 @@ impl Reader<'_> {
                 },
             )
         };
+        if let Some((name, item)) = srv {
+            // Targets, ports and weights come from the SRV records.
+            if host.is_some() || port.is_some() || seen.contains(&"weight") {
+                return Err(self.bad(
+                    item,
+                    "srv",
+                    "alone with \"tls\" (host, port and weight come from the SRV records)",
+                ));
+            }
+            return Ok(BackendSpec {
+                host: name,
+                port: 0,
+                weight: 1,
+                tls,
+                srv: true,
+            });
+        }
         let host = host.ok_or_else(|| missing("host"))?;
         let port = port.ok_or_else(|| missing("port"))?;
         Ok(BackendSpec {
@@ -889,6 +955,7 @@ impl Reader<'_> {
             port,
             weight,
             tls: tls || tls_for(scheme, port),
+            srv: false,
         })
     }
 }
@@ -904,6 +971,7 @@ mod tests {
             port,
             weight,
             tls,
+            srv: false,
         }
     }
 

@@ -146,11 +146,16 @@ pub struct BackendSpec {
     pub weight: u16,
     /// Speak TLS to this backend (port 443, `https://` prefix, or `"tls": true`).
     pub tls: bool,
+    /// `{"srv": "_http._tcp.name"}`: `host` is an SRV name; targets, ports
+    /// and weights come from its records (`port` and `weight` unused).
+    pub srv: bool,
 }
 
 impl fmt::Display for BackendSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
+        if self.srv {
+            write!(f, "srv {}", self.host)
+        } else if self.host.contains(':') {
             write!(f, "[{}]:{}", self.host, self.port)
         } else {
             write!(f, "{}:{}", self.host, self.port)
@@ -327,6 +332,41 @@ pub struct Config {
     pub trusted_client_headers: Vec<String>,
     /// The TLS listener, if any (flags win over the file's, whole).
     pub tls_listener: Option<TlsListener>,
+    /// `--resolver` / `"resolver"`: DNS servers for backend names (else
+    /// those of /etc/resolv.conf).
+    pub resolvers: Vec<std::net::SocketAddr>,
+    /// Backend names are resolved again after their TTL, clamped to
+    /// `dns_min_ttl_ms..=dns_max_ttl_ms`.
+    pub dns_min_ttl_ms: u64,
+    pub dns_max_ttl_ms: u64,
+}
+
+/// Default lower and upper bounds of a DNS answer's life (1 s, 5 min).
+pub const DNS_MIN_TTL_MS: u64 = 1_000;
+pub const DNS_MAX_TTL_MS: u64 = 300_000;
+
+/// Checks a name to be looked up in DNS: 1..=253 bytes, labels of 1..=63
+/// bytes of letters, digits, `-` and `_` (SRV names), an optional final dot.
+pub fn validate_dns_name(name: &str) -> Result<(), String> {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    if n.is_empty() || n.len() > 253 {
+        return Err(format!("{name:?} is not a DNS name (1 to 253 bytes)"));
+    }
+    for label in n.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return Err(format!(
+                "{name:?}: a label of {} bytes (1 to 63)",
+                label.len()
+            ));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+        {
+            return Err(format!("{name:?}: {c:?} is not allowed in a DNS name"));
+        }
+    }
+    Ok(())
 }
 
 /// Settings given on the command line that the config file may also give.
@@ -409,6 +449,9 @@ impl Default for Config {
             pool_max_conn: DEFAULT_POOL_MAX_CONN,
             trusted_client_headers: Vec::new(),
             tls_listener: None,
+            resolvers: Vec::new(),
+            dns_min_ttl_ms: DNS_MIN_TTL_MS,
+            dns_max_ttl_ms: DNS_MAX_TTL_MS,
             pid_file: None,
             given: FlagsGiven::default(),
         }
@@ -569,6 +612,7 @@ pub fn parse_backend_addr(s: &str) -> Result<BackendSpec, String> {
         port,
         weight: 1,
         tls: tls_for(scheme, port),
+        srv: false,
     })
 }
 
@@ -609,6 +653,7 @@ mod tests {
             port,
             weight: 1,
             tls,
+            srv: false,
         }
     }
 

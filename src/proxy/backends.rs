@@ -244,12 +244,14 @@ mod tests {
                 port: 1,
                 weight: 3,
                 tls: false,
+                srv: false,
             },
             BackendSpec {
                 host: "localhost".into(),
                 port: 2,
                 weight: 1,
                 tls: false,
+                srv: false,
             },
         ];
         let st = crate::shm::Settings::new(Strategy::Random, &HealthSettings::default());

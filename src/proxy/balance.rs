@@ -328,6 +328,7 @@ mod tests {
             port,
             weight: 1,
             tls: false,
+            srv: false,
         };
         let st = crate::shm::Settings::new(Strategy::RoundRobin, &HealthSettings::default());
         r.publish(

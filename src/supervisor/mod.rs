@@ -12,14 +12,15 @@
 #![forbid(unsafe_code)]
 
 use crate::config::{Config, Mode};
+use crate::discovery::Discovery;
+use crate::dns_shared::DnsShared;
 use crate::log;
 use crate::net::tls::TlsContext;
 use crate::net::tls_listener::ListenerTls;
 use crate::notify;
-use crate::proxy::backends::resolve_all;
 use crate::proxy::worker::Worker;
 use crate::proxy::{Listeners, Shared};
-use crate::reload::{publish_change, Reloader, Watch};
+use crate::reload::{publish_change, Desired, Reloader, Watch};
 use crate::shm::{Region, Runtime, Settings, MAX_WORKERS};
 use crate::sys::{self, Signal};
 use crate::upgrade::{self, Inherited, Outcome, Pending, SelfExe};
@@ -58,9 +59,17 @@ pub fn listen_addr(cfg: &Config) -> Result<SocketAddr, String> {
 }
 
 /// `--check`: everything `run` validates before serving, then exit.
+/// How long start-up (and `--check`) waits for the first answers about
+/// backend names; a name still without one is warned about.
+const START_DNS_MS: u64 = 10_000;
+
 pub fn check(cfg: &Config) -> i32 {
+    let mut discovery = Discovery::new(cfg);
+    discovery.settle(START_DNS_MS);
+    for w in discovery.unresolved() {
+        eprintln!("load_balancer: warning: {w} (it gets no traffic until it resolves)");
+    }
     let res = listen_addr(cfg)
-        .and_then(|_| resolve_all(&cfg.backends).map(|_| ()))
         .and_then(|_| TlsContext::new(cfg.ca_file.as_deref(), cfg.insecure_tls, false).map(|_| ()))
         .and_then(|_| listener_tls(cfg).map(|_| ()));
     match res {
@@ -185,13 +194,27 @@ pub fn run(cfg: Config) -> i32 {
             return 2;
         }
     };
-    let entries = match resolve_all(&cfg.backends) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("load_balancer: {e}");
-            return 2;
+    // Backend names: the first answers before anything serves (bounded);
+    // a name without one is warned about and gets no traffic until it has.
+    let mut discovery = Discovery::new(&cfg);
+    if discovery.active() {
+        if let Err(e) = DnsShared::create() {
+            eprintln!("load_balancer: cannot map the DNS status block: {e}");
+            return 1;
         }
-    };
+        discovery.settle(START_DNS_MS);
+        for w in discovery.unresolved() {
+            log!(
+                Warn,
+                "dns",
+                "{w}; starting without it (no traffic to it until it resolves)"
+            );
+        }
+        if let Some(d) = DnsShared::current() {
+            d.publish(&discovery);
+        }
+    }
+    let entries = discovery.entries(&|_, _| false);
     let tls = match tls_context(&cfg) {
         Ok(t) => t,
         Err(e) => {
@@ -357,6 +380,7 @@ pub fn run(cfg: Config) -> i32 {
             admin,
         })),
         listener_tls,
+        discovery: Mutex::new(Some(discovery)),
         workers,
         exe,
         tls: Some(tls),
@@ -391,6 +415,9 @@ struct Supervisor {
     /// The TLS listener's certificates as loaded at start (workers reload
     /// their own copies when `TlsShared::cert_generation` moves).
     listener_tls: Option<Arc<ListenerTls>>,
+    /// Backend names followed through DNS, as resolved at start; moved
+    /// into the supervisor's loop (`Control`).
+    discovery: Mutex<Option<Discovery>>,
     workers: usize,
     exe: SelfExe,
     tls: Option<Arc<TlsContext>>,
@@ -418,6 +445,18 @@ const PROBER_BYTE: u8 = 255;
 /// upgrades, and deciding when to drain.
 struct Control {
     reloader: Option<Reloader>,
+    /// Backend names followed through DNS.
+    discovery: Discovery,
+    /// What the workers should run with; published (names expanded by
+    /// `discovery`) when due and every name has answered or failed.
+    desired: Desired,
+    /// A reload or a hand-over waits to publish `desired`; why, for the log.
+    publish_due: Option<String>,
+    /// The backend set last published (host, address, weight): DNS answers
+    /// and SRV fallbacks are published when what they make differs.
+    published: Vec<(String, std::net::SocketAddr, u16)>,
+    /// When the DNS status block is next refreshed (ms).
+    dns_status_at: u64,
     pending: Option<Pending>,
     /// A successor is serving: this process only drains, and must not stop
     /// the listening socket the successor now uses.
@@ -453,9 +492,20 @@ impl Control {
         }
     }
 
-    fn new(cfg: &Config) -> Control {
+    fn new(cfg: &Config, discovery: Option<Discovery>) -> Control {
+        let discovery = discovery.unwrap_or_else(|| Discovery::new(cfg));
+        let published = discovery
+            .entries(&|_, _| false)
+            .iter()
+            .map(|e| (e.host().to_string(), e.addr(), e.weight))
+            .collect();
         Control {
             reloader: Reloader::new(cfg),
+            discovery,
+            desired: Desired::of(cfg),
+            publish_due: None,
+            published,
+            dns_status_at: 0,
             pending: None,
             handed_over: false,
             draining: false,
@@ -558,27 +608,23 @@ impl Supervisor {
 
     /// A successor, once its predecessor handed the region over: what a
     /// process starting afresh writes at start, now its to write.
-    fn took_over(&self, ctl: &Control, live: usize) {
+    fn took_over(&self, ctl: &mut Control, live: usize) {
         let p = &self.region.process;
         p.upgrades.fetch_add(1, Relaxed);
         p.workers_configured.store(self.workers as u32, Relaxed);
         p.workers_live.store(live as u32, Relaxed);
         // The configuration file as it is now (it may have changed since
         // this process started), else the one it started with.
-        let published = match ctl.reloader.as_ref() {
-            Some(r) => r.reload(self.region),
-            None => resolve_all(&self.cfg.backends).and_then(|entries| {
-                let runtime = Runtime::from_config(&self.cfg);
-                publish_change(
-                    self.region,
-                    entries,
-                    self.cfg.strategy,
-                    &self.cfg.health,
-                    Some(&runtime),
-                )
-                .map_err(|e| e.to_string())
-            }),
+        let desired = match ctl.reloader.as_ref() {
+            Some(r) => r.load(),
+            None => Ok(Desired::of(&self.cfg)),
         };
+        let published = desired.map(|d| {
+            ctl.discovery.set_specs(&d.specs, &self.cfg.resolvers);
+            ctl.desired = d;
+            ctl.publish_due = Some("upgrade".into());
+            self.follow_dns(ctl);
+        });
         if let Some(path) = &self.cfg.pid_file {
             if let Err(e) = notify::write_pid_file(path, self.pid) {
                 log!(Err, "main", "--pid-file {}: {e}", path.display());
@@ -588,12 +634,11 @@ impl Supervisor {
         // Tells the old process it may drain now.
         self.region.control.taken.store(self.pid, Relaxed);
         match published {
-            Ok(a) => log!(
+            Ok(()) => log!(
                 Info,
                 "main",
-                "upgrade: handed over; serving generation {} (backends {})",
-                a.generation,
-                a.backends.join(", ")
+                "upgrade: handed over; serving generation {}",
+                self.region.generation()
             ),
             Err(e) => log!(
                 Err,
@@ -638,6 +683,7 @@ impl Supervisor {
             true
         });
         self.reload_if_due(ctl);
+        self.follow_dns(ctl);
         if sys::take_signal(Signal::Reopen) {
             match &self.cfg.access_log {
                 Some(p) => log!(
@@ -869,22 +915,17 @@ impl Supervisor {
         }
         let p = &self.region.process;
         notify::reloading();
-        let result = r.reload(self.region);
-        notify::sd_notify("READY=1");
+        let path = r.path().display().to_string();
+        let result = r.load();
         match result {
-            Ok(a) => {
+            Ok(d) => {
                 p.reloads_ok.fetch_add(1, Relaxed);
-                log!(
-                    Info,
-                    "reload",
-                    "{}: generation {}: backends {} (added: {}; removed: {}), strategy {}",
-                    r.path().display(),
-                    a.generation,
-                    a.backends.join(", "),
-                    list(&a.added),
-                    list(&a.removed),
-                    a.strategy
-                );
+                ctl.discovery.set_specs(&d.specs, &self.cfg.resolvers);
+                ctl.desired = d;
+                // Published at once when every backend name is known, else
+                // as soon as the new names have answered (or failed).
+                ctl.publish_due = Some(path);
+                self.follow_dns(ctl);
             }
             Err(e) => {
                 p.reloads_failed.fetch_add(1, Relaxed);
@@ -895,6 +936,71 @@ impl Supervisor {
                     self.region.generation()
                 );
             }
+        }
+        notify::sd_notify("READY=1");
+    }
+
+    /// Backend names followed through DNS: answers taken in (never
+    /// blocking), and the backend set published (as a reload would) when
+    /// what they make changed, a reload or hand-over is due, or an SRV
+    /// name's priority group went down. Only the region's owner publishes.
+    fn follow_dns(&self, ctl: &mut Control) {
+        let now = sys::now_ms();
+        let changed = ctl.discovery.tick(now);
+        if changed || now >= ctl.dns_status_at {
+            if let Some(d) = DnsShared::current() {
+                d.publish(&ctl.discovery);
+            }
+            ctl.dns_status_at = now + 1000;
+        }
+        if !self.owns() || ctl.draining || !ctl.discovery.settled() {
+            return;
+        }
+        let mut live = Vec::new();
+        self.region.read_backends(&mut live);
+        let health = &self.region.health;
+        let down = |host: &str, addr: std::net::SocketAddr| {
+            live.iter().any(|e| {
+                e.addr() == addr
+                    && e.host().eq_ignore_ascii_case(host)
+                    && !health.is_healthy(e.id as usize)
+            })
+        };
+        let entries = ctl.discovery.entries(&down);
+        let ids: Vec<(String, std::net::SocketAddr, u16)> = entries
+            .iter()
+            .map(|e| (e.host().to_string(), e.addr(), e.weight))
+            .collect();
+        if ctl.publish_due.is_none() && ids == ctl.published {
+            return;
+        }
+        let d = &ctl.desired;
+        let why = ctl.publish_due.take().unwrap_or_else(|| "dns".into());
+        match publish_change(
+            self.region,
+            entries,
+            d.strategy,
+            &d.health,
+            d.runtime.as_ref(),
+        ) {
+            Ok(a) => {
+                ctl.published = ids;
+                log!(
+                    Info,
+                    "reload",
+                    "{why}: generation {}: backends {} (added: {}; removed: {}), strategy {}",
+                    a.generation,
+                    if a.backends.is_empty() {
+                        "none".to_string()
+                    } else {
+                        a.backends.join(", ")
+                    },
+                    list(&a.added),
+                    list(&a.removed),
+                    a.strategy
+                );
+            }
+            Err(e) => log!(Err, "reload", "{why}: {e}"),
         }
     }
 

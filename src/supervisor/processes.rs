@@ -39,7 +39,8 @@ impl Supervisor {
         };
         // The config watch first: a change made while the workers start is
         // seen.
-        let mut ctl = Control::new(&self.cfg);
+        let discovery = self.discovery.lock().ok().and_then(|mut d| d.take());
+        let mut ctl = Control::new(&self.cfg, discovery);
         let mut slots: Vec<Slot> = (0..self.workers).map(|_| Slot::default()).collect();
         for (i, slot) in slots.iter_mut().enumerate() {
             self.spawn_process(Role::Worker(i), master, slot, started_w.as_fd());

@@ -10,7 +10,8 @@ impl Supervisor {
         let sup = Arc::new(self);
         // The config watch first: a change made while the workers start is
         // seen.
-        let mut ctl = Control::new(&sup.cfg);
+        let discovery = sup.discovery.lock().ok().and_then(|mut d| d.take());
+        let mut ctl = Control::new(&sup.cfg, discovery);
         let mut handles = Vec::with_capacity(sup.workers);
         for i in 0..sup.workers {
             let s = Arc::clone(&sup);

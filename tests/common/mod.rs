@@ -570,6 +570,7 @@ pub type Handler = dyn Fn(&Message) -> Vec<u8> + Send + Sync;
 /// An in-test backend: a thread per connection, keep-alive, recording every
 /// request it receives.
 pub struct Backend {
+    pub ip: String,
     pub port: u16,
     pub connections: Arc<AtomicUsize>,
     pub requests: Arc<Mutex<Vec<Message>>>,
@@ -614,9 +615,41 @@ impl Backend {
         Backend::spawn(move |_| ok(&body))
     }
 
+    /// A backend answering `Hello from NAME` on `ip:port` (port 0: any),
+    /// e.g. 127.0.0.2 for a name that DNS gives that address.
+    pub fn named_on(ip: &str, port: u16, name: &str) -> Backend {
+        let body = name.to_string();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let reqs = requests.clone();
+        let mut b = Backend::raw_on(&format!("{ip}:{port}"), move |stream| {
+            let mut r = BufReader::new(stream.try_clone().unwrap());
+            let mut w = stream;
+            while let Some((raw_head, start, headers)) = read_head(&mut r) {
+                let (body_in, chunked) = read_body(&mut r, &headers, false_if_no_framing(&headers));
+                reqs.lock().unwrap().push(Message {
+                    start,
+                    headers,
+                    body: body_in,
+                    raw_head,
+                    chunked,
+                });
+                if w.write_all(&ok(&body)).is_err() {
+                    break;
+                }
+            }
+        })
+        .with_requests(requests);
+        b.ip = ip.to_string();
+        b
+    }
+
     /// A backend whose connection handling is entirely `f`.
     pub fn raw(f: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Backend::raw_on("127.0.0.1:0", f)
+    }
+
+    fn raw_on(bind: &str, f: impl Fn(TcpStream) + Send + Sync + 'static) -> Backend {
+        let l = TcpListener::bind(bind).unwrap();
         let port = l.local_addr().unwrap().port();
         l.set_nonblocking(true).unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -638,6 +671,7 @@ impl Backend {
             }
         });
         Backend {
+            ip: "127.0.0.1".into(),
             port,
             connections,
             requests: Arc::new(Mutex::new(Vec::new())),
@@ -651,7 +685,7 @@ impl Backend {
     }
 
     pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+        format!("{}:{}", self.ip, self.port)
     }
 
     pub fn received(&self) -> Vec<Message> {
