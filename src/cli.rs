@@ -611,6 +611,7 @@ impl Builder {
             admin: self.cfg.admin.is_some(),
             max_connections: self.cfg.max_connections != 0,
             pid_file: self.cfg.pid_file.is_some(),
+            tls_listener: self.tls_port.is_some() || !self.tls_certs.is_empty(),
         };
         if let Some(path) = &self.config_path {
             let fc = file::load(path).map_err(CliError::Config)?;

@@ -136,6 +136,11 @@ impl Reloader {
         if !given.pid_file && fc.pid_file != self.base.pid_file {
             restart.push("pid_file");
         }
+        // The TLS listener's port and certificate list are bound at start
+        // (the certificates' contents reload on their own).
+        if fc.tls_listener != self.base.tls_listener && self.base.given_tls_listener_from_file() {
+            restart.push("tls_listener");
+        }
         // Checked here as at start: a reload never hands the workers an
         // access log they cannot open or a CA file that does not load (a
         // worker restarted later would not start with it).

@@ -36,6 +36,9 @@ pub const KEY_MAX: usize = 32;
 /// Longest encoded session kept (a session with a 253-byte SNI name and an
 /// ALPN protocol is about 400 bytes; a longer one is not cached).
 pub const VALUE_MAX: usize = 1024;
+/// Room for the listener's certificate and key files, all of them.
+pub const CERT_BLOB_MAX: usize = 256 * 1024;
+
 /// A slot lock older than this belongs to a process that died holding it.
 pub const STALE_LOCK_MS: u32 = 1000;
 
@@ -55,6 +58,9 @@ struct Slot {
     lock: AtomicU32,
     key_len: AtomicU32,
     value_len: AtomicU32,
+    /// FNV-1a of key and value: an entry torn by a writer whose lock was
+    /// taken over (it stalled past `STALE_LOCK_MS`) reads as a miss.
+    sum: AtomicU32,
     key: [AtomicU8x; KEY_MAX],
     value: [AtomicU8x; VALUE_MAX],
 }
@@ -77,6 +83,11 @@ pub struct TlsShared {
     pub resumed: AtomicU64,
     /// Failed handshakes, by [`FAILURE_REASONS`].
     pub failures: [AtomicU64; FAILURE_REASONS.len()],
+    /// The certificate and key files' bytes the supervisor last loaded
+    /// (`publish_certs`), under a sequence number (odd while written).
+    cert_seq: AtomicU64,
+    cert_len: AtomicU32,
+    cert_blob: [AtomicU8x; CERT_BLOB_MAX],
     /// Sessions stored, found, and missed (cache statistics).
     pub cache_stores: AtomicU64,
     pub cache_hits: AtomicU64,
@@ -121,6 +132,56 @@ impl TlsShared {
         CURRENT.get().copied()
     }
 
+    /// The supervisor: the files' bytes it loaded, for the workers (each
+    /// as a length-prefixed field: cert path, key path, cert, key, …).
+    pub fn publish_certs(&self, fields: &[&[u8]]) -> Result<(), String> {
+        let total: usize = fields.iter().map(|f| 4 + f.len()).sum();
+        if total > CERT_BLOB_MAX {
+            return Err(format!(
+                "the certificate and key files are {total} bytes together, over {CERT_BLOB_MAX}"
+            ));
+        }
+        self.cert_seq.fetch_add(1, Ordering::AcqRel);
+        let mut at = 0;
+        for f in fields {
+            let len = (f.len() as u32).to_le_bytes();
+            for &b in len.iter().chain(f.iter()) {
+                self.cert_blob[at].0.store(b, Ordering::Relaxed);
+                at += 1;
+            }
+        }
+        self.cert_len.store(at as u32, Ordering::Relaxed);
+        self.cert_seq.fetch_add(1, Ordering::Release);
+        Ok(())
+    }
+
+    /// A worker: the fields as last published; `None` if none were, or a
+    /// consistent copy could not be had now (tried again at the next sweep).
+    pub fn certs(&self) -> Option<Vec<Vec<u8>>> {
+        let s1 = self.cert_seq.load(Ordering::Acquire);
+        if s1 == 0 || s1 % 2 == 1 {
+            return None;
+        }
+        let len = (self.cert_len.load(Ordering::Relaxed) as usize).min(CERT_BLOB_MAX);
+        let bytes: Vec<u8> = self.cert_blob[..len]
+            .iter()
+            .map(|b| b.0.load(Ordering::Relaxed))
+            .collect();
+        std::sync::atomic::fence(Ordering::Acquire);
+        if self.cert_seq.load(Ordering::Relaxed) != s1 {
+            return None;
+        }
+        let mut fields = Vec::new();
+        let mut rest = &bytes[..];
+        while rest.len() >= 4 {
+            let n = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+            let field = rest.get(4..4 + n)?;
+            fields.push(field.to_vec());
+            rest = &rest[4 + n..];
+        }
+        Some(fields)
+    }
+
     fn slot(&self, key: &[u8]) -> &Slot {
         // FNV-1a: keys are random bytes from rustls, but a client chooses
         // the session id it offers, so no key is trusted to be spread.
@@ -149,6 +210,7 @@ impl TlsShared {
         }
         s.key_len.store(key.len() as u32, Ordering::Relaxed);
         s.value_len.store(value.len() as u32, Ordering::Relaxed);
+        s.sum.store(checksum(key, value), Ordering::Relaxed);
         self.cache_stores.fetch_add(1, Ordering::Relaxed);
         true
     }
@@ -183,10 +245,13 @@ impl TlsShared {
             return None;
         }
         let vlen = (s.value_len.load(Ordering::Relaxed) as usize).min(VALUE_MAX);
-        let value = s.value[..vlen]
+        let value: Vec<u8> = s.value[..vlen]
             .iter()
             .map(|b| b.0.load(Ordering::Relaxed))
             .collect();
+        if s.sum.load(Ordering::Relaxed) != checksum(key, &value) {
+            return None;
+        }
         if take {
             s.key_len.store(0, Ordering::Relaxed);
         }
@@ -194,8 +259,16 @@ impl TlsShared {
     }
 }
 
-/// A slot's lock, held until dropped.
-struct SlotLock<'a>(&'a Slot);
+fn checksum(key: &[u8], value: &[u8]) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for &b in key.iter().chain(value) {
+        h = (h ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// A slot's lock (and the stamp it was taken with), held until dropped.
+struct SlotLock<'a>(&'a Slot, u32);
 
 impl<'a> SlotLock<'a> {
     fn try_new(s: &'a Slot) -> Option<SlotLock<'a>> {
@@ -204,21 +277,28 @@ impl<'a> SlotLock<'a> {
             .lock
             .compare_exchange(0, now, Ordering::Acquire, Ordering::Relaxed)
         {
-            Ok(_) => Some(SlotLock(s)),
-            // Held since long ago: its holder died (a killed worker).
-            Err(held) if now.wrapping_sub(held) > STALE_LOCK_MS => s
+            Ok(_) => Some(SlotLock(s, now)),
+            // Held since long ago: its holder died (a killed worker). The
+            // age is signed: a lock taken a moment after `now` was read is
+            // young, not four billion milliseconds old.
+            Err(held) if (now.wrapping_sub(held) as i32) > STALE_LOCK_MS as i32 => s
                 .lock
                 .compare_exchange(held, now, Ordering::Acquire, Ordering::Relaxed)
                 .ok()
-                .map(|_| SlotLock(s)),
+                .map(|_| SlotLock(s, now)),
             Err(_) => None,
         }
     }
 }
 
 impl Drop for SlotLock<'_> {
+    /// Releases the lock if it is still ours (a holder stalled past
+    /// [`STALE_LOCK_MS`] does not release its successor's).
     fn drop(&mut self) {
-        self.0.lock.store(0, Ordering::Release);
+        let _ = self
+            .0
+            .lock
+            .compare_exchange(self.1, 0, Ordering::Release, Ordering::Relaxed);
     }
 }
 
@@ -280,10 +360,15 @@ mod tests {
         let now = (crate::sys::now_ms() as u32) | 1;
         s.lock.store(now, Ordering::Relaxed);
         assert!(!t.put(&key, b"v"), "a busy slot fails at once");
+        s.lock.store(now.wrapping_add(5), Ordering::Relaxed);
+        assert!(!t.put(&key, b"v"), "a lock taken just after `now` is young");
         s.lock
             .store(now.wrapping_sub(STALE_LOCK_MS + 10), Ordering::Relaxed);
         assert!(t.put(&key, b"v"), "a stale lock is taken over");
         assert_eq!(s.lock.load(Ordering::Relaxed), 0, "and released");
+        // A torn entry (a value changed under a taken-over lock) is a miss.
+        s.value[0].0.store(b'X', Ordering::Relaxed);
+        assert_eq!(t.get(&key, false), None);
     }
 
     #[test]

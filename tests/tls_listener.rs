@@ -786,3 +786,134 @@ fn the_config_file_form_and_redirect_http_to_https() {
         "{err}"
     );
 }
+
+/// A worker restarted after a renewal serves the renewed certificate, not
+/// the one the load balancer started with.
+#[test]
+fn a_worker_restarted_after_a_renewal_serves_the_renewed_certificate() {
+    let ca = Ca::new("restart CA");
+    let dir = Dir::new("restart");
+    let first = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (
+        dir.write("site.pem", &first.0),
+        dir.write("site.key", &first.1),
+    );
+    let be = Backend::named("restart");
+    let (lb, tls) = start(&[(&c, &k)], &["-m", "mp", "-w", "1", "-b", &be.addr()]);
+    let rec = Recorder::new();
+    let cfg = client_config(Trust::Record(rec.clone()), &[&TLS13], &["http/1.1"]);
+    assert!(shown_eventually(tls, &cfg, &rec, &leaf_der(&first.0)));
+    let second = ca.leaf_pem(&["localhost"], None);
+    dir.write("site.key.new", &second.1);
+    dir.write("site.pem.new", &second.0);
+    std::fs::rename(dir.path("site.key.new"), &k).unwrap();
+    std::fs::rename(dir.path("site.pem.new"), &c).unwrap();
+    assert!(shown_eventually(tls, &cfg, &rec, &leaf_der(&second.0)));
+    let worker = workers_of(lb.pid(), 1)[0].0;
+    signal(worker, 9);
+    assert!(eventually(Duration::from_secs(10), || {
+        workers_of(lb.pid(), 1)
+            .first()
+            .is_some_and(|w| w.0 != worker)
+    }));
+    for _ in 0..4 {
+        let r = https_get(tls, "localhost", &cfg, "/").unwrap();
+        assert_eq!(r.status, 200);
+        assert!(
+            rec.last() == leaf_der(&second.0),
+            "the restarted worker went back to the old certificate"
+        );
+    }
+}
+
+/// At `max_connections`, a connection still in its TLS handshake is not
+/// taken for an idle kept-alive one and closed to make room.
+#[test]
+fn connections_in_their_handshake_are_not_reclaimed_at_max_connections() {
+    let ca = Ca::new("reclaim CA");
+    let dir = Dir::new("reclaim");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let be = Backend::named("reclaim");
+    let (_lb, tls) = start(
+        &[(&c, &k)],
+        &["-w", "1", "--max-connections", "2", "-b", &be.addr()],
+    );
+    // Two handshakes begun and stalled (half a ClientHello each).
+    let stalled: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut s = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+            s.write_all(&[0x16, 3, 1, 0, 200, 1, 0, 0]).unwrap();
+            s
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    // A third arrives: it waits (the limit), and the two are not cut.
+    let _third = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    thread::sleep(Duration::from_millis(300));
+    for s in &stalled {
+        let (_, end) = stream_until_end(s, Duration::from_millis(700));
+        assert!(
+            matches!(end, End::StillOpen { .. }),
+            "a handshake in progress was closed: {end:?}"
+        );
+    }
+}
+
+/// A request and the client's `close_notify` in one flight: answered, then
+/// closed at once (not held until the idle timeout).
+#[test]
+fn a_close_notify_sent_with_the_request_closes_after_the_response() {
+    let ca = Ca::new("notify CA");
+    let dir = Dir::new("notify");
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let be = Backend::named("notify");
+    let (_lb, tls) = start(&[(&c, &k)], &["-w", "1", "-b", &be.addr()]);
+    let cfg = client_config(Trust::Ca(&ca), &[&TLS13], &["http/1.1"]);
+    let s = TcpStream::connect(("127.0.0.1", tls)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut conn = rustls::ClientConnection::new(cfg, name).unwrap();
+    let mut sock = s.try_clone().unwrap();
+    while conn.is_handshaking() {
+        conn.complete_io(&mut sock).unwrap();
+    }
+    conn.writer()
+        .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .unwrap();
+    conn.send_close_notify();
+    // Request and close_notify leave in one write.
+    let mut out = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut out).unwrap();
+    }
+    sock.write_all(&out).unwrap();
+    let t0 = Instant::now();
+    let (raw, end) = stream_until_end(&s, Duration::from_secs(4));
+    assert!(
+        matches!(end, End::Eof | End::Reset(_)),
+        "still open after {:?}: {end:?}",
+        t0.elapsed()
+    );
+    // What came was the response, encrypted.
+    let mut rd = &raw[..];
+    let mut got = Vec::new();
+    while !rd.is_empty() {
+        if conn.read_tls(&mut rd).is_err() || conn.process_new_packets().is_err() {
+            break;
+        }
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = conn.reader().read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+    assert!(
+        String::from_utf8_lossy(&got).starts_with("HTTP/1.1 200"),
+        "{}",
+        show(&got)
+    );
+}

@@ -341,6 +341,14 @@ pub struct Config {
     pub dns_max_ttl_ms: u64,
 }
 
+impl Config {
+    /// The TLS listener came from the config file (no `--tls-port` or
+    /// `--tls-cert` flag replaced it).
+    pub fn given_tls_listener_from_file(&self) -> bool {
+        !self.given.tls_listener
+    }
+}
+
 /// Default lower and upper bounds of a DNS answer's life (1 s, 5 min).
 pub const DNS_MIN_TTL_MS: u64 = 1_000;
 pub const DNS_MAX_TTL_MS: u64 = 300_000;
@@ -377,6 +385,7 @@ pub struct FlagsGiven {
     pub admin: bool,
     pub max_connections: bool,
     pub pid_file: bool,
+    pub tls_listener: bool,
 }
 
 /// Headers that say who the client is or how it connected (what

@@ -327,6 +327,7 @@ pub fn hex_line(mut n: usize, out: &mut [u8; 18]) -> &[u8] {
 pub fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        308 => "Permanent Redirect",
         400 => "Bad Request",
         404 => "Not Found",
         405 => "Method Not Allowed",

@@ -21,7 +21,9 @@ pub mod tls_listener;
 #[cfg(not(feature = "tls"))]
 pub mod tls_listener {
     //! Built without the `tls` feature: no TLS listener (refused at start).
-    pub use super::tls::{CertSet, Certificate, ListenerTls};
+    pub use super::tls::{
+        fields, from_fields, read_files, CertSet, Certificate, ListenerTls, PemPair,
+    };
     pub fn render_metrics(_o: &mut String) {}
 }
 pub mod x509;
@@ -53,6 +55,12 @@ pub trait Transport {
         Ok(())
     }
     fn is_tls(&self) -> bool {
+        false
+    }
+    /// The end of the stream is known and still to be read (a TLS
+    /// `close_notify` that came with the last data): a short read does not
+    /// mean the stream is empty.
+    fn end_pending(&self) -> bool {
         false
     }
     /// Advances a handshake (TLS) as far as the socket allows.
@@ -190,6 +198,14 @@ impl Transport for Conn {
         matches!(self, Conn::Tls(_))
     }
 
+    #[inline]
+    fn end_pending(&self) -> bool {
+        match self {
+            Conn::Plain(_) => false,
+            Conn::Tls(t) => t.end_pending(),
+        }
+    }
+
     fn handshake(&mut self) -> io::Result<Handshake> {
         match self {
             Conn::Plain(_) => Ok(Handshake::Done),
@@ -293,7 +309,7 @@ impl<T: Transport> Stream<T> {
             Ok(0) => Io::Eof,
             Ok(n) => {
                 buf.commit(n);
-                if n < want && !self.hup {
+                if n < want && !self.hup && !self.io.end_pending() {
                     self.readable = false;
                 }
                 Io::Moved(n)

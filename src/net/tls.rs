@@ -149,6 +149,7 @@ impl TlsContext {
             name: name.to_string(),
             handshaking: true,
             tcp_eof: false,
+            closed: false,
         })
     }
 }
@@ -390,6 +391,8 @@ pub struct Tls {
     name: String,
     handshaking: bool,
     tcp_eof: bool,
+    /// The peer's `close_notify` was read.
+    closed: bool,
 }
 
 /// Which side of the connection this process is, and what it reports to.
@@ -440,6 +443,7 @@ impl Tls {
             name: peer.to_string(),
             handshaking: true,
             tcp_eof: false,
+            closed: false,
         }
     }
 
@@ -593,8 +597,12 @@ impl Transport for Tls {
         let mut filled = 0;
         loop {
             match self.conn.reader().read(&mut buf[filled..]) {
-                // close_notify: what came before it now, the end at the next call.
-                Ok(0) => return Ok(filled),
+                // close_notify: what came before it now, the end at the
+                // next call (`end_pending` says it is there to read).
+                Ok(0) => {
+                    self.closed = true;
+                    return Ok(filled);
+                }
                 Ok(n) => {
                     filled += n;
                     if filled == buf.len() {
@@ -692,6 +700,10 @@ impl Transport for Tls {
 
     fn is_tls(&self) -> bool {
         true
+    }
+
+    fn end_pending(&self) -> bool {
+        self.closed
     }
 
     fn handshake(&mut self) -> io::Result<Handshake> {

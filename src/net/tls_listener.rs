@@ -40,27 +40,94 @@ pub struct CertSet {
     pub certs: Vec<Certificate>,
 }
 
+/// A certificate file and its key file as read (the bytes the supervisor
+/// checked are the bytes every worker loads: files changing in between
+/// cannot give workers different certificates).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PemPair {
+    pub paths: CertPair,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
+/// The shared block's fields for `pems` (paths and bytes, in order).
+pub fn fields(pems: &[PemPair]) -> Vec<&[u8]> {
+    pems.iter()
+        .flat_map(|p| {
+            [
+                p.paths.cert.as_os_str().as_encoded_bytes(),
+                p.paths.key.as_os_str().as_encoded_bytes(),
+                &p.cert[..],
+                &p.key[..],
+            ]
+        })
+        .collect()
+}
+
+/// `pems` back from the shared block's fields.
+pub fn from_fields(fields: Vec<Vec<u8>>) -> Vec<PemPair> {
+    use std::os::unix::ffi::OsStringExt;
+    let path = |b: Vec<u8>| std::path::PathBuf::from(std::ffi::OsString::from_vec(b));
+    let mut it = fields.into_iter();
+    let mut out = Vec::new();
+    while let (Some(c), Some(k), Some(cert), Some(key)) =
+        (it.next(), it.next(), it.next(), it.next())
+    {
+        out.push(PemPair {
+            paths: CertPair {
+                cert: path(c),
+                key: path(k),
+            },
+            cert,
+            key,
+        });
+    }
+    out
+}
+
+/// Reads every certificate and key file (an error names the file).
+pub fn read_files(pairs: &[CertPair]) -> Result<Vec<PemPair>, String> {
+    pairs
+        .iter()
+        .map(|p| {
+            let read =
+                |f: &std::path::Path| std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()));
+            Ok(PemPair {
+                paths: p.clone(),
+                cert: read(&p.cert)?,
+                key: read(&p.key)?,
+            })
+        })
+        .collect()
+}
+
 impl CertSet {
     /// Loads every pair; the first error names the file and what is wrong.
     /// With `warn`, warnings (expired, a key readable by others) are logged.
-    pub fn load(pairs: &[CertPair], warn: bool) -> Result<CertSet, String> {
-        if pairs.is_empty() {
+    pub fn load(pems: &[PemPair], warn: bool) -> Result<CertSet, String> {
+        if pems.is_empty() {
             return Err("the TLS listener has no certificate (--tls-cert and --tls-key)".into());
         }
         let provider = rustls::crypto::ring::default_provider();
-        let mut certs = Vec::with_capacity(pairs.len());
-        for p in pairs {
+        let mut certs = Vec::with_capacity(pems.len());
+        for pem in pems {
+            let p = &pem.paths;
             let cert_name = p.cert.display();
             let chain: Result<Vec<CertificateDer<'static>>, _> =
-                CertificateDer::pem_file_iter(&p.cert)
-                    .map_err(|e| format!("{cert_name}: {}", pem_error(&e)))?
-                    .collect();
+                CertificateDer::pem_slice_iter(&pem.cert).collect();
             let chain = chain.map_err(|e| format!("{cert_name}: {}", pem_error(&e)))?;
             if chain.is_empty() {
                 return Err(format!("{cert_name}: no PEM certificate in it"));
             }
             let key_name = p.key.display();
-            let key = PrivateKeyDer::from_pem_file(&p.key).map_err(|e| match e {
+            let key = PrivateKeyDer::from_pem_slice(&pem.key).map_err(|e| match e {
+                rustls::pki_types::pem::Error::NoItemsFound
+                    if String::from_utf8_lossy(&pem.key).contains("ENCRYPTED PRIVATE KEY") =>
+                {
+                    format!(
+                        "{key_name}: the key is encrypted; give it decrypted (openssl pkey -in KEY -out KEY.plain), readable by this user only"
+                    )
+                }
                 rustls::pki_types::pem::Error::NoItemsFound => format!(
                     "{key_name}: no private key in it (PKCS#8, PKCS#1 or SEC1 PEM expected)"
                 ),
@@ -69,8 +136,11 @@ impl CertSet {
             let names = x509::names(&chain[0]);
             let not_after = x509::not_after(&chain[0]);
             let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|e| match e {
-                rustls::Error::InconsistentKeys(_) => {
-                    format!("{key_name}: this key does not match the certificate in {cert_name}")
+                rustls::Error::InconsistentKeys(_) => format!(
+                    "{key_name}: this key does not match the certificate in {cert_name} (the server's own certificate must come first in it)"
+                ),
+                rustls::Error::InvalidCertificate(e) => {
+                    format!("{cert_name}: the first certificate cannot be read ({e:?})")
                 }
                 e => format!("{key_name}: unusable key: {e}"),
             })?;
@@ -169,7 +239,13 @@ impl ListenerTls {
     /// and 1.3, ALPN `http/1.1` only, sessions in the shared cache. With
     /// `warn`, what deserves a warning is logged (once, by the supervisor).
     pub fn new(pairs: &[CertPair], warn: bool) -> Result<ListenerTls, String> {
-        let certs = Arc::new(CertSet::load(pairs, warn)?);
+        ListenerTls::from_pem(&read_files(pairs)?, warn)
+    }
+
+    /// The same from the files' bytes (a worker loads what the supervisor
+    /// checked, from the shared block).
+    pub fn from_pem(pems: &[PemPair], warn: bool) -> Result<ListenerTls, String> {
+        let certs = Arc::new(CertSet::load(pems, warn)?);
         let shared = TlsShared::current();
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
@@ -294,7 +370,7 @@ pub fn render_metrics(o: &mut String) {
     }
     let _ = write!(
         o,
-        "# HELP lb_tls_session_cache_total Lookups in the TLS session cache shared by the workers, by result.\n\
+        "# HELP lb_tls_session_cache_total The TLS session cache shared by the workers: lookups that hit or missed, sessions stored.\n\
          # TYPE lb_tls_session_cache_total counter\n\
          lb_tls_session_cache_total{{result=\"hit\"}} {}\n\
          lb_tls_session_cache_total{{result=\"miss\"}} {}\n\

@@ -96,6 +96,10 @@ impl Tls {
     pub fn listener_handshaking(&self) -> bool {
         match *self {}
     }
+
+    pub fn end_pending(&self) -> bool {
+        match *self {}
+    }
 }
 
 /// No TLS listener in this build: refused at start-up.
@@ -124,4 +128,25 @@ impl ListenerTls {
     }
 
     pub fn handshake_timed_out(&self) {}
+}
+
+#[derive(Clone, Debug)]
+pub struct PemPair;
+
+pub fn read_files(_pairs: &[crate::config::CertPair]) -> Result<Vec<PemPair>, String> {
+    Err("this build has no TLS listener (the `tls` feature is off)".into())
+}
+
+pub fn fields(_pems: &[PemPair]) -> Vec<&[u8]> {
+    Vec::new()
+}
+
+pub fn from_fields(_fields: Vec<Vec<u8>>) -> Vec<PemPair> {
+    Vec::new()
+}
+
+impl ListenerTls {
+    pub fn from_pem(_pems: &[PemPair], _warn: bool) -> Result<ListenerTls, String> {
+        Err("this build has no TLS listener (the `tls` feature is off)".into())
+    }
 }

@@ -134,6 +134,8 @@ pub struct Worker {
     pub(super) listener_tls: Option<Arc<ListenerTls>>,
     /// The certificate generation `listener_tls` was loaded at.
     pub(super) cert_generation: u64,
+    /// After a certificate load failed here: no new try before this (ms).
+    pub(super) cert_retry_at: u64,
     /// The admin listener (`--admin`): `/metrics`, `/status`, `/status.json`.
     pub(super) admin: Option<OwnedFd>,
     /// `--access-log`: this worker's buffer and file.
@@ -224,8 +226,9 @@ impl Worker {
         if tls_listener.is_some() && listener_tls.is_none() {
             return Err(io::Error::other("a TLS listener without certificates"));
         }
-        let cert_generation =
-            crate::tls_shared::TlsShared::current().map_or(0, |t| t.cert_generation.load(Relaxed));
+        // Generation 0 is what the supervisor loaded at start: a worker
+        // (re)started after a renewal loads the renewed files at once.
+        let cert_generation = 0;
         if let Some(w) = sys::wake_fd() {
             poller.add(w, WAKE)?;
         }
@@ -257,7 +260,7 @@ impl Worker {
         let trace = shared.config.trace;
         let strategy = shared.config.strategy;
         let max_conns = max_connections(&shared.config);
-        Ok(Worker {
+        let mut w = Worker {
             runtime,
             shared,
             poller,
@@ -295,7 +298,10 @@ impl Worker {
             stop,
             panic_path: std::env::var_os("LB_TEST_PANIC_PATH")
                 .map(|p| p.into_encoded_bytes().into_boxed_slice()),
-        })
+            cert_retry_at: 0,
+        };
+        w.refresh_certificates();
+        Ok(w)
     }
 
     /// Runs until the stop flag is set.
@@ -474,6 +480,7 @@ impl Worker {
                 !c.admin
                     && c.phase == Phase::Head
                     && !c.req.started
+                    && !c.stream.io.listener_handshaking()
                     && c.rbuf.as_ref().is_none_or(|b| b.is_empty())
             })
         }));
@@ -869,20 +876,35 @@ impl Worker {
             return;
         };
         let gen = t.cert_generation.load(Relaxed);
-        if gen == self.cert_generation || self.listener_tls.is_none() {
+        if gen == self.cert_generation
+            || self.listener_tls.is_none()
+            || self.now < self.cert_retry_at
+        {
             return;
         }
-        self.cert_generation = gen;
-        let Some(l) = self.shared.config.tls_listener.as_ref() else {
+        // What the supervisor loaded, not the files (they may have changed
+        // again since).
+        let Some(fields) = t.certs() else {
             return;
         };
-        match ListenerTls::new(&l.certificates, false) {
-            Ok(t) => self.listener_tls = Some(Arc::new(t)),
-            Err(e) => log!(
-                Err,
-                "tls",
-                "TLS listener: {e}; this worker keeps the certificates it had"
-            ),
+        let pems = crate::net::tls_listener::from_fields(fields);
+        match ListenerTls::from_pem(&pems, false) {
+            Ok(t) => {
+                self.listener_tls = Some(Arc::new(t));
+                self.cert_generation = gen;
+            }
+            Err(e) => {
+                // Changed again since the supervisor loaded them: tried
+                // again in a while (its next reload bumps the generation).
+                if self.cert_retry_at == 0 {
+                    log!(
+                        Err,
+                        "tls",
+                        "TLS listener: {e}; this worker keeps the certificates it had"
+                    );
+                }
+                self.cert_retry_at = self.now + 5_000;
+            }
         }
     }
 

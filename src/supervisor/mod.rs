@@ -71,7 +71,8 @@ pub fn check(cfg: &Config) -> i32 {
     }
     let res = listen_addr(cfg)
         .and_then(|_| TlsContext::new(cfg.ca_file.as_deref(), cfg.insecure_tls, false).map(|_| ()))
-        .and_then(|_| listener_tls(cfg).map(|_| ()));
+        .and_then(|_| listener_tls(cfg).map(|_| ()))
+        .and_then(|_| distinct_ports(cfg));
     match res {
         Ok(()) => {
             let mut listeners = Vec::new();
@@ -123,6 +124,19 @@ fn tls_context(cfg: &Config) -> Result<Arc<TlsContext>, String> {
         );
     }
     Ok(Arc::new(ctx))
+}
+
+/// The plain, TLS and admin listeners on three different ports.
+fn distinct_ports(cfg: &Config) -> Result<(), String> {
+    let tls = cfg.tls_listener.as_ref().map(|t| t.port);
+    let admin = cfg.admin.map(|a| a.port());
+    if admin.is_some() && (admin == tls || admin == Some(cfg.port)) {
+        return Err(format!(
+            "--admin {}: the admin listener needs a port of its own",
+            cfg.admin.map(|a| a.to_string()).unwrap_or_default()
+        ));
+    }
+    Ok(())
 }
 
 /// The TLS listener's certificates, loaded (a file that does not load is a
@@ -247,13 +261,16 @@ pub fn run(cfg: Config) -> i32 {
             }
         },
     };
+    // A TLS listener handed over that this configuration does not have (or
+    // has on another port) is closed, not left accepting for no one.
+    let inherited_tls = inherited.tls.take().filter(|l| {
+        cfg.tls_listener
+            .as_ref()
+            .is_some_and(|t| sys::local_addr(l.as_fd()).is_ok_and(|a| a.port() == t.port))
+    });
     let tls_listener = match &cfg.tls_listener {
         None => None,
-        Some(t) => match bind(
-            SocketAddr::new(addr.ip(), t.port),
-            inherited.tls.take(),
-            "HTTPS",
-        ) {
+        Some(t) => match bind(SocketAddr::new(addr.ip(), t.port), inherited_tls, "HTTPS") {
             Ok(l) => {
                 let certs = listener_tls.as_ref().map_or(0, |l| l.certs.certs.len());
                 log!(
@@ -858,7 +875,12 @@ impl Supervisor {
         if !(changed || hup) || ctl.draining {
             return;
         }
-        match ListenerTls::new(&t.certificates, true) {
+        let loaded = crate::net::tls_listener::read_files(&t.certificates).and_then(|pems| {
+            let l = ListenerTls::from_pem(&pems, true)?;
+            shared.publish_certs(&crate::net::tls_listener::fields(&pems))?;
+            Ok(l)
+        });
+        match loaded {
             Ok(l) => {
                 shared.cert_reloads_ok.fetch_add(1, Relaxed);
                 let gen = shared.cert_generation.fetch_add(1, Relaxed) + 1;
