@@ -245,11 +245,14 @@ def tlsterm():
         counts = "; ".join(f"{n} at {c}: {', '.join(map(str, v))}" for (n, c), v in nc.items())
         parts.append(
             "**wrk over HTTPS** (`wrk https://127.0.0.1:PORT/`, the runs, warm-up and alternation of the plain-HTTP "
-            "tables). wrk opens its connections when a run starts and keeps them (keep-alive; neither proxy closes "
-            "one), so a run makes one TLS handshake per connection, at its start: these figures are the cost of the "
-            "records (decrypting each request, encrypting each response: AES-256-GCM) plus proxying, not of handshakes; "
-            "the handshake table below measures those. TLS connections each proxy took during each measured run (the "
-            f"load balancer's `lb_tls_listener_handshakes_total`, nginx's `stub_status` accepts): {counts}.")
+            "tables). wrk opens its connections when a run starts and keeps them (keep-alive), so TLS handshakes "
+            "happen only when a connection starts: one per connection at the start of a run, and one more each time "
+            "the proxy closes a connection (nginx closes a client connection after 1000 requests, its "
+            "`keepalive_requests` default, as in the plain-HTTP runs; wrk then reconnects, resuming its session; the "
+            "load balancer closes none). These figures are the cost of the records (decrypting each request, "
+            "encrypting each response: AES-256-GCM) plus proxying, next to almost no handshakes; the handshake table "
+            "below measures those. TLS connections each proxy took during each measured run (the load balancer's "
+            f"`lb_tls_listener_handshakes_total`, nginx's `stub_status` accepts): {counts}.")
         parts += tput + ["\n".join(cpu_t)]
     if tt_hs:
         label = {"new": "full handshake, TLS 1.3: `openssl s_time -new`, one at a time, no request",
