@@ -30,9 +30,19 @@
 #                 openssl); also the backend's connections (handshakes) per
 #                 run and how many resumed a session. Skipped, with a
 #                 message, without openssl;
-#   5. strace     syscalls per request (strace -c on the proxy's worker during
+#   5. tlsterm    TLS on the listener: load_balancer --tls-port and nginx
+#                 `listen ... ssl` (one worker each, the same ECDSA P-256
+#                 certificate, from tls's CA) terminating HTTPS in front of
+#                 backend1 + backend2: wrk over HTTPS (the same runs as
+#                 plain; wrk keeps its connections, so one handshake per
+#                 connection at the start of a run), then the handshake
+#                 cost: full TLS 1.3 (openssl s_time -new), resumed TLS 1.2
+#                 (s_time -reuse) and a new connection per request (wrk
+#                 -H 'Connection: close'): connections/s, CPU µs each.
+#                 Skipped, with a message, without openssl;
+#   6. strace     syscalls per request (strace -c on the proxy's worker during
 #                 a separate wrk run, never used for the throughput figures);
-#   6. body       a 1 GiB response streamed through the proxy versus directly
+#   7. body       a 1 GiB response streamed through the proxy versus directly
 #                 from the origin (a second nginx serving a sparse file):
 #                 MB/s, peak proxy RSS.
 # Prints all tables and writes bench/results.md and bench/results.svg
@@ -41,7 +51,7 @@
 # wrk runs with CPU accounting, the cleanup trap, the report's head) are in
 # bench/lib.sh.
 #
-# Adding a scenario NAME (e.g. TLS on the listener; see plain.sh or tls.sh):
+# Adding a scenario NAME (see plain.sh, tls.sh or tlsterm.sh):
 #   1. bench/scenarios/NAME.sh with NAME_setup (check its BENCH_* settings and
 #      tools; need_ports for its ports, new ones in lib.sh's port map) and
 #      NAME_run (return early if `skipped NAME`; start its proxies with
@@ -65,6 +75,10 @@
 #                        TLS backend BASE+4 (its plain stub_status BASE+5);
 #                        access-log runs: load_balancer without/with BASE+6/+7,
 #                        nginx without/with BASE+8/+9;
+#                        TLS termination: load_balancer BASE+10 (plain:
+#                        readiness, /metrics) and BASE+11 (TLS), nginx
+#                        BASE+12 (plain: readiness, stub_status), BASE+13
+#                        (TLS, wrk runs), BASE+14 (TLS, handshake runs);
 #                        load_balancer BASE+80, nginx BASE+81, haproxy BASE+82;
 #                        their 1 GiB-test twins BASE+83, BASE+84, BASE+85;
 #                        their TLS-backend twins BASE+86, BASE+87, BASE+88;
@@ -75,9 +89,11 @@
 #   BENCH_BODY_SIZE=1G  BENCH_BODY_RUNS=3   large-response test (truncate -s size)
 #   BENCH_ACCESSLOG_CONNS="50"  wrk connection counts of the access-log runs
 #                        (default: the first of BENCH_CONNS_LIST)
-#   BENCH_SKIP="..."     any of: haproxy idle strace body sp tls plain
-#                        accesslog accesslog-nginx
+#   BENCH_TLSTERM_HS_DURATION=3  seconds of each handshake run (TLS termination)
+#   BENCH_SKIP="..."     any of: haproxy idle strace body sp tls tlsterm
+#                        plain accesslog accesslog-nginx
 #                        (sp: no -m sp row; tls: no TLS-to-the-backend section;
+#                        tlsterm: no TLS-termination section;
 #                        plain: none of the plain-HTTP throughput sections, at
 #                        any worker count: a quick check of the rest; the
 #                        access-log runs are not among them; accesslog: no
@@ -86,8 +102,8 @@
 #   BENCH_NO_BUILD=1     skip `cargo build --release`
 #   BENCH_BIN_DIR=DIR    where the binaries are (default target/release)
 # Installs nothing: missing required tools are named with the apt command and
-# exit 1; a missing haproxy, strace or openssl only skips its part, with a
-# message.
+# exit 1; a missing haproxy, strace or openssl only skips its part (openssl:
+# tls and tlsterm), with a message.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -96,7 +112,7 @@ cd "$ROOT"
 source bench/lib.sh
 
 # The scenarios, in the order they run.
-SCENARIOS=(idle plain accesslog tls strace body)
+SCENARIOS=(idle plain accesslog tls tlsterm strace body)
 for s in "${SCENARIOS[@]}"; do
     # shellcheck source=/dev/null
     source "bench/scenarios/$s.sh"

@@ -127,6 +127,15 @@ bench_settings() {
     LB_ALOG_PORT=$((BASE + 7))
     NGX_NOLOG_PORT=$((BASE + 8))
     NGX_ALOG_PORT=$((BASE + 9))
+    # Scenario tlsterm (TLS on the listener): the load balancer's plain port
+    # (readiness, /metrics) and its TLS listener; nginx's plain port
+    # (readiness, stub_status), its TLS port for the wrk runs and its TLS
+    # port for the handshake runs (a server block that logs full handshakes).
+    LB_TT_PORT=$((BASE + 10))
+    LB_TT_TLS_PORT=$((BASE + 11))
+    NGX_TT_PORT=$((BASE + 12))
+    NGX_TT_TLS_PORT=$((BASE + 13))
+    NGX_TT_HS_PORT=$((BASE + 14))
     # The shared one-worker proxies, and their twin ports (same process) for
     # the large response.
     LB_PORT=$((BASE + 80))

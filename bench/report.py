@@ -35,7 +35,9 @@ def fx(a, b):
 # are the rows and groups of every such table and chart.
 runs = rows("runs.tsv")          # scenario plain
 tls_runs = rows("tls.tsv")       # scenario tls
-TPUT_RUNS = runs + tls_runs
+tt_runs = rows("tlsterm.tsv")    # scenario tlsterm: the wrk runs over HTTPS
+tt_hs = rows("tlsterm-hs.tsv")   # and its handshake runs
+TPUT_RUNS = runs + tls_runs + tt_runs
 alog = rows("accesslog.tsv")     # scenario accesslog
 st = rows("strace.tsv")          # scenario strace
 idle = rows("idle.tsv")          # scenario idle
@@ -220,6 +222,81 @@ def tls():
     return [("TLS to the backend", "\n\n".join(intro + tput + ["\n".join(cpu_t)]))]
 
 
+def tlsterm():
+    """TLS termination: wrk over HTTPS, then the handshake runs."""
+    if not tt_runs and not tt_hs:
+        return []
+    setup = rows("tlsterm-setup.tsv")
+    intro = chart_image() if tt_runs else []
+    intro.append(
+        "The load balancer and nginx, one worker each, terminate HTTPS in front of the same plain backends (backend1 + "
+        "backend2), with the same certificate: ECDSA P-256 for localhost (SAN DNS:localhost and IP:127.0.0.1), signed by "
+        "the private CA the script makes with openssl (bench/out/tls/), served without its CA. Both offer TLS 1.2 and 1.3 and "
+        "ALPN http/1.1.")
+    if setup:
+        intro.append(f"Each proxy: {setup[0]['setup']}.")
+        intro.append(f"Negotiated with OpenSSL's defaults (wrk's and `openssl s_time`'s library): {setup[0]['tls']}.")
+    parts = list(intro)
+    if tt_runs:
+        tput, cpu_t = tput_tables(tt_runs, "tlsterm", "backend1 + backend2", "TLS listener")
+        nc = {}
+        for r in tt_runs:
+            nc.setdefault((r["proxy"], int(r["conns"])), []).append(int(r["new_conns"]))
+        counts = "; ".join(f"{n} at {c}: {', '.join(map(str, v))}" for (n, c), v in nc.items())
+        parts.append(
+            "**wrk over HTTPS** (`wrk https://127.0.0.1:PORT/`, the runs, warm-up and alternation of the plain-HTTP "
+            "tables). wrk opens its connections when a run starts and keeps them (keep-alive), so TLS handshakes "
+            "happen only when a connection starts: one per connection at the start of a run, and one more each time "
+            "the proxy closes a connection (nginx closes a client connection after 1000 requests, its "
+            "`keepalive_requests` default, as in the plain-HTTP runs; wrk then reconnects, resuming its session; the "
+            "load balancer closes none). These figures are the cost of the records (decrypting each request, "
+            "encrypting each response: AES-256-GCM) plus proxying, next to almost no handshakes; the handshake table "
+            "below measures those. TLS connections each proxy took during each measured run (the load balancer's "
+            f"`lb_tls_listener_handshakes_total`, nginx's `stub_status` accepts): {counts}.")
+        parts += tput + ["\n".join(cpu_t)]
+    if tt_hs:
+        label = {"new": "full handshake, TLS 1.3: `openssl s_time -new`, one at a time, no request",
+                 "reuse12": "resumed, TLS 1.2: `openssl s_time -reuse -tls1_2`, one at a time, no request",
+                 "close": "a new connection per request: `wrk -H 'Connection: close'`"}
+        close_conns = setup[0]["hs_conns"] if setup else ""
+        secs = f"{setup[0]['hs_secs']} s" if setup else "a few seconds"
+        t = [f"**Handshakes.** Runs of {secs} each, alternating between the proxies, medians of the runs. "
+             "`s_time -new`: a TCP connection and a full TLS 1.3 handshake (X25519, an ECDSA P-256 signature), then "
+             "close_notify, one after another: the rate includes s_time's own work (its half of the handshake, on the "
+             "other core). `s_time -reuse -tls1_2`: the same with TLS 1.2, each connection resuming the session of the "
+             "first (the load balancer: its session cache; nginx: a session ticket, its default). "
+             f"`wrk -H 'Connection: close'` at {close_conns or 'the first connection count'}: every request on a "
+             "new connection, which the proxy closes after the response; wrk keeps the session of each connection for "
+             "the next on the same slot, so these are TLS 1.3 resumptions (PSK with a new X25519 exchange, no "
+             "signature), with the request proxied to a pooled backend connection. **CPU µs/conn**: the proxy's CPU "
+             "time (all its processes) over the connections made. **full / resumed**: the proxy's own count over all "
+             "runs (the load balancer's listener counters; nginx: a log of requests on connections that did not resume, "
+             "so only for the wrk runs).", "",
+             "| handshakes | proxy | conn/s | CPU µs/conn | conn/s vs nginx | CPU/conn vs nginx | full / resumed | errors |",
+             "|---|---|---:|---:|---:|---:|---:|---:|"]
+        hm = {}
+        for meas in ("new", "reuse12", "close"):
+            for n in all_names or ["load_balancer", "nginx"]:
+                rs = [r for r in tt_hs if r["measure"] == meas and r["proxy"] == n]
+                if not rs:
+                    continue
+                hm[(meas, n)] = {
+                    "rate": statistics.median(float(r["conns_s"]) for r in rs),
+                    "cpu": statistics.median(float(r["cpu_us_conn"]) for r in rs),
+                    "full": sum(int(r["full"]) for r in rs) if all(r["full"] != "-" for r in rs) else None,
+                    "resumed": sum(int(r["resumed"]) for r in rs) if all(r["resumed"] != "-" for r in rs) else None,
+                    "errors": sum(int(r["errors"]) for r in rs),
+                }
+        for (meas, n), m in hm.items():
+            ng = hm.get((meas, "nginx"))
+            fr = f"{m['full']} / {m['resumed']}" if m["full"] is not None else "–"
+            what = label[meas] + (f", {close_conns} connections" if meas == "close" and close_conns else "")
+            t.append(f"| {what} | {n} | {m['rate']:.0f} | {m['cpu']:.1f} | {fx(m['rate'], ng['rate']) if ng else 'n/a'} | "
+                     f"{fx(m['cpu'], ng['cpu']) if ng else 'n/a'} | {fr} | {m['errors']} |")
+        parts.append("\n".join(t))
+    return [("TLS termination", "\n\n".join(parts))]
+
+
 def strace():
     """Syscalls per request."""
     if not st:
@@ -285,7 +362,7 @@ def large_response():
 
 # The sections of results.md, in this order (not the order the scenarios run
 # in: the throughput sections first).
-SECTIONS = [plain, accesslog, tls, strace, idle_conns, large_response]
+SECTIONS = [plain, accesslog, tls, tlsterm, strace, idle_conns, large_response]
 sections = [s for f in SECTIONS for s in f()]
 
 # What the script warned about during the runs (bench/out/warnings.txt).
@@ -296,8 +373,8 @@ if os.path.exists(wpath):
         sections.insert(0, ("Warnings", "\n".join(f"- {w}" for w in warns)))
 
 # SVG: req/s and CPU µs/req per proxy at each concurrency, a row of two
-# panels per chart row: per worker count (the same scale in every row) and
-# one for TLS to the backend (a scale of its own).
+# panels per chart row: per worker count (the same scale in every row), one
+# for TLS to the backend and one for TLS termination (a scale of its own each).
 COLORS = {"load_balancer": "#1f77b4", "load_balancer sp": "#9467bd", "nginx": "#2ca02c", "haproxy": "#ff7f0e"}
 def nice_max(v):
     if v <= 0:
@@ -364,6 +441,7 @@ one = "one worker each" + (" (HAProxy one thread)" if "haproxy" in names else ""
 tput_workers = "; ".join(
     ([f"throughput at {ws} worker(s) per proxy (each section says how each proxy ran them)"] if workers_list else [])
     + (["the same with TLS to the backend at one worker each"] if tls_runs else [])
+    + (["TLS termination (HTTPS from wrk) at one worker each"] if tt_runs or tt_hs else [])
     + (["the access log's cost at one worker each"] if alog else [])
     + ([f"idle, syscall and large-response tests with {one}"] if idle or st or body else []))
 head = [f"date: {date}", f"machine: {machine}", f"versions: {versions}", "",

@@ -150,6 +150,7 @@ impl TlsContext {
             handshaking: true,
             tcp_eof: false,
             closed: false,
+            read_short: false,
         })
     }
 }
@@ -393,6 +394,8 @@ pub struct Tls {
     tcp_eof: bool,
     /// The peer's `close_notify` was read.
     closed: bool,
+    /// The last [`Tls::pull`] read less than it asked for.
+    read_short: bool,
 }
 
 /// Which side of the connection this process is, and what it reports to.
@@ -409,18 +412,41 @@ impl std::fmt::Debug for Tls {
     }
 }
 
-/// `Read`/`Write` over the raw socket for rustls's `read_tls`/`write_tls`.
-struct Raw<'a>(&'a mut Tcp);
+/// `Read`/`Write` over the raw socket for rustls's `read_tls`/`write_tls`,
+/// noting whether the last call moved less than it was offered: under the
+/// edge-triggered contract that means the socket is empty (a read) or full
+/// (a write), so no second syscall is needed to find `EAGAIN`.
+struct Raw<'a> {
+    tcp: &'a mut Tcp,
+    short: bool,
+}
+
+impl<'a> Raw<'a> {
+    fn new(tcp: &'a mut Tcp) -> Raw<'a> {
+        Raw { tcp, short: false }
+    }
+}
 
 impl Read for Raw<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
+        let n = self.tcp.read(buf)?;
+        self.short = n < buf.len();
+        Ok(n)
     }
 }
 
 impl Write for Raw<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.write_vectored(&[IoSlice::new(buf)])
+        self.write_vectored(&[IoSlice::new(buf)])
+    }
+
+    /// rustls hands over every queued record at once (up to 64): one
+    /// `writev` for all of them, not one `write` per record (the default
+    /// `write_vectored` writes only the first buffer).
+    fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        let n = self.tcp.write_vectored(bufs)?;
+        self.short = n < bufs.iter().map(|b| b.len()).sum::<usize>();
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -444,6 +470,7 @@ impl Tls {
             handshaking: true,
             tcp_eof: false,
             closed: false,
+            read_short: false,
         }
     }
 
@@ -483,10 +510,14 @@ impl Tls {
         )
     }
 
-    /// Writes buffered ciphertext; `Ok(true)` when none is left.
+    /// Writes buffered ciphertext, all queued records in one `writev`;
+    /// `Ok(true)` when none is left. A short write means the socket is full:
+    /// the rest waits for writable without another syscall to find `EAGAIN`.
     fn flush_tls(&mut self) -> io::Result<bool> {
         while self.conn.wants_write() {
-            match self.conn.write_tls(&mut Raw(&mut self.tcp)) {
+            let mut raw = Raw::new(&mut self.tcp);
+            match self.conn.write_tls(&mut raw) {
+                Ok(_) if raw.short && self.conn.wants_write() => return Ok(false),
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
                 Err(e) => return Err(e),
@@ -567,14 +598,18 @@ impl Tls {
     }
 
     /// Pulls ciphertext from the socket into rustls and processes it.
-    /// `Ok(false)` when the socket is empty (`EAGAIN`).
+    /// `Ok(false)` when the socket is empty (`EAGAIN`). `read_short` says
+    /// whether the read took less than rustls offered (the socket is empty
+    /// now, as far as the edge-triggered contract goes).
     fn pull(&mut self) -> io::Result<bool> {
+        self.read_short = false;
         if self.tcp_eof {
             return Ok(false);
         }
-        match self.conn.read_tls(&mut Raw(&mut self.tcp)) {
+        let mut raw = Raw::new(&mut self.tcp);
+        match self.conn.read_tls(&mut raw) {
             Ok(0) => self.tcp_eof = true,
-            Ok(_) => {}
+            Ok(_) => self.read_short = raw.short,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
             Err(e) => return Err(e),
         }
@@ -595,6 +630,12 @@ impl Transport for Tls {
 
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut filled = 0;
+        // A pull of this call read the socket short: it is empty, so the
+        // plaintext in hand goes back now, as a short read (which is what
+        // tells the caller the socket is empty), without a second read to
+        // find `EAGAIN`. Only a pull of this call counts: a short read
+        // before the last readiness event says nothing about the socket now.
+        let mut drained = false;
         loop {
             match self.conn.reader().read(&mut buf[filled..]) {
                 // close_notify: what came before it now, the end at the
@@ -645,12 +686,16 @@ impl Transport for Tls {
             }
             // The handshake (or a key update) may have something to send.
             self.flush_tls()?;
+            if drained && filled > 0 {
+                return Ok(filled);
+            }
             if !self.pull()? {
                 if filled > 0 {
                     return Ok(filled);
                 }
                 return Err(io::ErrorKind::WouldBlock.into());
             }
+            drained = self.read_short;
         }
     }
 
@@ -703,7 +748,7 @@ impl Transport for Tls {
     }
 
     fn end_pending(&self) -> bool {
-        self.closed
+        self.closed || self.tcp_eof
     }
 
     fn handshake(&mut self) -> io::Result<Handshake> {
