@@ -1480,8 +1480,9 @@ mod tests {
         assert_eq!(one(&mut r, "x.test", Lookup::Addrs), Err(DnsError::Timeout));
         let took = start.elapsed();
         // 2 servers × 2 attempts × 150 ms.
+        // Deadlines are kept in whole milliseconds: up to 1 ms early a try.
         assert!(
-            took >= Duration::from_millis(600) && took < Duration::from_millis(1500),
+            took >= Duration::from_millis(590) && took < Duration::from_millis(1500),
             "{took:?}"
         );
         // Nothing listening: refused at once, not a timeout.
