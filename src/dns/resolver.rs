@@ -469,6 +469,10 @@ impl Resolver {
                 part.ttl_ms = part.ttl_ms.min(ttl_ms);
                 if part.hops >= MAX_CNAMES {
                     Err(DnsError::CnameChain)
+                } else if Name::from_text(&target).is_err() {
+                    // parse_response gives only names that can be asked;
+                    // should one slip through, no try is wasted on it.
+                    Err(DnsError::Malformed("CNAME target is not a host name"))
                 } else {
                     part.hops += 1;
                     let qtype = part.qtype;
