@@ -61,7 +61,7 @@ lint:
 # Needs cargo-fuzz (cargo install cargo-fuzz); uses nightly where installed.
 # A failing input is kept in tests/fuzz/regressions/, replayed by make test.
 FUZZ_SECONDS ?= 120
-FUZZ_TARGETS ?= head chunked json config cli
+FUZZ_TARGETS ?= head chunked json config cli dns
 fuzz:
 	DESYNC_SEARCH_SECONDS=$(FUZZ_SECONDS) $(CARGO) test --profile ci --test desync_search -- --nocapture
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_TARGETS="$(FUZZ_TARGETS)" CARGO=$(CARGO) bash tests/fuzz/run.sh

@@ -95,6 +95,11 @@ fn config_regressions_and_seeds() {
 }
 
 #[test]
+fn dns_regressions_and_seeds() {
+    assert!(replay_kept("dns") > 0, "no seeds for dns");
+}
+
+#[test]
 fn cli_regressions_and_seeds() {
     assert!(replay_kept("cli") > 0, "no seeds for cli");
     checks::cli_cleanup();

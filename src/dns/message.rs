@@ -196,10 +196,14 @@ impl Name {
         Ok(name)
     }
 
-    /// The name as text without a trailing dot, or `None` if a label has a
-    /// byte a host name cannot carry in text (see [`text_byte_ok`]).
+    /// The name as text without a trailing dot, or `None` for the root and
+    /// if a label has a byte a host name cannot carry in text (see
+    /// [`text_byte_ok`]): what this returns can be asked.
     pub(crate) fn text(&self) -> Option<String> {
         let b = self.bytes();
+        if b.is_empty() {
+            return None;
+        }
         let mut out = String::with_capacity(b.len());
         let mut i = 0;
         while i < b.len() {
@@ -517,6 +521,11 @@ pub fn parse_response(
             }
         }
         let Some((target, t)) = next else { break };
+        // The root has no address: an alias of it is no answer (and "" no
+        // name to ask next).
+        if target.is_root() {
+            return Err(DnsError::Malformed("CNAME to the root"));
+        }
         if chain[..=links].contains(&target) {
             return Err(DnsError::CnameChain);
         }
@@ -1018,6 +1027,15 @@ mod tests {
         assert_eq!(
             parse_response(&m, ID, "a.test", QType::A),
             Err(DnsError::CnameChain)
+        );
+        // An alias of the root (found by the fuzzer: it came out as the
+        // name "" to ask next).
+        let m = B::answer("www.test", 28)
+            .rr(1, Q, TYPE_CNAME, 9, &[0])
+            .done();
+        assert_eq!(
+            parse_response(&m, ID, "www.test", QType::Aaaa),
+            Err(DnsError::Malformed("CNAME to the root"))
         );
     }
 

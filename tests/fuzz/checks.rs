@@ -30,6 +30,13 @@
 //!   accepted command line is within the limits (1..=64 backends, valid
 //!   hosts, ports, workers); `--help` and `--version` win as documented, and
 //!   `--check` turns a run into a check of the same configuration.
+//! - [`dns`]: the DNS answer parser never panics and is deterministic, asked
+//!   the question the message itself carries; an answer it accepts is
+//!   bounded and consistent (addresses of the family asked and present in
+//!   the bytes, SRV only for SRV, names that can be asked, a TTL within its
+//!   cap); every prefix of the message is an error or the same answer; the
+//!   resolv.conf and hosts parsers, fed the bytes as text, stay within their
+//!   limits.
 //!
 //! Long inputs are reachable through [`expand`]: an input starting with
 //! 0xFF is run-length coded, so the fuzzer can cross the 4 KiB and 8 KiB
@@ -50,7 +57,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock};
 
 /// Every target, as `make fuzz` and the replay test name them.
-pub const TARGETS: [&str; 5] = ["head", "chunked", "json", "config", "cli"];
+pub const TARGETS: [&str; 6] = ["head", "chunked", "json", "config", "cli", "dns"];
 
 /// Runs the check of `target` on `data`.
 pub fn check(target: &str, data: &[u8]) {
@@ -60,6 +67,7 @@ pub fn check(target: &str, data: &[u8]) {
         "json" => json(data),
         "config" => config(data),
         "cli" => cli(data),
+        "dns" => dns(data),
         _ => panic!("unknown fuzz target {target:?}"),
     }
 }
@@ -1404,4 +1412,175 @@ pub fn cli(data: &[u8]) {
     let mut help = vec!["--help".to_string()];
     help.extend(args);
     assert!(matches!(parse(help), Ok(Command::Help)), "--help {ctx}");
+}
+
+// ---------------------------------------------------------------- DNS ---
+
+use lb::dns::message::{MAX_ADDRS, MAX_SRV, MAX_TTL_MS};
+use lb::dns::{
+    encode_query, parse_response as parse_answer, DnsError, Hosts, QType, ResolvConf, Response,
+};
+
+/// The id and question a message carries, read with a decoder of this
+/// file's own (uncompressed labels: a question cannot be compressed), so
+/// the parser's question checks pass and the fuzzer reaches the records.
+/// A message whose question cannot be read is asked `example.test` A.
+pub fn dns_question(m: &[u8]) -> (u16, String, QType) {
+    let id = match m {
+        [a, b, ..] => u16::from_be_bytes([*a, *b]),
+        _ => 0,
+    };
+    let fallback = (id, "example.test".to_string(), QType::A);
+    let mut at = 12;
+    let mut labels = Vec::new();
+    loop {
+        let Some(&n) = m.get(at) else { return fallback };
+        if n == 0 {
+            break;
+        }
+        let Some(label) = m.get(at + 1..at + 1 + n as usize) else {
+            return fallback;
+        };
+        labels.push(String::from_utf8_lossy(label).into_owned());
+        at += 1 + n as usize;
+    }
+    let name = labels.join(".");
+    if encode_query(0, &name, QType::A, None).is_err() {
+        return fallback;
+    }
+    let qtype = match m.get(at + 1..at + 3) {
+        Some([0, 28]) => QType::Aaaa,
+        Some([0, 33]) => QType::Srv,
+        _ => QType::A,
+    };
+    (id, name, qtype)
+}
+
+/// What an accepted answer must be, whatever the bytes.
+fn dns_consistent(m: &[u8], r: &Response, qtype: QType) {
+    let ctx = || format!("{r:?} from b\"{}\"", esc(m));
+    assert!(r.addrs.len() <= MAX_ADDRS, "addresses unbounded: {}", ctx());
+    assert!(r.srv.len() <= MAX_SRV, "SRV unbounded: {}", ctx());
+    let srv_addrs: usize = r.srv.iter().map(|s| s.addrs.len()).sum();
+    assert!(srv_addrs <= MAX_ADDRS, "SRV addresses unbounded: {}", ctx());
+    assert!(
+        r.ttl_ms <= MAX_TTL_MS && r.ttl_ms % 1000 == 0,
+        "TTL: {}",
+        ctx()
+    );
+    if r.truncated {
+        let bare = Response {
+            truncated: true,
+            ..Response::default()
+        };
+        assert_eq!(*r, bare, "a truncated answer carries nothing: {}", ctx());
+    }
+    match qtype {
+        QType::A => assert!(r.addrs.iter().all(|a| a.is_ipv4()), "{}", ctx()),
+        QType::Aaaa => assert!(r.addrs.iter().all(|a| a.is_ipv6()), "{}", ctx()),
+        QType::Srv => assert!(r.addrs.is_empty(), "{}", ctx()),
+    }
+    assert!(qtype == QType::Srv || r.srv.is_empty(), "{}", ctx());
+    if r.cname.is_some() {
+        assert!(r.addrs.is_empty() && r.srv.is_empty(), "{}", ctx());
+    }
+    // Nothing invented: every address is in the bytes; every name can be
+    // asked as it is, lowercase, without a trailing dot.
+    let present = |ip: &std::net::IpAddr| match ip {
+        std::net::IpAddr::V4(v) => m.windows(4).any(|w| w == v.octets()),
+        std::net::IpAddr::V6(v) => m.windows(16).any(|w| w == v.octets()),
+    };
+    let all_addrs = r.addrs.iter().chain(r.srv.iter().flat_map(|s| &s.addrs));
+    for ip in all_addrs {
+        assert!(present(ip), "{ip} is not in the message: {}", ctx());
+    }
+    for s in &r.srv {
+        let mut seen = s.addrs.clone();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), s.addrs.len(), "repeated address: {}", ctx());
+    }
+    for name in r.srv.iter().map(|s| &s.target).chain(&r.cname) {
+        assert!(
+            encode_query(1, name, QType::A, None).is_ok(),
+            "{name:?}: {}",
+            ctx()
+        );
+        assert!(
+            !name.ends_with('.') && *name == name.to_ascii_lowercase(),
+            "{}",
+            ctx()
+        );
+    }
+}
+
+/// The prefixes of an `n`-byte input checked: all of them up to 512
+/// bytes, else 64 spread over it and the last 32.
+fn dns_prefix_points(n: usize) -> Vec<usize> {
+    if n <= 512 {
+        return (0..n).collect();
+    }
+    let mut v: Vec<usize> = (0..64).map(|i| i * n / 64).collect();
+    v.extend(n - 32..n);
+    v
+}
+
+pub fn dns(data: &[u8]) {
+    let (id, qname, qtype) = dns_question(data);
+    let got = parse_answer(data, id, &qname, qtype);
+    let again = parse_answer(data, id, &qname, qtype);
+    assert_eq!(got, again, "not deterministic on b\"{}\"", esc(data));
+    if let Ok(r) = &got {
+        dns_consistent(data, r, qtype);
+    }
+    // A prefix cannot hold more than the message: it is cut somewhere the
+    // counts still need (an error) or after the last record (the same).
+    for cut in dns_prefix_points(data.len()) {
+        if let Ok(p) = parse_answer(&data[..cut], id, &qname, qtype) {
+            assert_eq!(
+                Ok(p),
+                got,
+                "the {cut}-byte prefix of b\"{}\" parses differently",
+                esc(data)
+            );
+        }
+    }
+    // The query for this question is no answer to it (QR clear).
+    if let Ok(q) = encode_query(id, &qname, qtype, Some(1232)) {
+        assert!(
+            matches!(
+                parse_answer(&q, id, &qname, qtype),
+                Err(DnsError::Mismatch(_))
+            ),
+            "a query read as an answer: {qname}"
+        );
+    }
+    // The same bytes as resolv.conf and hosts text.
+    let text = String::from_utf8_lossy(data);
+    let c = ResolvConf::parse(&text);
+    assert!((1..=3).contains(&c.nameservers.len()), "{c:?}");
+    assert!(c.search.len() <= 6 && c.ndots <= 15, "{c:?}");
+    assert!(
+        (1000..=30_000).contains(&c.timeout_ms) && (1..=5).contains(&c.attempts),
+        "{c:?}"
+    );
+    for d in &c.search {
+        assert!(
+            encode_query(1, d, QType::A, None).is_ok(),
+            "search domain {d:?}"
+        );
+    }
+    let hosts = Hosts::parse(&text);
+    let words: Vec<&str> = text.split_ascii_whitespace().take(64).collect();
+    assert!(
+        hosts.len() <= text.split_ascii_whitespace().count(),
+        "{hosts:?}"
+    );
+    for w in words {
+        let mut addrs = hosts.lookup(w);
+        let n = addrs.len();
+        addrs.sort();
+        addrs.dedup();
+        assert_eq!(addrs.len(), n, "repeated address for {w:?}");
+    }
 }

@@ -4,7 +4,7 @@
 # tool is named with the command that installs it, and the run fails.
 #
 #   FUZZ_SECONDS   seconds per target (default 120)
-#   FUZZ_TARGETS   which targets (default: head chunked json config cli)
+#   FUZZ_TARGETS   which targets (default: head chunked json config cli dns)
 #   FUZZ_TOOLCHAIN nightly or stable (default: nightly if rustup has it)
 #   FUZZ_SANITIZER none or address for every target (default: address for
 #                  head on nightly, else none; see README.md)
@@ -20,7 +20,7 @@ ROOT=$PWD
 FUZZ=$ROOT/tests/fuzz
 CARGO=${CARGO:-cargo}
 SECONDS_EACH=${FUZZ_SECONDS:-120}
-TARGETS=${FUZZ_TARGETS:-head chunked json config cli}
+TARGETS=${FUZZ_TARGETS:-head chunked json config cli dns}
 
 if ! $CARGO fuzz --version >/dev/null 2>&1; then
   echo "make fuzz needs cargo-fuzz: cargo install cargo-fuzz" >&2
