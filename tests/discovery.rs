@@ -33,7 +33,7 @@ impl Dns {
         std::fs::write(&hosts_file, hosts).unwrap();
         for _ in 0..5 {
             let port = free_port();
-            let mut child = Command::new("dnsmasq")
+            let mut child = Command::new(common::dnsmasq::dnsmasq_binary())
                 .args([
                     "-k",
                     &format!("--port={port}"),

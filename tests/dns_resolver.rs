@@ -17,27 +17,12 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+#[path = "common/dnsmasq.rs"]
+mod dnsmasq;
+use dnsmasq::dnsmasq_binary;
+
 /// Every wait in this file ends by then.
 const LIMIT: Duration = Duration::from_secs(10);
-
-fn dnsmasq_binary() -> PathBuf {
-    let mut dirs: Vec<PathBuf> = ["/usr/sbin", "/usr/local/sbin", "/sbin"]
-        .iter()
-        .map(PathBuf::from)
-        .collect();
-    if let Some(path) = std::env::var_os("PATH") {
-        dirs.extend(std::env::split_paths(&path));
-    }
-    dirs.iter()
-        .map(|d| d.join("dnsmasq"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "dnsmasq not found (looked in {dirs:?}): the DNS resolver tests need it; \
-                 apt-get install dnsmasq-base"
-            )
-        })
-}
 
 /// The addresses of big.example.test: more than a 1232-byte UDP answer holds.
 fn big_addrs() -> Vec<IpAddr> {

@@ -4,6 +4,7 @@
 //! and every wait is bounded.
 #![allow(dead_code)]
 
+pub mod dnsmasq;
 pub mod tls;
 
 use std::io::{BufRead, BufReader, Read, Write};
