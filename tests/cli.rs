@@ -89,9 +89,18 @@ fn help_version_and_check() {
     let (code, out, err) = run_lb(&["--check", "-b", "127.0.0.1:9001", "-b", "localhost:9002"]);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ok"), "{out}");
-    let (code, _, err) = run_lb(&["--check", "-b", "no-such-host.invalid:80"]);
+    // A name that does not resolve is warned about, not refused: the load
+    // balancer would start and follow it (issue 16).
+    let (code, out, err) = run_lb(&["--check", "-b", "no-such-host.invalid:80"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"), "{out}");
+    assert!(
+        err.contains("warning: backend no-such-host.invalid:80"),
+        "{err}"
+    );
+    // An invalid name is still a configuration error.
+    let (code, _, err) = run_lb(&["--check", "-b", "bad name:80"]);
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("no-such-host.invalid"), "{err}");
 }
 
 /// The same backend twice (flags, file, or one of each) is refused, naming

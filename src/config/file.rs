@@ -1177,7 +1177,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","prot":1}]}"#,
-                "backends.json:1:33: unknown key \"prot\" in a backend (expected host, port, weight, tls)",
+                "backends.json:1:33: unknown key \"prot\" in a backend (expected host, port, weight, tls, srv)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1,"port":2}]}"#,
@@ -1209,7 +1209,7 @@ mod tests {
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backend":[]}"#,
-                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, pool_max_conn, trusted_client_headers, pid_file, tls_listener, redirect_http_to_https, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
+                "backends.json:1:47: unknown key \"backend\" in the config (expected backends, strategy, health, timeouts, forwarded, max_body_bytes, request_buffer_bytes, ca_file, admin, metrics_on_traffic_port, access_log, max_connections, pool_max_conn, trusted_client_headers, pid_file, tls_listener, redirect_http_to_https, resolver, dns_min_ttl_ms, dns_max_ttl_ms, unhealthy_threshold, healthy_threshold, probe_interval_ms, probe_timeout_ms, health_path)",
             ),
             (
                 r#"{"backends":[{"host":"a","port":1}],"backends":[{"host":"a","port":1}]}"#,
