@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 use super::parse::{HeaderRef, ParseError, RequestHead, ResponseHead, Span};
+use super::scan::eq_ignore_case;
 use super::target::{self, AbsoluteForm};
 
 /// How a message body is delimited (pingora's `BodyMode`).
@@ -120,11 +121,6 @@ pub struct ResponseMeta {
     pub conn: ConnectionOpts,
 }
 
-#[inline]
-fn name_is(buf: &[u8], h: &HeaderRef, want: &[u8]) -> bool {
-    h.name.len() == want.len() && h.name.of(buf).eq_ignore_ascii_case(want)
-}
-
 /// Iterates the comma-separated list elements of a field value, trimmed,
 /// skipping empty ones (RFC 9110 section 5.6.1).
 fn list_items(buf: &[u8], v: Span) -> impl Iterator<Item = Span> + '_ {
@@ -167,6 +163,17 @@ struct Common {
     upgrade_header: bool,
 }
 
+/// What the Transfer-Encoding lines said, summed over all of them.
+#[derive(Default)]
+struct TransferCodings {
+    /// Codings listed.
+    count: u32,
+    /// How many of them were `chunked`.
+    chunked: u32,
+    /// The last one listed was `chunked`.
+    last_chunked: bool,
+}
+
 fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
     let mut c = Common {
         content_length: None,
@@ -178,69 +185,44 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
         expect_continue: false,
         upgrade_header: false,
     };
-    let mut te_codings = 0u32;
-    let mut te_last_chunked = false;
-    let mut chunked_seen = 0u32;
+    let mut te = TransferCodings::default();
     for h in headers {
-        let n = h.name.len();
-        if n == 14 && name_is(buf, h, b"content-length") {
-            if c.content_length.is_some() {
-                return Err(ParseError::DuplicateContentLength);
-            }
-            c.content_length = Some(parse_content_length(h.value.of(buf))?);
-        } else if n == 17 && name_is(buf, h, b"transfer-encoding") {
-            let mut any = false;
-            for item in list_items(buf, h.value) {
-                any = true;
-                te_codings += 1;
-                te_last_chunked = item.of(buf).eq_ignore_ascii_case(b"chunked");
-                if te_last_chunked {
-                    chunked_seen += 1;
-                } else {
-                    c.te_unknown = true;
+        let name = h.name.of(buf);
+        // Most names are none of those below: the length and the first
+        // letter (`| 0x20` makes `C` and only `C` read as `c`) set them
+        // apart before any compare; a name that passes is then compared
+        // whole, a word at a time (`eq_ignore_case`).
+        let first = name.first().map_or(0, |b| b | 0x20);
+        match (name.len(), first) {
+            (14, b'c') if eq_ignore_case(name, b"content-length") => {
+                if c.content_length.is_some() {
+                    return Err(ParseError::DuplicateContentLength);
                 }
+                c.content_length = Some(parse_content_length(h.value.of(buf))?);
             }
-            if !any {
-                return Err(ParseError::TransferEncodingNotChunked);
+            (17, b't') if eq_ignore_case(name, b"transfer-encoding") => {
+                transfer_codings(buf, h.value, &mut te, &mut c.te_unknown)?;
             }
-        } else if n == 10 && name_is(buf, h, b"connection") {
-            for item in list_items(buf, h.value) {
-                let t = item.of(buf);
-                if t.eq_ignore_ascii_case(b"close") {
-                    c.conn.close = true;
-                } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                    c.conn.keep_alive = true;
-                } else {
-                    if t.eq_ignore_ascii_case(b"upgrade") {
-                        c.conn.upgrade = true;
-                    }
-                    if is_never_hop_by_hop(t) {
-                        continue;
-                    }
-                    if c.conn.named_len == MAX_CONNECTION_TOKENS {
-                        return Err(ParseError::TooManyConnectionTokens);
-                    }
-                    c.conn.named[c.conn.named_len] = item;
-                    c.conn.named_len += 1;
-                }
+            (10, b'c') if eq_ignore_case(name, b"connection") => {
+                connection_options(buf, h.value, &mut c.conn)?;
             }
-        } else if (14..=32).contains(&n)
-            && matches!(buf[h.name.start as usize], b'c' | b'C' | b't' | b'T')
-            && looks_like_framing(h.name.of(buf))
-        {
             // `Transfer_Encoding`, `Content--Length`: some servers read these
             // as the real thing, so two readers could frame differently.
-            return Err(ParseError::FramingLookalike);
-        } else if n == 4 && name_is(buf, h, b"host") {
-            c.host_count += 1;
-            c.host = h.value;
-        } else if n == 7 && name_is(buf, h, b"upgrade") {
-            c.upgrade_header = true;
-        } else if n == 6 && name_is(buf, h, b"expect") {
-            c.expect_continue = h.value.of(buf).eq_ignore_ascii_case(b"100-continue");
+            (14..=32, b'c' | b't') if looks_like_framing(name) => {
+                return Err(ParseError::FramingLookalike);
+            }
+            (4, b'h') if eq_ignore_case(name, b"host") => {
+                c.host_count += 1;
+                c.host = h.value;
+            }
+            (7, b'u') if eq_ignore_case(name, b"upgrade") => c.upgrade_header = true,
+            (6, b'e') if eq_ignore_case(name, b"expect") => {
+                c.expect_continue = eq_ignore_case(h.value.of(buf), b"100-continue");
+            }
+            _ => {}
         }
     }
-    if te_codings > 0 {
+    if te.count > 0 {
         if c.content_length.is_some() {
             return Err(ParseError::ContentLengthAndTransferEncoding);
         }
@@ -249,12 +231,86 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
         if c.te_unknown {
             return Err(ParseError::UnknownTransferCoding);
         }
-        if chunked_seen != 1 || !te_last_chunked {
+        if te.chunked != 1 || !te.last_chunked {
             return Err(ParseError::TransferEncodingNotChunked);
         }
         c.te_chunked = true;
     }
     Ok(c)
+}
+
+/// One Transfer-Encoding line: its codings, added to `te`; `unknown` set
+/// when one is not `chunked`. An empty list is an error.
+#[inline(never)]
+fn transfer_codings(
+    buf: &[u8],
+    value: Span,
+    te: &mut TransferCodings,
+    unknown: &mut bool,
+) -> Result<(), ParseError> {
+    let mut any = false;
+    for item in list_items(buf, value) {
+        any = true;
+        te.count += 1;
+        te.last_chunked = eq_ignore_case(item.of(buf), b"chunked");
+        if te.last_chunked {
+            te.chunked += 1;
+        } else {
+            *unknown = true;
+        }
+    }
+    if any {
+        Ok(())
+    } else {
+        Err(ParseError::TransferEncodingNotChunked)
+    }
+}
+
+/// One Connection line: its options, added to `conn`.
+#[inline(always)]
+fn connection_options(
+    buf: &[u8],
+    value: Span,
+    conn: &mut ConnectionOpts,
+) -> Result<(), ParseError> {
+    // The usual value, one `keep-alive` or `close`, is the one option the
+    // list below would find in it, without the split.
+    let v = value.of(buf);
+    if eq_ignore_case(v, b"keep-alive") {
+        conn.keep_alive = true;
+        Ok(())
+    } else if eq_ignore_case(v, b"close") {
+        conn.close = true;
+        Ok(())
+    } else {
+        connection_list(buf, value, conn)
+    }
+}
+
+/// [`connection_options`] for any list.
+#[inline(never)]
+fn connection_list(buf: &[u8], value: Span, conn: &mut ConnectionOpts) -> Result<(), ParseError> {
+    for item in list_items(buf, value) {
+        let t = item.of(buf);
+        if t.eq_ignore_ascii_case(b"close") {
+            conn.close = true;
+        } else if t.eq_ignore_ascii_case(b"keep-alive") {
+            conn.keep_alive = true;
+        } else {
+            if t.eq_ignore_ascii_case(b"upgrade") {
+                conn.upgrade = true;
+            }
+            if is_never_hop_by_hop(t) {
+                continue;
+            }
+            if conn.named_len == MAX_CONNECTION_TOKENS {
+                return Err(ParseError::TooManyConnectionTokens);
+            }
+            conn.named[conn.named_len] = item;
+            conn.named_len += 1;
+        }
+    }
+    Ok(())
 }
 
 /// True for a name that is not a framing header but becomes one when `_`
