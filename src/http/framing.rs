@@ -155,7 +155,6 @@ struct Common {
     te_chunked: bool,
     /// Codings other than chunked were listed (e.g. `gzip, chunked`).
     te_unknown: bool,
-    conn: ConnectionOpts,
     host_count: u32,
     /// The value of the (last) Host line.
     host: Span,
@@ -174,12 +173,18 @@ struct TransferCodings {
     last_chunked: bool,
 }
 
-fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
+/// Reads the framing headers; the Connection options go straight into
+/// `conn`, the caller's result (a copy of them is most of the result's
+/// size).
+fn scan(
+    buf: &[u8],
+    headers: &[HeaderRef],
+    conn: &mut ConnectionOpts,
+) -> Result<Common, ParseError> {
     let mut c = Common {
         content_length: None,
         te_chunked: false,
         te_unknown: false,
-        conn: ConnectionOpts::default(),
         host_count: 0,
         host: Span::default(),
         expect_continue: false,
@@ -204,7 +209,7 @@ fn scan(buf: &[u8], headers: &[HeaderRef]) -> Result<Common, ParseError> {
                 transfer_codings(buf, h.value, &mut te, &mut c.te_unknown)?;
             }
             (10, b'c') if eq_ignore_case(name, b"connection") => {
-                connection_options(buf, h.value, &mut c.conn)?;
+                connection_options(buf, h.value, conn)?;
             }
             // `Transfer_Encoding`, `Content--Length`: some servers read these
             // as the real thing, so two readers could frame differently.
@@ -356,12 +361,40 @@ fn parse_content_length(v: &[u8]) -> Result<u64, ParseError> {
 /// and its Host and target, which a backend routes by. Framing errors are
 /// reported before Host and target ones: they are the ones a smuggling
 /// attempt makes.
+///
+/// A small inline shell around `request_meta_into`: the result is made
+/// in the caller's frame and filled there, never copied out of this
+/// function (it is some 200 bytes, most of them the Connection options).
+#[inline]
 pub fn request_meta(
     buf: &[u8],
     head: &RequestHead,
     headers: &[HeaderRef],
 ) -> Result<RequestMeta, ParseError> {
-    let c = scan(buf, &headers[..head.header_count])?;
+    let mut meta = RequestMeta {
+        body: BodyMode::None,
+        content_length: None,
+        conn: ConnectionOpts::default(),
+        expect_continue: false,
+        idempotent: false,
+        is_head: false,
+        is_connect: false,
+        upgrade: false,
+        absolute: None,
+    };
+    request_meta_into(buf, head, headers, &mut meta)?;
+    Ok(meta)
+}
+
+/// [`request_meta`] into `meta`, which must be as that makes it (nothing
+/// found yet). On an error, what is in `meta` means nothing.
+fn request_meta_into(
+    buf: &[u8],
+    head: &RequestHead,
+    headers: &[HeaderRef],
+    meta: &mut RequestMeta,
+) -> Result<(), ParseError> {
+    let c = scan(buf, &headers[..head.header_count], &mut meta.conn)?;
     if c.te_chunked && head.minor == 0 {
         return Err(ParseError::TransferEncodingInHttp10);
     }
@@ -375,43 +408,58 @@ pub fn request_meta(
         _ => return Err(ParseError::DuplicateHost),
     }
     let m = head.method.of(buf);
-    let is_connect = m == b"CONNECT";
-    let absolute = target::request_target(buf, head.target, is_connect)?;
-    let body = match (c.te_chunked, c.content_length) {
+    meta.is_connect = m == b"CONNECT";
+    meta.absolute = target::request_target(buf, head.target, meta.is_connect)?;
+    meta.body = match (c.te_chunked, c.content_length) {
         (true, _) => BodyMode::Chunked,
         (false, Some(0)) | (false, None) => BodyMode::None,
         (false, Some(n)) => BodyMode::ContentLength(n),
     };
-    Ok(RequestMeta {
-        body,
-        content_length: c.content_length,
-        conn: c.conn,
-        expect_continue: c.expect_continue && head.minor == 1,
-        idempotent: matches!(
-            m,
-            b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
-        ),
-        is_head: m == b"HEAD",
-        is_connect,
-        upgrade: c.conn.upgrade && c.upgrade_header && head.minor == 1 && body == BodyMode::None,
-        absolute,
-    })
+    meta.content_length = c.content_length;
+    meta.expect_continue = c.expect_continue && head.minor == 1;
+    meta.idempotent = matches!(
+        m,
+        b"GET" | b"HEAD" | b"OPTIONS" | b"PUT" | b"DELETE" | b"TRACE"
+    );
+    meta.is_head = m == b"HEAD";
+    meta.upgrade =
+        meta.conn.upgrade && c.upgrade_header && head.minor == 1 && meta.body == BodyMode::None;
+    Ok(())
 }
 
-/// Framing of a response to a request (RFC 9112 section 6.3).
+/// Framing of a response to a request (RFC 9112 section 6.3). Made in the
+/// caller's frame and filled there, as [`request_meta`] is.
+#[inline]
 pub fn response_meta(
     buf: &[u8],
     head: &ResponseHead,
     headers: &[HeaderRef],
     request_was_head: bool,
 ) -> Result<ResponseMeta, ParseError> {
-    let c = scan(buf, &headers[..head.header_count])?;
+    let mut meta = ResponseMeta {
+        body: BodyMode::None,
+        content_length: None,
+        conn: ConnectionOpts::default(),
+    };
+    response_meta_into(buf, head, headers, request_was_head, &mut meta)?;
+    Ok(meta)
+}
+
+/// [`response_meta`] into `meta`, which must be as that makes it.
+fn response_meta_into(
+    buf: &[u8],
+    head: &ResponseHead,
+    headers: &[HeaderRef],
+    request_was_head: bool,
+    meta: &mut ResponseMeta,
+) -> Result<(), ParseError> {
+    let c = scan(buf, &headers[..head.header_count], &mut meta.conn)?;
     if c.te_chunked && head.minor == 0 {
         return Err(ParseError::TransferEncodingInHttp10);
     }
     let bodiless =
         request_was_head || head.status < 200 || head.status == 204 || head.status == 304;
-    let body = if bodiless {
+    meta.body = if bodiless {
         BodyMode::None
     } else {
         match (c.te_chunked, c.content_length) {
@@ -422,11 +470,8 @@ pub fn response_meta(
         }
     };
     let no_length = head.status < 200 || head.status == 204;
-    Ok(ResponseMeta {
-        body,
-        content_length: c.content_length.filter(|_| !no_length),
-        conn: c.conn,
-    })
+    meta.content_length = c.content_length.filter(|_| !no_length);
+    Ok(())
 }
 
 #[cfg(test)]
