@@ -162,6 +162,39 @@ struct Common {
     upgrade_header: bool,
 }
 
+/// The names `scan` looks at, by length and first letter: bit `c - b'a'` of
+/// entry `n` is set when a name of `n` bytes starting with `c` (either
+/// case) may be one of them. Entry 33 stands for every longer name.
+static LOOKED_AT: [u32; 34] = {
+    const fn letter(c: u8) -> u32 {
+        1 << (c - b'a')
+    }
+    let mut t = [0u32; 34];
+    t[4] = letter(b'h'); // host
+    t[6] = letter(b'e'); // expect
+    t[7] = letter(b'u'); // upgrade
+    t[10] = letter(b'c'); // connection
+                          // content-length (14), transfer-encoding (17) and their look-alikes.
+    let mut n = 14;
+    while n <= 32 {
+        t[n] = letter(b'c') | letter(b't');
+        n += 1;
+    }
+    t
+};
+
+/// A letter's bit in [`LOOKED_AT`] (either case); 0 for any other byte.
+static FIRST_LETTER: [u32; 256] = {
+    let mut t = [0u32; 256];
+    let mut c = b'a';
+    while c <= b'z' {
+        t[c as usize] = 1 << (c - b'a');
+        t[c.to_ascii_uppercase() as usize] = 1 << (c - b'a');
+        c += 1;
+    }
+    t
+};
+
 /// What the Transfer-Encoding lines said, summed over all of them.
 #[derive(Default)]
 struct TransferCodings {
@@ -193,12 +226,16 @@ fn scan(
     let mut te = TransferCodings::default();
     for h in headers {
         let name = h.name.of(buf);
-        // Most names are none of those below: the length and the first
-        // letter (`| 0x20` makes `C` and only `C` read as `c`) set them
-        // apart before any compare; a name that passes is then compared
-        // whole, a word at a time (`eq_ignore_case`).
-        let first = name.first().map_or(0, |b| b | 0x20);
-        match (name.len(), first) {
+        // Most names are none of those below: their length and first letter
+        // set them apart with two table loads and one branch, before any
+        // compare. A name that passes is matched on both again, then
+        // compared whole, a word at a time (`eq_ignore_case`).
+        let first = name.first().copied().unwrap_or(0);
+        if LOOKED_AT[name.len().min(33)] & FIRST_LETTER[first as usize] == 0 {
+            continue;
+        }
+        // `| 0x20` makes `C` and only `C` read as `c`.
+        match (name.len(), first | 0x20) {
             (14, b'c') if eq_ignore_case(name, b"content-length") => {
                 if c.content_length.is_some() {
                     return Err(ParseError::DuplicateContentLength);
