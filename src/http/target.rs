@@ -85,6 +85,7 @@ fn starts_with_ignore_case(s: &[u8], prefix: &[u8]) -> bool {
 
 /// `uri-host [ ":" port ]` with a host that is not empty: a Host value, or
 /// the authority of an absolute-form target.
+#[inline]
 pub fn is_host_and_port(v: &[u8]) -> bool {
     // The usual value, a reg-name without percent-encoding and perhaps a
     // port, in one pass of a table load and an add a byte (every request's
@@ -144,6 +145,7 @@ fn is_port(port: &[u8]) -> bool {
 }
 
 /// [`is_host_and_port`] for any value: IP literals, percent-encoding.
+#[inline(never)]
 fn is_host_and_port_general(v: &[u8]) -> bool {
     let (host, port) = if v.first() == Some(&b'[') {
         let Some(close) = v.iter().position(|&b| b == b']') else {
