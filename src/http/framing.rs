@@ -170,11 +170,12 @@ static LOOKED_AT: [u32; 34] = {
         1 << (c - b'a')
     }
     let mut t = [0u32; 34];
-    t[4] = letter(b'h'); // host
-    t[6] = letter(b'e'); // expect
-    t[7] = letter(b'u'); // upgrade
-    t[10] = letter(b'c'); // connection
-                          // content-length (14), transfer-encoding (17) and their look-alikes.
+    // host, expect, upgrade, connection.
+    t[4] = letter(b'h');
+    t[6] = letter(b'e');
+    t[7] = letter(b'u');
+    t[10] = letter(b'c');
+    // content-length (14), transfer-encoding (17) and their look-alikes.
     let mut n = 14;
     while n <= 32 {
         t[n] = letter(b'c') | letter(b't');

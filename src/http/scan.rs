@@ -4,7 +4,9 @@
 //! values. These are the scalar forms (the field-value and target scans
 //! eight bytes at a time in a `u64`); the SIMD forms in `simd/` have the
 //! same contract and the same tests, and the parser reaches whichever runs
-//! through `simd::Scanner`.
+//! through `simd::Scanner`. Also here: the word-at-a-time case-insensitive
+//! compare (`eq_ignore_case`) with which the framing checks recognise
+//! header names and values.
 #![forbid(unsafe_code)]
 
 /// `tchar` of RFC 9110 section 5.6.2: the bytes of a method or a field name.
