@@ -3,6 +3,7 @@
 //! start, so it keeps no state between calls.
 #![forbid(unsafe_code)]
 
+use super::scan::eq_ignore_case;
 use super::simd::{self, Scanner, WithScanner};
 use crate::config::MAX_HEADER_BYTES;
 use std::fmt;
@@ -286,7 +287,7 @@ fn headers<S: Scanner>(
         }
         // Content-Length is checked as soon as its line is complete, so a
         // bad or repeated one is refused before the head has even ended.
-        if name_end - i == 14 && buf[i..name_end].eq_ignore_ascii_case(b"content-length") {
+        if eq_ignore_case(&buf[i..name_end], b"content-length") {
             if content_length {
                 return Err(ParseError::DuplicateContentLength.into());
             }
