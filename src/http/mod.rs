@@ -11,6 +11,8 @@
 pub mod chunked;
 pub mod compose;
 pub mod framing;
+#[cfg(test)]
+mod framing_reference;
 pub mod parse;
 pub mod scan;
 pub mod simd;

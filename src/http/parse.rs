@@ -3,6 +3,7 @@
 //! start, so it keeps no state between calls.
 #![forbid(unsafe_code)]
 
+use super::scan::eq_ignore_case;
 use super::simd::{self, Scanner, WithScanner};
 use crate::config::MAX_HEADER_BYTES;
 use std::fmt;
@@ -286,7 +287,7 @@ fn headers<S: Scanner>(
         }
         // Content-Length is checked as soon as its line is complete, so a
         // bad or repeated one is refused before the head has even ended.
-        if name_end - i == 14 && buf[i..name_end].eq_ignore_ascii_case(b"content-length") {
+        if eq_ignore_case(&buf[i..name_end], b"content-length") {
             if content_length {
                 return Err(ParseError::DuplicateContentLength.into());
             }
@@ -369,13 +370,23 @@ fn request<S: Scanner>(
             _ => break,
         }
     }
-    let m_end = s.token_end(buf, start);
-    if byte(buf, m_end)? != b' ' || m_end == start {
-        return Err(ParseError::Method.into());
-    }
-    if !known_method(&buf[start..m_end]) {
-        return Err(ParseError::UnknownMethod.into());
-    }
+    let m_end = match buf.get(start..start + 5) {
+        // The usual two with the space after them in one compare each: what
+        // the scan and checks below find for them. The target's scan then
+        // starts at a constant, without waiting on a scan of the method.
+        Some([b'G', b'E', b'T', b' ', _]) => start + 3,
+        Some(b"POST ") => start + 4,
+        _ => {
+            let m_end = s.token_end(buf, start);
+            if byte(buf, m_end)? != b' ' || m_end == start {
+                return Err(ParseError::Method.into());
+            }
+            if !known_method(&buf[start..m_end]) {
+                return Err(ParseError::UnknownMethod.into());
+            }
+            m_end
+        }
+    };
     let t_start = m_end + 1;
     *in_target = true;
     let t_end = s.target_end(buf, t_start);
@@ -436,32 +447,56 @@ fn response<S: Scanner>(s: S, buf: &[u8], out: &mut [HeaderRef]) -> Res<Response
 }
 
 /// [`request`] as a [`WithScanner`], so that `simd::run` compiles it once
-/// per SIMD level with the scanning inlined.
+/// per SIMD level with the scanning inlined. It gives the public result
+/// itself: the head is then written once, where the caller wants it, and
+/// not read back and copied out of `run` (a copy whose wide loads of the
+/// fields just stored cannot be served by store forwarding).
 struct ParseRequest<'a, 'b> {
+    /// The whole input; only its first `MAX_HEADER_BYTES` are parsed.
     buf: &'a [u8],
     out: &'b mut [HeaderRef],
-    in_target: &'b mut bool,
 }
 
 impl WithScanner for ParseRequest<'_, '_> {
-    type Out = Res<RequestHead>;
+    type Out = Result<Status<RequestHead>, ParseError>;
     #[inline(always)]
-    fn call<S: Scanner>(self, s: S) -> Res<RequestHead> {
-        request(s, self.buf, self.out, self.in_target)
+    fn call<S: Scanner>(self, s: S) -> Self::Out {
+        let limited = &self.buf[..self.buf.len().min(MAX_HEADER_BYTES)];
+        let mut in_target = false;
+        match request(s, limited, self.out, &mut in_target) {
+            Ok(h) => Ok(Status::Complete(h)),
+            Err(Stop::Err(e)) => Err(e),
+            Err(Stop::Partial) if self.buf.len() >= MAX_HEADER_BYTES => Err(if in_target {
+                ParseError::UriTooLong
+            } else {
+                ParseError::HeadTooLarge
+            }),
+            Err(Stop::Partial) => Ok(Status::Partial),
+        }
     }
 }
 
-/// [`response`] as a [`WithScanner`].
+/// [`response`] as a [`WithScanner`], giving the public result as
+/// [`ParseRequest`] does.
 struct ParseResponse<'a, 'b> {
+    /// The whole input; only its first `MAX_HEADER_BYTES` are parsed.
     buf: &'a [u8],
     out: &'b mut [HeaderRef],
 }
 
 impl WithScanner for ParseResponse<'_, '_> {
-    type Out = Res<ResponseHead>;
+    type Out = Result<Status<ResponseHead>, ParseError>;
     #[inline(always)]
-    fn call<S: Scanner>(self, s: S) -> Res<ResponseHead> {
-        response(s, self.buf, self.out)
+    fn call<S: Scanner>(self, s: S) -> Self::Out {
+        let limited = &self.buf[..self.buf.len().min(MAX_HEADER_BYTES)];
+        match response(s, limited, self.out) {
+            Ok(h) => Ok(Status::Complete(h)),
+            Err(Stop::Err(e)) => Err(e),
+            Err(Stop::Partial) if self.buf.len() >= MAX_HEADER_BYTES => {
+                Err(ParseError::HeadTooLarge)
+            }
+            Err(Stop::Partial) => Ok(Status::Partial),
+        }
     }
 }
 
@@ -472,23 +507,7 @@ pub fn parse_request(
     buf: &[u8],
     headers: &mut [HeaderRef],
 ) -> Result<Status<RequestHead>, ParseError> {
-    let limited = &buf[..buf.len().min(MAX_HEADER_BYTES)];
-    let mut in_target = false;
-    let parse = ParseRequest {
-        buf: limited,
-        out: headers,
-        in_target: &mut in_target,
-    };
-    match simd::run(parse) {
-        Ok(h) => Ok(Status::Complete(h)),
-        Err(Stop::Err(e)) => Err(e),
-        Err(Stop::Partial) if buf.len() >= MAX_HEADER_BYTES => Err(if in_target {
-            ParseError::UriTooLong
-        } else {
-            ParseError::HeadTooLarge
-        }),
-        Err(Stop::Partial) => Ok(Status::Partial),
-    }
+    simd::run(ParseRequest { buf, out: headers })
 }
 
 /// Parses a response head at the start of `buf`, filling `headers`.
@@ -496,17 +515,7 @@ pub fn parse_response(
     buf: &[u8],
     headers: &mut [HeaderRef],
 ) -> Result<Status<ResponseHead>, ParseError> {
-    let limited = &buf[..buf.len().min(MAX_HEADER_BYTES)];
-    let parse = ParseResponse {
-        buf: limited,
-        out: headers,
-    };
-    match simd::run(parse) {
-        Ok(h) => Ok(Status::Complete(h)),
-        Err(Stop::Err(e)) => Err(e),
-        Err(Stop::Partial) if buf.len() >= MAX_HEADER_BYTES => Err(ParseError::HeadTooLarge),
-        Err(Stop::Partial) => Ok(Status::Partial),
-    }
+    simd::run(ParseResponse { buf, out: headers })
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 //! values. These are the scalar forms (the field-value and target scans
 //! eight bytes at a time in a `u64`); the SIMD forms in `simd/` have the
 //! same contract and the same tests, and the parser reaches whichever runs
-//! through `simd::Scanner`.
+//! through `simd::Scanner`. Also here: the word-at-a-time case-insensitive
+//! compare (`eq_ignore_case`) with which the framing checks recognise
+//! header names and values.
 #![forbid(unsafe_code)]
 
 /// `tchar` of RFC 9110 section 5.6.2: the bytes of a method or a field name.
@@ -186,6 +188,54 @@ fn swar_end(buf: &[u8], from: usize, bad: impl Fn(u64) -> u64) -> usize {
     i
 }
 
+/// `x` with each ASCII capital letter made small, as
+/// `u8::to_ascii_lowercase` does byte by byte: eight bytes at once.
+#[inline(always)]
+pub fn lowercase_word(x: u64) -> u64 {
+    let low = x & LOW7;
+    // The high bit of a byte set where its low seven bits are at least
+    // b'A', and where they are above b'Z' (no sum reaches 0x100, so no
+    // carry crosses into the next byte); bytes from 0x80 up are no letters.
+    let from_a = low + splat(0x80 - b'A');
+    let past_z = low + splat(0x80 - b'Z' - 1);
+    let capital = from_a & !past_z & !x & HIGH;
+    // 0x80 >> 2 is 0x20, the case bit.
+    x | (capital >> 2)
+}
+
+/// `bytes.eq_ignore_ascii_case(lower)` for a `lower` with no capital
+/// letters, eight bytes at a time: each word of `bytes` is lowercased
+/// ([`lowercase_word`]) and compared with the same word of `lower`, which
+/// is a constant at every call (this inlines), so its words are too.
+#[inline(always)]
+pub fn eq_ignore_case(bytes: &[u8], lower: &[u8]) -> bool {
+    debug_assert!(!lower.iter().any(u8::is_ascii_uppercase));
+    let n = lower.len();
+    if bytes.len() != n {
+        return false;
+    }
+    let word = |s: &[u8], at: usize| u64::from_le_bytes(s[at..at + 8].try_into().unwrap());
+    let half = |s: &[u8], at: usize| u32::from_le_bytes(s[at..at + 4].try_into().unwrap()) as u64;
+    if n >= 8 {
+        // Whole words, then the last eight bytes (overlapping the word
+        // before when `n` is not a multiple of eight).
+        let mut at = 0;
+        while at + 8 < n {
+            if lowercase_word(word(bytes, at)) != word(lower, at) {
+                return false;
+            }
+            at += 8;
+        }
+        lowercase_word(word(bytes, n - 8)) == word(lower, n - 8)
+    } else if n >= 4 {
+        // The first four bytes and the last four, in one word.
+        let pair = |s: &[u8]| half(s, 0) | half(s, n - 4) << 32;
+        lowercase_word(pair(bytes)) == pair(lower)
+    } else {
+        bytes.eq_ignore_ascii_case(lower)
+    }
+}
+
 /// Index of the first byte at or after `from` not in `class`, or `buf.len()`
 /// (or `from` if it is beyond the end).
 #[inline]
@@ -244,6 +294,42 @@ mod tests {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn lowercase_word_is_to_ascii_lowercase() {
+        for b in 0..=255u8 {
+            for k in 0..8 {
+                let x = u64::from(b) << (8 * k) | 0x4142_5a5b_6061_7a7b & !(0xff << (8 * k));
+                let want = u64::from_le_bytes(x.to_le_bytes().map(|c| c.to_ascii_lowercase()));
+                assert_eq!(lowercase_word(x), want, "byte {b:#x} at {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn eq_ignore_case_is_eq_ignore_ascii_case() {
+        // Every length up to 40, a lowercase name against itself in mixed
+        // case and against every byte value at every position.
+        let lower: Vec<u8> = (0..40).map(|k| b"abcz-_0@[`{"[k % 11]).collect();
+        for n in 0..=40 {
+            let want = &lower[..n];
+            let mut v: Vec<u8> = want.iter().map(|b| b.to_ascii_uppercase()).collect();
+            assert!(eq_ignore_case(&v, want));
+            assert!(!eq_ignore_case(&v[..n.saturating_sub(1)], want) || n == 0);
+            for at in 0..n {
+                let keep = v[at];
+                for b in 0..=255u8 {
+                    v[at] = b;
+                    assert_eq!(
+                        eq_ignore_case(&v, want),
+                        v.eq_ignore_ascii_case(want),
+                        "{n} {at} {b:#x}"
+                    );
+                }
+                v[at] = keep;
             }
         }
     }

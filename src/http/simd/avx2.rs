@@ -51,16 +51,23 @@ impl Scanner for Avx2 {
         }
         // SAFETY: from + 32 <= len, so the load is in bounds; AVX2 as in
         // `token_end`.
-        let (token, value) = unsafe {
+        let (token, value, cr) = unsafe {
             let v = _mm256_loadu_si256(buf.as_ptr().add(from).cast());
-            (outside::<TOKEN>(v), outside::<VALUE>(v))
+            let cr =
+                _mm256_movemask_epi8(_mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\r' as i8))) as u32;
+            (outside::<TOKEN>(v), outside::<VALUE>(v), cr)
         };
         let name_end = if token != 0 {
             from + token.trailing_zeros() as usize
         } else {
             self.token_end(buf, from + 32)
         };
-        let end = if value != 0 {
+        let end = if cr != 0 && value & ((cr & cr.wrapping_neg()) - 1) == 0 {
+            // The usual case: the first byte outside the class is the
+            // line's CR. Found by one compare, so that the next line, which
+            // starts after it, does not wait on the whole classification.
+            from + cr.trailing_zeros() as usize
+        } else if value != 0 {
             from + value.trailing_zeros() as usize
         } else {
             self.value_end(buf, from + 32)

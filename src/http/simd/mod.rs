@@ -276,6 +276,47 @@ mod tests {
         }
     }
 
+    /// `field_ends` finds a line's end by its CR when nothing stops the
+    /// value scan before it: a CR with another stop (or a tchar-only stop)
+    /// before or after it, at every pair of positions.
+    #[test]
+    fn field_ends_with_a_cr_and_another_byte() {
+        struct Ends<'a>(&'a [u8], usize);
+        impl WithScanner for Ends<'_> {
+            type Out = (usize, usize);
+            #[inline(always)]
+            fn call<S: Scanner>(self, s: S) -> (usize, usize) {
+                s.field_ends(self.0, self.1)
+            }
+        }
+        let first = |v: &[u8], from: usize, t: &[bool; 256]| {
+            (from..v.len())
+                .find(|&k| !t[v[k] as usize])
+                .unwrap_or(v.len())
+        };
+        for level in available() {
+            for len in [16usize, 17, 31, 32, 33, 40, 64, 70] {
+                for cr in 0..len {
+                    for other in [0u8, b'\n', b'\r', 0x7f, b'\t', b' ', b':', 0x80] {
+                        for at in 0..len {
+                            let mut v = vec![b'a'; len];
+                            v[at] = other;
+                            v[cr] = b'\r';
+                            for from in [0, 1, 5] {
+                                let want = (first(&v, from, &TOKEN), first(&v, from, &VALUE));
+                                assert_eq!(
+                                    run_at(level, Ends(&v, from)),
+                                    want,
+                                    "{level:?} CR at {cr}, {other:#x} at {at} of {len} from {from}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Every byte value, at every offset and length, against the tables
     /// (httparse's and memchr's way of testing SIMD paths).
     #[test]
