@@ -612,6 +612,7 @@ impl Builder {
             max_connections: self.cfg.max_connections != 0,
             pid_file: self.cfg.pid_file.is_some(),
             tls_listener: self.tls_port.is_some() || !self.tls_certs.is_empty(),
+            resolvers: !self.cfg.resolvers.is_empty(),
         };
         if let Some(path) = &self.config_path {
             let fc = file::load(path).map_err(CliError::Config)?;

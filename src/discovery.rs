@@ -36,12 +36,15 @@ use std::net::{IpAddr, SocketAddr};
 const RETRY_MS: u64 = 5_000;
 
 /// One address of a followed name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Member {
     addr: SocketAddr,
     weight: u16,
     /// SRV priority (0 for A/AAAA names).
     priority: u16,
+    /// The SRV target it came from (its TLS name, and the host of its
+    /// entry); `None` for a member of an A/AAAA name.
+    target: Option<String>,
 }
 
 /// A followed name.
@@ -73,6 +76,9 @@ pub struct Discovery {
     max_ttl_ms: u64,
     /// Query outcomes by [`RESULTS`], since start.
     pub counts: [u64; RESULTS.len()],
+    /// Members left out at the last `entries` (over [`MAX_BACKENDS`]): the
+    /// warning is given when this changes, not on every tick.
+    dropped: std::cell::Cell<usize>,
 }
 
 /// What the status page and `/metrics` show of one followed name.
@@ -103,9 +109,11 @@ impl Discovery {
             resolver: None,
             specs: Vec::new(),
             follows: Vec::new(),
-            min_ttl_ms: cfg.dns_min_ttl_ms,
-            max_ttl_ms: cfg.dns_max_ttl_ms.max(cfg.dns_min_ttl_ms),
+            // At least 100 ms between lookups of a name, whatever its TTL.
+            min_ttl_ms: cfg.dns_min_ttl_ms.max(100),
+            max_ttl_ms: cfg.dns_max_ttl_ms.max(cfg.dns_min_ttl_ms).max(100),
             counts: [0; RESULTS.len()],
+            dropped: std::cell::Cell::new(0),
         };
         d.set_specs(&cfg.backends, &cfg.resolvers);
         d
@@ -232,27 +240,49 @@ impl Discovery {
         match result {
             Ok(r) => {
                 let mut members: Vec<Member> = if s.srv {
-                    r.srv
-                        .iter()
-                        .flat_map(|t| {
-                            t.addrs.iter().map(move |&a| Member {
-                                addr: SocketAddr::new(a, t.port),
-                                weight: t.weight.max(1),
-                                priority: t.priority,
-                            })
-                        })
-                        .collect()
+                    let mut out = Vec::new();
+                    // Port 0 is no service (RFC 2782's "not available").
+                    for t in r.srv.iter().filter(|t| t.port != 0) {
+                        if t.addrs.is_empty() {
+                            // Its address lookup failed: what it had stays
+                            // (the last good answer, as for a name).
+                            out.extend(
+                                f.members
+                                    .iter()
+                                    .filter(|m| m.target.as_deref() == Some(&t.target))
+                                    .cloned(),
+                            );
+                        }
+                        out.extend(t.addrs.iter().map(|&a| Member {
+                            addr: SocketAddr::new(a, t.port),
+                            weight: t.weight.max(1),
+                            priority: t.priority,
+                            target: Some(t.target.clone()),
+                        }));
+                    }
+                    out
                 } else {
+                    // An /etc/hosts answer for a name with IPv4 addresses
+                    // uses those (as the C library's first answer did:
+                    // `localhost` is not also [::1]).
+                    let v4 = r.from_hosts && r.addrs.iter().any(IpAddr::is_ipv4);
                     r.addrs
                         .iter()
+                        .filter(|a| !v4 || a.is_ipv4())
                         .map(|&a| Member {
                             addr: SocketAddr::new(a, s.port),
                             weight: s.weight.max(1),
                             priority: 0,
+                            target: None,
                         })
                         .collect()
                 };
-                members.sort_by_key(|m| (m.priority, m.addr));
+                if s.srv && members.is_empty() && !f.members.is_empty() && !r.srv.is_empty() {
+                    // No target's addresses answered: a failure, not an
+                    // empty service.
+                    return self.answered(k, Err(DnsError::Timeout), now_ms);
+                }
+                members.sort_by(|a, b| (a.priority, a.addr).cmp(&(b.priority, b.addr)));
                 members.dedup_by_key(|m| m.addr);
                 let ttl = r.ttl_ms.clamp(min, max);
                 f.due_ms = now_ms + ttl;
@@ -332,7 +362,7 @@ impl Discovery {
         loop {
             let now = crate::sys::now_ms();
             self.tick(now);
-            if self.settled() || now >= deadline {
+            if self.settled() || now >= deadline || crate::sys::shutdown_requested() {
                 return;
             }
             let mut fds = Vec::new();
@@ -364,41 +394,55 @@ impl Discovery {
     /// unhealthy (for SRV priority fallback). At most [`MAX_BACKENDS`].
     pub fn entries(&self, down: &dyn Fn(&str, SocketAddr) -> bool) -> Vec<BackendEntry> {
         let mut out = Vec::new();
-        for (i, s) in self.specs.iter().enumerate() {
-            let push = |out: &mut Vec<BackendEntry>, addr: SocketAddr, weight: u16| {
-                if out.len() < MAX_BACKENDS {
-                    let id = out.len() as u32;
-                    out.push(BackendEntry::new(&s.host, addr, weight, s.tls, id));
-                }
-            };
-            if let Some(ip) = is_literal(s) {
-                push(&mut out, SocketAddr::new(ip, s.port), s.weight.max(1));
-                continue;
+        let mut dropped = 0;
+        let mut push = |out: &mut Vec<BackendEntry>, host: &str, addr, weight, tls| {
+            if out.len() < MAX_BACKENDS {
+                let id = out.len() as u32;
+                out.push(BackendEntry::new(host, addr, weight, tls, id));
+            } else {
+                dropped += 1;
             }
-            let Some(f) = self.follows.iter().find(|f| f.spec == i) else {
-                continue;
-            };
-            // SRV: the lowest priority with a member up (else the lowest).
+        };
+        // Literals first: a name with many addresses never crowds out a
+        // backend given by address.
+        for s in &self.specs {
+            if let Some(ip) = is_literal(s) {
+                push(
+                    &mut out,
+                    &s.host,
+                    SocketAddr::new(ip, s.port),
+                    s.weight.max(1),
+                    s.tls,
+                );
+            }
+        }
+        for f in &self.follows {
+            let s = &self.specs[f.spec];
+            // SRV: every priority up to the first with a member up. The
+            // lower ones stay published while down, so their health (the
+            // prober's) is known and traffic returns to them when they are
+            // up, without flapping.
             let mut priorities: Vec<u16> = f.members.iter().map(|m| m.priority).collect();
             priorities.dedup();
-            let chosen = priorities
+            let host = |m: &Member| m.target.clone().unwrap_or_else(|| s.host.clone());
+            let last = priorities
                 .iter()
                 .copied()
                 .find(|&p| {
                     f.members
                         .iter()
-                        .any(|m| m.priority == p && !down(&s.host, m.addr))
+                        .any(|m| m.priority == p && !down(&host(m), m.addr))
                 })
-                .or(priorities.first().copied());
-            for m in f.members.iter().filter(|m| Some(m.priority) == chosen) {
-                push(&mut out, m.addr, m.weight);
+                .or(priorities.last().copied());
+            for m in f.members.iter().filter(|m| Some(m.priority) <= last) {
+                push(&mut out, &host(m), m.addr, m.weight, s.tls);
             }
         }
-        if out.len() == MAX_BACKENDS {
+        if dropped != self.dropped.replace(dropped) && dropped > 0 {
             log!(
                 Warn,
                 "dns",
-                "at most {MAX_BACKENDS} backends: members past that are left out"
+                "at most {MAX_BACKENDS} backends: {dropped} members of followed names are left out"
             );
         }
         out

@@ -162,6 +162,9 @@ pub fn render_metrics(o: &mut String) {
         return;
     };
     let names = s.names();
+    if names.is_empty() && s.queries.iter().all(|q| q.load(Ordering::Relaxed) == 0) {
+        return; // no backend name followed, ever
+    }
     let _ = write!(
         o,
         "# HELP lb_dns_queries_total DNS lookups of backend names, by result.\n\

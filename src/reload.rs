@@ -136,6 +136,13 @@ impl Reloader {
         if !given.pid_file && fc.pid_file != self.base.pid_file {
             restart.push("pid_file");
         }
+        // The resolver and the TTL bounds are the supervisor's from start.
+        if !self.base.given_resolvers() && fc.resolvers != self.base.resolvers {
+            restart.push("resolver");
+        }
+        if fc.dns_ttl_ms != (self.base.dns_min_ttl_ms, self.base.dns_max_ttl_ms) {
+            restart.push("dns_min_ttl_ms/dns_max_ttl_ms");
+        }
         // The TLS listener's port and certificate list are bound at start
         // (the certificates' contents reload on their own).
         if fc.tls_listener != self.base.tls_listener && self.base.given_tls_listener_from_file() {

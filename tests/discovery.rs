@@ -125,6 +125,11 @@ fn bodies(port: u16, n: usize) -> Vec<String> {
     (0..n).map(|_| c.get("/").text()).collect()
 }
 
+/// `n` GETs, each on a connection of its own (an error response closes one).
+fn fresh_bodies(port: u16, n: usize) -> Vec<String> {
+    (0..n).map(|_| get(port, "/").text()).collect()
+}
+
 fn count(v: &[String], what: &str) -> usize {
     v.iter().filter(|b| b.contains(what)).count()
 }
@@ -324,4 +329,60 @@ fn check_warns_about_a_name_that_does_not_resolve() {
         err.contains("warning: backend nowhere.test:80: no such name"),
         "{err}"
     );
+}
+
+/// SRV priorities: with every target of the lowest priority down, the next
+/// one serves, steadily (no set published over and over).
+#[test]
+fn srv_priority_fallback_serves_the_next_priority_without_flapping() {
+    let live = Backend::named_on("127.0.0.3", 0, "fallback");
+    let dead_port = refused_port();
+    let dns = Dns::start(
+        "127.0.0.2 dead.test\n127.0.0.3 live.test\n",
+        &[
+            format!("--srv-host=_http._tcp.fb.test,dead.test,{dead_port},10,1"),
+            format!("--srv-host=_http._tcp.fb.test,live.test,{},20,1", live.port),
+        ],
+    );
+    let conf = config(
+        &dns,
+        r#"{"srv": "_http._tcp.fb.test"}"#,
+        r#", "probe_interval_ms": 200, "unhealthy_threshold": 1"#,
+    );
+    let lb = Lb::start(&["-w", "1", "-c", conf.to_str().unwrap()]);
+    assert!(
+        eventually(Duration::from_secs(10), || {
+            fresh_bodies(lb.port, 4).iter().all(|b| b.contains("fallback"))
+        }),
+        "{}",
+        lb.log_text()
+    );
+    let gen = |lb: &Lb| metric(&scrape(lb.port), "lb_config_generation").unwrap();
+    let before = gen(&lb);
+    let got = fresh_bodies(lb.port, 30);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(count(&got, "fallback"), 30, "{got:?}\n{}", lb.log_text());
+    assert_eq!(
+        gen(&lb),
+        before,
+        "the set keeps being published:\n{}",
+        lb.log_text()
+    );
+}
+
+/// 64 backends (the most) is not an overflow: no warning, let alone one
+/// every tick.
+#[test]
+fn sixty_four_backends_log_no_overflow_warning() {
+    let be = Backend::named("many");
+    let ports: Vec<String> = (0..63)
+        .map(|i| format!("127.0.0.{}:{}", i + 2, be.port))
+        .collect();
+    let mut args: Vec<&str> = vec!["-w", "1", "-b", "127.0.0.1:1"];
+    for p in &ports {
+        args.extend(["-b", p]);
+    }
+    let lb = Lb::start(&args);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(!lb.log_has("at most 64 backends"), "{}", lb.log_text());
 }

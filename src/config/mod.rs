@@ -347,6 +347,11 @@ impl Config {
     pub fn given_tls_listener_from_file(&self) -> bool {
         !self.given.tls_listener
     }
+
+    /// `--resolver` was given (it wins over the file's `"resolver"`).
+    pub fn given_resolvers(&self) -> bool {
+        self.given.resolvers
+    }
 }
 
 /// Default lower and upper bounds of a DNS answer's life (1 s, 5 min).
@@ -386,6 +391,7 @@ pub struct FlagsGiven {
     pub max_connections: bool,
     pub pid_file: bool,
     pub tls_listener: bool,
+    pub resolvers: bool,
 }
 
 /// Headers that say who the client is or how it connected (what

@@ -61,7 +61,11 @@ pub fn listen_addr(cfg: &Config) -> Result<SocketAddr, String> {
 /// `--check`: everything `run` validates before serving, then exit.
 /// How long start-up (and `--check`) waits for the first answers about
 /// backend names; a name still without one is warned about.
-const START_DNS_MS: u64 = 10_000;
+const START_DNS_MS: u64 = 5_000;
+
+/// How long a reload (or a hand-over) waits for its new names' first
+/// answers before it publishes without them.
+const PUBLISH_WAIT_MS: u64 = 2_000;
 
 pub fn check(cfg: &Config) -> i32 {
     let mut discovery = Discovery::new(cfg);
@@ -210,13 +214,19 @@ pub fn run(cfg: Config) -> i32 {
     };
     // Backend names: the first answers before anything serves (bounded);
     // a name without one is warned about and gets no traffic until it has.
+    // Made always: a reload may add the first name later.
+    if let Err(e) = DnsShared::create() {
+        eprintln!("load_balancer: cannot map the DNS status block: {e}");
+        return 1;
+    }
     let mut discovery = Discovery::new(&cfg);
     if discovery.active() {
-        if let Err(e) = DnsShared::create() {
-            eprintln!("load_balancer: cannot map the DNS status block: {e}");
-            return 1;
+        // A successor of an upgrade does not wait: its predecessor serves
+        // meanwhile, and it publishes only once its names have answered
+        // (`took_over`), within the predecessor's ready timeout.
+        if inherited.region.is_none() {
+            discovery.settle(START_DNS_MS);
         }
-        discovery.settle(START_DNS_MS);
         for w in discovery.unresolved() {
             log!(
                 Warn,
@@ -467,8 +477,11 @@ struct Control {
     /// What the workers should run with; published (names expanded by
     /// `discovery`) when due and every name has answered or failed.
     desired: Desired,
-    /// A reload or a hand-over waits to publish `desired`; why, for the log.
+    /// A reload or a hand-over waits to publish `desired`; why, for the
+    /// log, and since when (ms): it waits for new names' first answers at
+    /// most [`PUBLISH_WAIT_MS`].
     publish_due: Option<String>,
+    publish_due_since: u64,
     /// The backend set last published (host, address, weight): DNS answers
     /// and SRV fallbacks are published when what they make differs.
     published: Vec<(String, std::net::SocketAddr, u16)>,
@@ -521,6 +534,7 @@ impl Control {
             discovery,
             desired: Desired::of(cfg),
             publish_due: None,
+            publish_due_since: 0,
             published,
             dns_status_at: 0,
             pending: None,
@@ -640,6 +654,7 @@ impl Supervisor {
             ctl.discovery.set_specs(&d.specs, &self.cfg.resolvers);
             ctl.desired = d;
             ctl.publish_due = Some("upgrade".into());
+            ctl.publish_due_since = sys::now_ms();
             self.follow_dns(ctl);
         });
         if let Some(path) = &self.cfg.pid_file {
@@ -947,6 +962,7 @@ impl Supervisor {
                 // Published at once when every backend name is known, else
                 // as soon as the new names have answered (or failed).
                 ctl.publish_due = Some(path);
+                ctl.publish_due_since = sys::now_ms();
                 self.follow_dns(ctl);
             }
             Err(e) => {
@@ -975,8 +991,23 @@ impl Supervisor {
             }
             ctl.dns_status_at = now + 1000;
         }
-        if !self.owns() || ctl.draining || !ctl.discovery.settled() {
+        if !self.owns() || ctl.draining {
             return;
+        }
+        if !ctl.discovery.settled() {
+            // A name's first lookup is still out: a reload waits for it a
+            // moment (so a name replacing another never publishes an empty
+            // set), then publishes without it.
+            let waited = now.saturating_sub(ctl.publish_due_since);
+            if ctl.publish_due.is_none() || waited < PUBLISH_WAIT_MS {
+                return;
+            }
+            log!(
+                Warn,
+                "dns",
+                "publishing without the names that have not answered in {PUBLISH_WAIT_MS} ms: {}",
+                ctl.discovery.unresolved().join("; ")
+            );
         }
         let mut live = Vec::new();
         self.region.read_backends(&mut live);
