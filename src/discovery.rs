@@ -282,7 +282,7 @@ impl Discovery {
                     // empty service.
                     return self.answered(k, Err(DnsError::Timeout), now_ms);
                 }
-                members.sort_by(|a, b| (a.priority, a.addr).cmp(&(b.priority, b.addr)));
+                members.sort_by_key(|m| (m.priority, m.addr));
                 members.dedup_by_key(|m| m.addr);
                 let ttl = r.ttl_ms.clamp(min, max);
                 f.due_ms = now_ms + ttl;
