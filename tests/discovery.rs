@@ -352,7 +352,9 @@ fn srv_priority_fallback_serves_the_next_priority_without_flapping() {
     let lb = Lb::start(&["-w", "1", "-c", conf.to_str().unwrap()]);
     assert!(
         eventually(Duration::from_secs(10), || {
-            fresh_bodies(lb.port, 4).iter().all(|b| b.contains("fallback"))
+            fresh_bodies(lb.port, 4)
+                .iter()
+                .all(|b| b.contains("fallback"))
         }),
         "{}",
         lb.log_text()
