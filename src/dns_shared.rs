@@ -41,24 +41,9 @@ pub struct DnsName {
 impl DnsShared {
     /// Maps the block and makes it this process's; before workers start.
     pub fn create() -> std::io::Result<&'static DnsShared> {
-        let size = std::mem::size_of::<DnsShared>();
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: page-aligned, `size` bytes, zero-filled (all atomics:
-        // zero is valid), never unmapped.
-        let shared: &'static DnsShared = unsafe { &*p.cast::<DnsShared>() };
+        // SAFETY: every field is an atomic (zero is a valid value) and the
+        // alignment is 64 bytes, less than a page.
+        let shared: &'static DnsShared = unsafe { crate::sys::map_shared_zeroed()? };
         let _ = CURRENT.set(shared);
         Ok(shared)
     }

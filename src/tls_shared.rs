@@ -105,24 +105,9 @@ impl TlsShared {
     /// it this process's [`TlsShared::current`]. Called once, before
     /// workers start; never unmapped.
     pub fn create() -> std::io::Result<&'static TlsShared> {
-        let size = std::mem::size_of::<TlsShared>();
-        // SAFETY: a fresh anonymous mapping; no existing memory is touched.
-        let p = unsafe {
-            libc::mmap(
-                std::ptr::null_mut(),
-                size,
-                libc::PROT_READ | libc::PROT_WRITE,
-                libc::MAP_SHARED | libc::MAP_ANONYMOUS,
-                -1,
-                0,
-            )
-        };
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        // SAFETY: page-aligned (more than the block's 64), `size` bytes,
-        // zero-filled (all atomics: zero is valid), never unmapped.
-        let shared: &'static TlsShared = unsafe { &*p.cast::<TlsShared>() };
+        // SAFETY: every field is an atomic (zero is a valid value) and the
+        // alignment is 64 bytes, less than a page.
+        let shared: &'static TlsShared = unsafe { crate::sys::map_shared_zeroed()? };
         let _ = CURRENT.set(shared);
         Ok(shared)
     }

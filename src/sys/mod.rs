@@ -435,6 +435,34 @@ pub fn now_ms() -> u64 {
     ts.tv_sec as u64 * 1000 + ts.tv_nsec as u64 / 1_000_000
 }
 
+/// A zero-filled `MAP_SHARED | MAP_ANONYMOUS` mapping holding one `T`,
+/// never unmapped: memory a process shares with the children it forks
+/// afterwards (the TLS session cache, the DNS status block).
+///
+/// # Safety
+/// All-zero bytes must be a valid `T` (atomics and plain integers only),
+/// and `T` must need no more than page alignment.
+pub unsafe fn map_shared_zeroed<T>() -> io::Result<&'static T> {
+    let size = std::mem::size_of::<T>();
+    // SAFETY: a fresh anonymous mapping; no existing memory is touched.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED | libc::MAP_ANONYMOUS,
+            -1,
+            0,
+        )
+    };
+    if p == libc::MAP_FAILED {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: page-aligned, `size` bytes, zero-filled: a valid `T` by the
+    // caller's promise; never unmapped, so 'static holds.
+    Ok(unsafe { &*p.cast::<T>() })
+}
+
 /// Wall-clock seconds since the Unix epoch (certificate dates).
 pub fn unix_time() -> u64 {
     std::time::SystemTime::now()
