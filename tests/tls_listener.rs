@@ -52,6 +52,17 @@ impl Drop for Dir {
     }
 }
 
+/// A CA and a certificate for `localhost` it signed, written to
+/// `site.pem` and `site.key` in a directory of their own:
+/// `(ca, dir, cert path, key path)`.
+fn site(tag: &str) -> (Ca, Dir, String, String) {
+    let ca = Ca::new(&format!("{tag} CA"));
+    let dir = Dir::new(tag);
+    let (cert, key) = ca.leaf_pem(&["localhost"], None);
+    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    (ca, dir, c, k)
+}
+
 /// Starts the load balancer with a TLS listener; `(lb, tls port)`.
 fn start(pairs: &[(&str, &str)], extra: &[&str]) -> (Lb, u16) {
     let tls_port = free_port();
@@ -79,10 +90,7 @@ fn echo_backend() -> Backend {
 
 #[test]
 fn verified_https_reaches_the_backend_marked_https_and_alpn_offers_only_http11() {
-    let ca = Ca::new("listener CA");
-    let dir = Dir::new("basic");
-    let (cert, key) = ca.leaf_pem(&["localhost"], None);
-    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let (ca, _dir, c, k) = site("basic");
     let be = echo_backend();
     let (lb, tls) = start(&[(&c, &k)], &["-w", "2", "-b", &be.addr()]);
 
@@ -328,10 +336,7 @@ fn resumption(
 
 #[test]
 fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
-    let ca = Ca::new("resume CA");
-    let dir = Dir::new("resume");
-    let (cert, key) = ca.leaf_pem(&["localhost"], None);
-    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let (ca, _dir, c, k) = site("resume");
     let be = Backend::named("resume");
     for mode in ["mp", "sp"] {
         let (lb, tls) = start(&[(&c, &k)], &["-m", mode, "-w", "4", "-b", &be.addr()]);
@@ -368,10 +373,7 @@ fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
 
 #[test]
 fn plain_http_garbage_and_a_stalled_handshake_on_the_tls_port_are_closed() {
-    let ca = Ca::new("garbage CA");
-    let dir = Dir::new("garbage");
-    let (cert, key) = ca.leaf_pem(&["localhost"], None);
-    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let (ca, _dir, c, k) = site("garbage");
     let be = Backend::named("garbage");
     let conf = temp_file(
         "lb.json",
@@ -830,10 +832,7 @@ fn a_worker_restarted_after_a_renewal_serves_the_renewed_certificate() {
 /// taken for an idle kept-alive one and closed to make room.
 #[test]
 fn connections_in_their_handshake_are_not_reclaimed_at_max_connections() {
-    let ca = Ca::new("reclaim CA");
-    let dir = Dir::new("reclaim");
-    let (cert, key) = ca.leaf_pem(&["localhost"], None);
-    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let (_ca, _dir, c, k) = site("reclaim");
     let be = Backend::named("reclaim");
     let (_lb, tls) = start(
         &[(&c, &k)],
@@ -864,10 +863,7 @@ fn connections_in_their_handshake_are_not_reclaimed_at_max_connections() {
 /// closed at once (not held until the idle timeout).
 #[test]
 fn a_close_notify_sent_with_the_request_closes_after_the_response() {
-    let ca = Ca::new("notify CA");
-    let dir = Dir::new("notify");
-    let (cert, key) = ca.leaf_pem(&["localhost"], None);
-    let (c, k) = (dir.write("site.pem", &cert), dir.write("site.key", &key));
+    let (ca, _dir, c, k) = site("notify");
     let be = Backend::named("notify");
     let (_lb, tls) = start(&[(&c, &k)], &["-w", "1", "-b", &be.addr()]);
     let cfg = client_config(Trust::Ca(&ca), &[&TLS13], &["http/1.1"]);
