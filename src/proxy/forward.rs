@@ -28,6 +28,8 @@ impl Worker {
             shared,
             now,
             trace,
+            defer_writes,
+            deferred,
             ..
         } = self;
         let c = sessions.get_mut(ci).expect("client");
@@ -102,6 +104,10 @@ impl Worker {
             };
         }
         if !c.stream.writable {
+            return false;
+        }
+        if *defer_writes {
+            c.defer_write(ci, deferred);
             return false;
         }
         let w = c.wbuf.as_ref().map_or(&[][..], |w| w.filled());

@@ -161,10 +161,23 @@ pub(super) struct Session {
     pub(super) no_splice: bool,
     /// Tunnel: the client, or the backend, has finished sending.
     pub(super) client_done: bool,
+    /// Queued in `Worker::deferred`: a write waits for the end of the
+    /// event batch.
+    pub(super) deferred: bool,
     pub(super) upstream_done: bool,
 }
 
 impl Session {
+    /// A write of this session's waits for the end of the event batch
+    /// (`Worker::defer_writes`): queued once, driven again then. The step
+    /// that calls this reports no progress, so `drive` stops here for now.
+    pub(super) fn defer_write(&mut self, ci: u32, deferred: &mut Vec<(u32, u32)>) {
+        if !self.deferred {
+            self.deferred = true;
+            deferred.push((ci, self.gen));
+        }
+    }
+
     pub(super) fn peer(&self) -> &str {
         std::str::from_utf8(&self.peer[..self.peer_len as usize]).unwrap_or("?")
     }

@@ -380,6 +380,8 @@ impl Worker {
             shared,
             now,
             trace,
+            defer_writes,
+            deferred,
             ..
         } = self;
         let c = sessions.get_mut(ci).expect("client");
@@ -464,6 +466,10 @@ impl Worker {
             };
         }
         if !u.stream.writable {
+            return false;
+        }
+        if *defer_writes {
+            c.defer_write(ci, deferred);
             return false;
         }
         let body = &rbuf.filled()[..pending];

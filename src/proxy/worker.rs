@@ -180,6 +180,11 @@ pub struct Worker {
     pub(super) pipes: Vec<sys::Pipe>,
     /// Connections whose `drive` ran out of budget, to continue next turn.
     pub(super) again: Vec<(u32, u32)>,
+    /// True while a batch of events is dispatched: the data path's writes
+    /// (request to a backend, response to a client) wait in `deferred`
+    /// until every event of the batch was read, then go out together.
+    pub(super) defer_writes: bool,
+    pub(super) deferred: Vec<(u32, u32)>,
     pub(super) scratch: Vec<u32>,
     pub(super) trace: bool,
     pub(super) stop: Arc<AtomicBool>,
@@ -293,6 +298,8 @@ impl Worker {
             body_pool: Vec::new(),
             body_buffered: 0,
             again: Vec::new(),
+            defer_writes: false,
+            deferred: Vec::new(),
             scratch: Vec::new(),
             trace,
             stop,
@@ -328,10 +335,18 @@ impl Worker {
             };
             self.poller.wait(&mut self.events, timeout)?;
             self.now = sys::now_ms();
+            // Reads first, writes at the end of the batch (as HAProxy's
+            // tasklets do): a backend or client woken by the first write
+            // finds the rest of its batch there instead of being woken
+            // again for each (ARCHITECTURE.md, "Writes at the end of the
+            // batch").
+            self.defer_writes = true;
             for k in 0..self.events.len() {
                 let ev = self.events.get(k);
                 self.dispatch(ev.token, ev.readable, ev.writable, ev.hup);
             }
+            self.defer_writes = false;
+            self.flush_deferred();
             if !self.again.is_empty() {
                 let again = std::mem::take(&mut self.again);
                 for &(ci, gen) in &again {
@@ -351,6 +366,20 @@ impl Worker {
             }
         }
         Ok(())
+    }
+
+    /// Drives the sessions whose writes waited for the end of the batch.
+    fn flush_deferred(&mut self) {
+        let deferred = std::mem::take(&mut self.deferred);
+        for &(ci, gen) in &deferred {
+            if let Some(c) = self.sessions.get_mut_gen(ci, gen) {
+                c.deferred = false;
+                self.drive(ci);
+            }
+        }
+        // The vector goes back with its capacity: no allocation per batch.
+        self.deferred = deferred;
+        self.deferred.clear();
     }
 
     /// Graceful shutdown: stop accepting (the listening socket is closed, so
@@ -598,6 +627,7 @@ impl Worker {
             pipe_len: 0,
             no_splice: false,
             client_done: false,
+            deferred: false,
             upstream_done: false,
         };
         let (ci, gen) = self.sessions.insert(client);
