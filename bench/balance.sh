@@ -3,19 +3,22 @@
 # bash bench/balance.sh). Writes the section "## Pool and balancing" of
 # bench/results.md (replacing it; the rest of the file is kept).
 #
-#   1. 500 connections, one worker each: load_balancer -m mp -w 1 and HAProxy
-#      (nbthread 1, http-reuse always) in front of backend1 + backend2, wrk
-#      -t1 -c500, alternating runs: req/s, p99, and the new backend
-#      connections each made per run (load_balancer: lb_upstream_connects_total;
-#      HAProxy: the `connect` column of its stats, summed over its servers).
+#   1. 500 connections, one worker each: load_balancer -m mp -w 1, HAProxy
+#      (nbthread 1, http-reuse always) and nginx (worker_processes 1,
+#      keepalive 128, lib.sh's nginx_conf) in front of backend1 + backend2,
+#      wrk -t1 -c500, alternating runs: req/s, p99, and the new backend
+#      connections each made per run, counted the same way for every proxy:
+#      by the backends themselves (the demo backends' GET /connections), so
+#      the load balancer's health probes (one connection each) are in its
+#      count.
 #   2. One fast backend (backend1) and one that answers in 50 ms (a Python
 #      server), 20 connections: load_balancer with each strategy of
 #      STRATEGIES below (round_robin, least_connections, p2c; a row each):
 #      req/s and the fast backend's share of the run's requests.
 #
 # Environment: BALANCE_DURATION (default 10s), BALANCE_RUNS (default 3),
-# BALANCE_PORT_BASE (default 19500). Needs wrk, curl, python3; HAProxy for
-# its rows (skipped, with a note, without it). Starts, waits for and stops
+# BALANCE_PORT_BASE (default 19500). Needs wrk, curl, python3; HAProxy and
+# nginx for their rows (each skipped, with a note, without it). Starts, waits for and stops
 # its servers (and their children, on any exit) with bench/lib.sh's helpers;
 # what the runs leave is in bench/out/balance/.
 set -euo pipefail
@@ -32,7 +35,7 @@ STRATEGIES=(round_robin least_connections p2c)
 DURATION=${BALANCE_DURATION:-10s}
 RUNS=${BALANCE_RUNS:-3}
 BASE=${BALANCE_PORT_BASE:-19500}
-P1=$((BASE + 1)) P2=$((BASE + 2)) SLOW=$((BASE + 3)) LB=$((BASE + 10)) HAP=$((BASE + 11))
+P1=$((BASE + 1)) P2=$((BASE + 2)) SLOW=$((BASE + 3)) LB=$((BASE + 10)) HAP=$((BASE + 11)) NGX=$((BASE + 14))
 BIN=$ROOT/target/release
 OUT=$ROOT/bench/out    # warn (lib.sh) appends to OUT/warnings.txt
 DIR=$OUT/balance
@@ -42,30 +45,12 @@ command -v python3 >/dev/null || die "needs python3"
 command -v curl >/dev/null || die "needs curl (apt-get install curl)"
 command -v pgrep >/dev/null || die "needs pgrep (apt-get install procps)"
 
-metric() { # PORT NAME: the value of an unlabelled series in /metrics
-    python3 - "$1" "$2" <<'PY'
-import sys, urllib.request
-port, name = sys.argv[1], sys.argv[2]
-for l in urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode().splitlines():
-    if l.startswith(name + " "):
-        print(l.split()[1]); break
-PY
-}
-
-hap_connects() { # the `connect` column of HAProxy's stats, over its servers
-    python3 - "$DIR/hap.sock" <<'PY'
-import socket, sys
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(b"show stat\n")
-data = b""
-while True:
-    d = s.recv(65536)
-    if not d: break
-    data += d
-lines = data.decode().splitlines()
-cols = lines[0].lstrip("# ").split(",")
-i, t = cols.index("connect"), cols.index("svname")
-print(sum(int(r.split(",")[i] or 0) for r in lines[1:] if r and r.split(",")[t] not in ("FRONTEND", "BACKEND")))
-PY
+backend_connects() { # connections backend1 and backend2 accepted so far
+    local n1 n2
+    n1=$(curl -sf "http://127.0.0.1:$P1/connections") || die "backend1: no /connections"
+    n2=$(curl -sf "http://127.0.0.1:$P2/connections") || die "backend2: no /connections"
+    # Each answer counts the connection that asked for it: not the proxy's.
+    echo $((n1 + n2 - 2))
 }
 
 wrk_run() { # URL CONNS LOG: sets W_RPS (req/s) and W_P99 (p99 ms)
@@ -112,16 +97,19 @@ bench_tmp    # the temporary directory and the trap that stops what we start
 start_server backend1 "$TMP/backend1.log" "$P1" "$BIN/backend1" -p "$P1"
 start_server backend2 "$TMP/backend2.log" "$P2" "$BIN/backend2" -p "$P2"
 
-# ---- 1. 500 connections: load_balancer and HAProxy ---------------------------
+# ---- 1. 500 connections: load_balancer, HAProxy and nginx --------------------
+PROXIES=(load_balancer)
+declare -A URL=([load_balancer]="http://127.0.0.1:$LB/")
 LB_LOG=err
 lb_start load_balancer "$DIR/lb.log" "$LB" mp 1 "127.0.0.1:$P1" "127.0.0.1:$P2"
-HAVE_HAP=0
-if command -v haproxy >/dev/null; then
+HAVE_HAPROXY=0
+command -v haproxy >/dev/null && HAVE_HAPROXY=1
+bench_fd_limits    # NGX_RLIMIT for nginx_conf (and HAProxy's maxconn note)
+if ((HAVE_HAPROXY)); then
     cat >"$DIR/hap.cfg" <<CONF
 global
     nbthread 1
     maxconn 4000
-    stats socket $DIR/hap.sock mode 600 level admin
 defaults
     mode http
     maxconn 4000
@@ -139,21 +127,27 @@ backend be
     server backend2 127.0.0.1:$P2
 CONF
     start_server haproxy "$DIR/hap.log" "$HAP" haproxy -db -f "$DIR/hap.cfg"
-    HAVE_HAP=1
+    PROXIES+=(haproxy); URL[haproxy]="http://127.0.0.1:$HAP/"
+else
+    echo "bench/balance.sh: haproxy is not installed: its row is left out" >&2
+fi
+if command -v nginx >/dev/null; then
+    NGX_USER=""
+    # As root nginx would drop its worker to 'nobody', which cannot use the
+    # temporary directory (lib.sh's start_shared does the same).
+    if [[ $(id -u) == 0 ]]; then NGX_USER="user root root;"; fi
+    nginx_conf nginx 1 "$NGX"
+    nginx_start nginx "$TMP/nginx.conf" "$NGX"
+    PROXIES+=(nginx); URL[nginx]="http://127.0.0.1:$NGX/"
+else
+    echo "bench/balance.sh: nginx is not installed: its row is left out" >&2
 fi
 declare -A RPS P99 CONN
 for run in $(seq 1 "$RUNS"); do
-    for p in load_balancer haproxy; do
-        [[ $p == haproxy && $HAVE_HAP == 0 ]] && continue
-        if [[ $p == load_balancer ]]; then
-            before=$(metric "$LB" lb_upstream_connects_total)
-            wrk_run "http://127.0.0.1:$LB/" 500 "$DIR/$p-$run.txt"
-            after=$(metric "$LB" lb_upstream_connects_total)
-        else
-            before=$(hap_connects)
-            wrk_run "http://127.0.0.1:$HAP/" 500 "$DIR/$p-$run.txt"
-            after=$(hap_connects)
-        fi
+    for p in "${PROXIES[@]}"; do
+        before=$(backend_connects)
+        wrk_run "${URL[$p]}" 500 "$DIR/$p-$run.txt"
+        after=$(backend_connects)
         r=$W_RPS l=$W_P99
         echo "  $p c500 run $run: $r req/s, p99 $l ms, $((after - before)) new backend connections"
         RPS[$p]+="$r "; P99[$p]+="$l "; CONN[$p]+="$((after - before)) "
@@ -198,20 +192,21 @@ med() { tr ' ' '\n' <<<"$1" | grep -v '^$' | median; }
     echo
     echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'); wrk -t1 -d$DURATION, $RUNS alternating run(s), medians (bench/balance.sh)"
     echo
-    echo "**500 connections, one worker each** (load_balancer \`-m mp -w 1\`; HAProxy \`nbthread 1\`, \`http-reuse always\`; backend1 + backend2):"
+    echo "**500 connections, one worker each** (load_balancer \`-m mp -w 1\`; HAProxy \`nbthread 1\`, \`http-reuse always\`; nginx \`worker_processes 1\`, \`keepalive 128\`; backend1 + backend2). New backend connections: what backend1 and backend2 accepted during a run (their \`GET /connections\`), the load balancer's health probes included:"
     echo
     echo "| proxy | req/s | p99 ms | new backend connections per run | req/s vs HAProxy | p99 vs HAProxy |"
     echo "|---|---:|---:|---:|---:|---:|"
-    lr=$(med "${RPS[load_balancer]}"); lp=$(med "${P99[load_balancer]}"); lc=$(med "${CONN[load_balancer]}")
-    if [[ $HAVE_HAP == 1 ]]; then
-        hr=$(med "${RPS[haproxy]}"); hp=$(med "${P99[haproxy]}"); hc=$(med "${CONN[haproxy]}")
-        echo "| load_balancer | $lr | $lp | $lc | $(awk "BEGIN{printf \"%.2fx\", $lr/$hr}") | $(awk "BEGIN{printf \"%.2fx\", $lp/$hp}") |"
-        echo "| haproxy | $hr | $hp | $hc | 1.00x | 1.00x |"
-    else
-        echo "| load_balancer | $lr | $lp | $lc | – | – |"
-        echo
-        echo "(HAProxy not installed: its row is left out.)"
-    fi
+    hr="" hp=""
+    if [[ -n ${RPS[haproxy]:-} ]]; then hr=$(med "${RPS[haproxy]}"); hp=$(med "${P99[haproxy]}"); fi
+    for p in "${PROXIES[@]}"; do
+        r=$(med "${RPS[$p]}"); l=$(med "${P99[$p]}"); c=$(med "${CONN[$p]}")
+        if [[ -n $hr ]]; then
+            echo "| $p | $r | $l | $c | $(awk "BEGIN{printf \"%.2fx\", $r/$hr}") | $(awk "BEGIN{printf \"%.2fx\", $l/$hp}") |"
+        else
+            echo "| $p | $r | $l | $c | – | – |"
+        fi
+    done
+    [[ -n $hr ]] || { echo; echo "(HAProxy not installed: its row is left out.)"; }
     echo
     echo "**A fast backend and one that answers in 50 ms, 20 connections** (load_balancer \`-m mp -w 1\`):"
     echo

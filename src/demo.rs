@@ -4,6 +4,9 @@
 //! Built on the project's own event loop and parser, single-threaded, with
 //! keep-alive and pipelining, so they are not the bottleneck of a benchmark.
 //! Request bodies (Content-Length or chunked) are read and discarded.
+//! `GET /connections` answers with the number of connections accepted so
+//! far (that one included): `bench/balance.sh` counts each proxy's new
+//! backend connections with it, the same way for every proxy.
 #![forbid(unsafe_code)]
 
 use crate::buf::{Buf, BufPool};
@@ -105,12 +108,14 @@ pub fn serve(name: &str, listener: OwnedFd) -> io::Result<()> {
     let mut conns: Slab<Conn> = Slab::default();
     let mut bufs = BufPool::default();
     let mut hdrs = vec![HeaderRef::default(); MAX_HEADER_LINES];
+    let mut accepted: u64 = 0;
     loop {
         poller.wait(&mut events, -1)?;
         for k in 0..events.len() {
             let ev = events.get(k);
             if ev.token == LISTENER {
                 while let Ok((fd, _)) = sys::accept(listener.as_fd()) {
+                    accepted += 1;
                     let _ = sys::set_nodelay(fd.as_fd());
                     let (i, gen) = conns.insert(Conn {
                         io: Tcp::new(fd),
@@ -137,7 +142,14 @@ pub fn serve(name: &str, listener: OwnedFd) -> io::Result<()> {
             let Some(c) = conns.get_mut_gen(i, gen) else {
                 continue;
             };
-            if !handle(c, &mut bufs, &mut hdrs, response.as_bytes(), ev.hup) {
+            if !handle(
+                c,
+                &mut bufs,
+                &mut hdrs,
+                response.as_bytes(),
+                accepted,
+                ev.hup,
+            ) {
                 if let Some(mut c) = conns.remove(i) {
                     bufs.release(&mut c.rbuf);
                 }
@@ -154,6 +166,7 @@ fn handle(
     bufs: &mut BufPool,
     hdrs: &mut [HeaderRef],
     response: &[u8],
+    accepted: u64,
     hup: bool,
 ) -> bool {
     let mut drained = false;
@@ -204,13 +217,22 @@ fn handle(
                         c.close_after = true;
                         break;
                     };
+                    let counting = head.target.of(b.filled()) == b"/connections";
                     b.consume(head.len);
                     match meta.body {
                         BodyMode::ContentLength(n) => c.skip = n,
                         BodyMode::Chunked => c.chunk = Some(ChunkedDecoder::new()),
                         _ => {}
                     }
-                    if meta.is_head {
+                    if counting {
+                        let n = format!("{accepted}\n");
+                        c.out.extend_from_slice(
+                            format!("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n", n.len()).as_bytes(),
+                        );
+                        if !meta.is_head {
+                            c.out.extend_from_slice(n.as_bytes());
+                        }
+                    } else if meta.is_head {
                         let end = response
                             .windows(4)
                             .position(|w| w == b"\r\n\r\n")

@@ -356,6 +356,29 @@ fn one_prober_whatever_the_worker_count() {
     }
 }
 
+/// `bench/balance.sh` counts every proxy's new backend connections with the
+/// demo backends' `GET /connections`: it must count accepted connections,
+/// not requests, and answer HEAD without a body.
+#[test]
+fn the_demo_backend_counts_the_connections_it_accepted() {
+    let b = BackendProcess::start(env!("CARGO_BIN_EXE_backend1"));
+    let port = port_of(&b.addr);
+    // The readiness probe of `start` was connection 1.
+    let mut kept = Client::connect(port);
+    for _ in 0..3 {
+        assert_eq!(kept.get("/").body, b"Hello from backend1\n");
+    }
+    let _idle = Client::connect(port);
+    let mut c = Client::connect(port);
+    assert_eq!(c.get("/connections").body, b"4\n", "3 requests on one connection count once");
+    let head = c.roundtrip(b"HEAD /connections HTTP/1.1\r\nHost: test\r\n\r\n");
+    assert_eq!(head.start[1], "200");
+    assert!(head.body.is_empty());
+    // The HEAD had no body: the next response on the connection is whole.
+    assert_eq!(c.get("/connections").body, b"4\n");
+    assert_eq!(get(port, "/connections").body, b"5\n");
+}
+
 #[test]
 fn a_backend_killed_under_load_costs_no_failed_get() {
     let b1 = BackendProcess::start(env!("CARGO_BIN_EXE_backend1"));
