@@ -1061,3 +1061,59 @@ fn an_absolute_form_target_goes_upstream_in_origin_form_with_its_host() {
     assert_eq!(r.status(), 200);
     assert_eq!(be.received().last().unwrap().target(), "/");
 }
+
+#[test]
+fn an_early_answer_to_an_upload_stands_when_the_backend_then_resets() {
+    // A backend answers an upload it never reads (413) and closes: with the
+    // body unread, the close is a reset, and the answer and the reset reach
+    // the worker in one event. The answer is read; the next write of body
+    // bytes then fails. The answer stands: the client gets the 413, not a
+    // 502 made of a write to a backend that had already said no.
+    let (tx, rx) = std::sync::mpsc::channel::<TcpStream>();
+    let be = Backend::raw(move |s| {
+        let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+        if read_head(&mut r).is_some() {
+            let _ = tx.send(s);
+        }
+    });
+    let lb = Lb::start(&["-w", "1", "-b", &be.addr()]);
+    let worker = workers_of(lb.pid(), 1)[0].0;
+    let mut c = lb.conn();
+    let mut w = c.w.try_clone().unwrap();
+    let uploader = std::thread::spawn(move || {
+        let chunk = vec![b'u'; 64 * 1024];
+        let head = format!(
+            "POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\n\r\n",
+            1024 * chunk.len()
+        );
+        if w.write_all(head.as_bytes()).is_ok() {
+            // Until the buffers on the way are full and the worker waits
+            // for the backend to take more; the write fails once it closes.
+            for _ in 0..1024 {
+                if w.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    let mut s = rx.recv_timeout(IO_TIMEOUT).expect("the request head");
+    std::thread::sleep(Duration::from_millis(500));
+    // Answer and reset while the worker is stopped: one event when it runs.
+    signal(worker, 19); // SIGSTOP
+    s.write_all(
+        b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 4\r\nConnection: close\r\n\r\nnope",
+    )
+    .unwrap();
+    drop(s);
+    std::thread::sleep(Duration::from_millis(100));
+    signal(worker, 18); // SIGCONT
+    let r = c.read_response(false);
+    assert_eq!(
+        (r.status(), r.text().as_str()),
+        (413, "nope"),
+        "{}",
+        lb.log_text()
+    );
+    drop(c);
+    uploader.join().unwrap();
+}

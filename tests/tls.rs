@@ -113,6 +113,46 @@ fn large_bodies_cross_tls_byte_exact_both_ways() {
 }
 
 #[test]
+fn an_upload_over_64_kib_on_a_pooled_tls_connection_goes_out_without_waiting_for_an_event() {
+    // rustls takes at most 64 KiB of plaintext per write: a request head
+    // with a buffered body (64 KiB by default) and streamed bytes behind it
+    // is taken in part although the socket has room. Taken for a full
+    // socket, the rest waited for a writable edge that never came on a
+    // pooled connection (on a new one the backend's session tickets happened
+    // to wake it): the upload hung until the response timeout, then 504.
+    let ca = Ca::new("lb test CA");
+    let be = TlsBackend::http(ca.leaf(&["localhost"], false), |m| {
+        ok(&format!("got {}", m.body.len()))
+    });
+    let ca_file = ca.pem_file("ca.pem");
+    let lb = Lb::start(&[
+        "-w",
+        "1",
+        "--ca-file",
+        ca_file.to_str().unwrap(),
+        "-b",
+        &be.https(),
+    ]);
+    let mut c = lb.conn();
+    assert_eq!(c.get("/warm").text(), "got 0");
+    // The session tickets are in and read: the connection is idle in the pool.
+    thread::sleep(Duration::from_millis(300));
+    for n in [65_536, 65_537, 100_000, 300_000] {
+        let mut req =
+            format!("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: {n}\r\n\r\n").into_bytes();
+        req.extend_from_slice(&big(n, 5));
+        c.send(&req);
+        let r = c.read_response(false);
+        assert_eq!(r.text(), format!("got {n}"), "{}", lb.log_text());
+    }
+    assert_eq!(
+        be.connections.load(Ordering::Relaxed),
+        1,
+        "the pooled connection carried every upload"
+    );
+}
+
+#[test]
 fn two_hundred_requests_on_one_client_connection_cost_a_handful_of_tls_connections() {
     let ca = Ca::new("lb test CA");
     let be = TlsBackend::http(ca.leaf(&["localhost"], false), |_| ok("x"));

@@ -89,6 +89,36 @@ fn echo_backend() -> Backend {
 }
 
 #[test]
+fn a_page_over_64_kib_goes_out_whole_over_tls() {
+    // /metrics with 64 backends is over 100 KB, written at once. rustls
+    // takes 64 KiB of records at a time: the rest must follow at once, not
+    // wait for a writable edge that never comes (the socket never filled).
+    let (ca, _dir, c, k) = site("bigpage");
+    let port = refused_port();
+    let backends: Vec<String> = (1..=64).map(|i| format!("127.0.0.{i}:{port}")).collect();
+    let mut extra = vec!["-w", "1"];
+    for b in &backends {
+        extra.extend(["-b", b.as_str()]);
+    }
+    let (lb, tls) = start(&[(&c, &k)], &extra);
+    let cfg = client_config(Trust::Ca(&ca), &[&TLS13, &TLS12], &["http/1.1"]);
+    for _ in 0..3 {
+        let r = https_get(tls, "localhost", &cfg, "/metrics").unwrap_or_else(|e| {
+            panic!("{e}; {}", lb.log_text());
+        });
+        assert_eq!(r.status, 200, "{}", r.head);
+        let len: usize = r
+            .head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("Content-Length");
+        assert!(len > 64 * 1024, "a page of {len} bytes tests nothing");
+        assert_eq!(r.body.len(), len);
+    }
+}
+
+#[test]
 fn verified_https_reaches_the_backend_marked_https_and_alpn_offers_only_http11() {
     let (ca, _dir, c, k) = site("basic");
     let be = echo_backend();

@@ -12,6 +12,9 @@
 //!   ciphertext left over after a write is flushed when the socket turns
 //!   writable ([`Transport::on_writable`]), so a request never waits in
 //!   rustls's buffer while the session waits for the response.
+//! - A short write means the socket is full: rustls takes at most 64 KiB of
+//!   records per write, so a larger write (a head with a buffered body, a
+//!   large `/metrics` page) is fed to it again while the socket takes all.
 //! - The end of a response is a `close_notify`; a TCP close without one is an
 //!   error (`UnexpectedEof`), so a cut-off body is never taken for a whole one.
 //!
@@ -597,6 +600,27 @@ impl Tls {
         }
     }
 
+    /// Hands rustls `bufs` past their first `skip` bytes (at most four
+    /// slices at once: the worker's writes have three); returns how many
+    /// bytes it took.
+    fn write_plaintext(&mut self, bufs: &[IoSlice<'_>], mut skip: usize) -> io::Result<usize> {
+        let mut rest = [IoSlice::new(&[]); 4];
+        let mut k = 0;
+        for b in bufs {
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            if k == rest.len() {
+                break;
+            }
+            rest[k] = IoSlice::new(&b[skip..]);
+            skip = 0;
+            k += 1;
+        }
+        self.conn.writer().write_vectored(&rest[..k])
+    }
+
     /// Pulls ciphertext from the socket into rustls and processes it.
     /// `Ok(false)` when the socket is empty (`EAGAIN`). `read_short` says
     /// whether the read took less than rustls offered (the socket is empty
@@ -704,10 +728,21 @@ impl Transport for Tls {
         if !self.flush_tls()? {
             return Err(io::ErrorKind::WouldBlock.into());
         }
-        let n = self.conn.writer().write_vectored(bufs)?;
-        // Short here means the socket is full; the rest goes on writable.
-        self.flush_tls()?;
-        Ok(n)
+        // rustls takes at most its buffer limit (64 KiB of records) at a
+        // time, whether the socket has room or not. A write taken short
+        // must mean a full socket (the caller then waits for writable, an
+        // edge that never comes for a socket that never filled): while the
+        // socket takes every record, more plaintext is taken.
+        let total: usize = bufs.iter().map(|b| b.len()).sum();
+        let mut taken = 0;
+        loop {
+            let n = self.write_plaintext(bufs, taken)?;
+            taken += n;
+            // False: the socket is full; the rest goes on writable.
+            if !self.flush_tls()? || taken == total || n == 0 {
+                return Ok(taken);
+            }
+        }
     }
 
     fn take_error(&self) -> io::Result<Option<io::Error>> {

@@ -48,6 +48,9 @@ pub(super) struct Req {
     /// Bytes of the buffered body (`Session::prebody`) written.
     pub(super) pre_sent: usize,
     pub(super) sent_any: bool,
+    /// The backend answered, then stopped taking the request (a write
+    /// failed): the rest is not sent, and its answer stands.
+    pub(super) unsent: bool,
     pub(super) attempts: u8,
     /// The request asked to switch protocols.
     pub(super) upgrade: bool,
@@ -79,6 +82,7 @@ impl Default for Req {
             head_sent: 0,
             pre_sent: 0,
             sent_any: false,
+            unsent: false,
             attempts: 0,
             upgrade: false,
             started: false,

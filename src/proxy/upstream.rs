@@ -420,7 +420,7 @@ impl Worker {
             .reqhead
             .as_ref()
             .map_or(&[][..], |h| &h.filled()[c.req.head_sent..]);
-        if c.request_sent() {
+        if c.request_sent() || c.req.unsent {
             return false;
         }
         let pre = c
@@ -511,6 +511,15 @@ impl Worker {
                 true
             }
             Io::Blocked => false,
+            _ if c.resp.head_done => {
+                // The backend answered before taking the whole request (an
+                // early 413, read with the reset that followed it): its
+                // answer goes to the client; the rest of the request is
+                // never sent, so neither connection is reused after it.
+                c.req.unsent = true;
+                c.keep_alive = false;
+                true
+            }
             r => {
                 self.upstream_failed(ci, UpstreamFailure::Write(r.into_error()));
                 true
