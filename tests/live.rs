@@ -370,7 +370,11 @@ fn the_demo_backend_counts_the_connections_it_accepted() {
     }
     let _idle = Client::connect(port);
     let mut c = Client::connect(port);
-    assert_eq!(c.get("/connections").body, b"4\n", "3 requests on one connection count once");
+    assert_eq!(
+        c.get("/connections").body,
+        b"4\n",
+        "3 requests on one connection count once"
+    );
     let head = c.roundtrip(b"HEAD /connections HTTP/1.1\r\nHost: test\r\n\r\n");
     assert_eq!(head.start[1], "200");
     assert!(head.body.is_empty());

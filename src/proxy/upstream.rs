@@ -539,7 +539,11 @@ impl Worker {
         let c = sessions.get_mut(ci).expect("client");
         let Some(ui) = c.up else { return false };
         let u = ups.get_mut(ui).expect("attached upstream");
-        if !u.connected {
+        if !u.connected || !c.req.sent_any {
+            // Nothing of the request went out yet (its write may wait for
+            // the end of the batch): what the backend sends is read after
+            // it did, so a response is never timed from before the request
+            // (or taken for a 101 with the request head still unsent).
             return false;
         }
         if c.resp.head_done {
