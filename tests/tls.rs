@@ -23,6 +23,15 @@ fn big(n: usize, seed: u8) -> Vec<u8> {
         .collect()
 }
 
+/// A load balancer trusting exactly `ca` for its HTTPS backends
+/// (`--ca-file`, then `args`); the CA file lives as long as the second value.
+fn lb_trusting(ca: &Ca, args: &[&str]) -> (Lb, TempFile) {
+    let ca_file = ca.pem_file("ca.pem");
+    let mut all = vec!["--ca-file", ca_file.to_str().unwrap()];
+    all.extend_from_slice(args);
+    (Lb::start(&all), ca_file)
+}
+
 #[test]
 fn a_verified_https_backend_with_ca_file_and_mixed_with_plain_http() {
     let ca = Ca::new("lb test CA");
@@ -84,8 +93,7 @@ fn large_bodies_cross_tls_byte_exact_both_ways() {
             out
         }
     });
-    let ca_file = ca.pem_file("ca.pem");
-    let lb = Lb::start(&["--ca-file", ca_file.to_str().unwrap(), "-b", &be.https()]);
+    let (lb, _ca_file) = lb_trusting(&ca, &["-b", &be.https()]);
     let mut c = lb.conn();
     let upload = big(3 * 1024 * 1024, 3);
     let mut req = format!(
@@ -124,15 +132,7 @@ fn an_upload_over_64_kib_on_a_pooled_tls_connection_goes_out_without_waiting_for
     let be = TlsBackend::http(ca.leaf(&["localhost"], false), |m| {
         ok(&format!("got {}", m.body.len()))
     });
-    let ca_file = ca.pem_file("ca.pem");
-    let lb = Lb::start(&[
-        "-w",
-        "1",
-        "--ca-file",
-        ca_file.to_str().unwrap(),
-        "-b",
-        &be.https(),
-    ]);
+    let (lb, _ca_file) = lb_trusting(&ca, &["-w", "1", "-b", &be.https()]);
     let mut c = lb.conn();
     assert_eq!(c.get("/warm").text(), "got 0");
     // The session tickets are in and read: the connection is idle in the pool.
@@ -156,15 +156,7 @@ fn an_upload_over_64_kib_on_a_pooled_tls_connection_goes_out_without_waiting_for
 fn two_hundred_requests_on_one_client_connection_cost_a_handful_of_tls_connections() {
     let ca = Ca::new("lb test CA");
     let be = TlsBackend::http(ca.leaf(&["localhost"], false), |_| ok("x"));
-    let ca_file = ca.pem_file("ca.pem");
-    let lb = Lb::start(&[
-        "-w",
-        "2",
-        "--ca-file",
-        ca_file.to_str().unwrap(),
-        "-b",
-        &be.https(),
-    ]);
+    let (lb, _ca_file) = lb_trusting(&ca, &["-w", "2", "-b", &be.https()]);
     let mut c = lb.conn();
     for _ in 0..200 {
         assert_eq!(c.get("/").text(), "x");
@@ -184,15 +176,7 @@ fn new_connections_to_a_backend_resume_their_tls_session() {
     let be = TlsBackend::http(ca.leaf(&["localhost"], false), |_| {
         b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nConnection: close\r\n\r\nr".to_vec()
     });
-    let ca_file = ca.pem_file("ca.pem");
-    let lb = Lb::start(&[
-        "-w",
-        "1",
-        "--ca-file",
-        ca_file.to_str().unwrap(),
-        "-b",
-        &be.https(),
-    ]);
+    let (lb, _ca_file) = lb_trusting(&ca, &["-w", "1", "-b", &be.https()]);
     for _ in 0..10 {
         assert_eq!(get(lb.port, "/").text(), "r");
     }
@@ -634,15 +618,7 @@ fn a_burst_of_new_tls_connections_resumes() {
         thread::sleep(Duration::from_millis(300));
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok".to_vec()
     });
-    let ca_file = ca.pem_file("ca.pem");
-    let lb = Lb::start(&[
-        "-w",
-        "1",
-        "--ca-file",
-        ca_file.to_str().unwrap(),
-        "-b",
-        &be.https(),
-    ]);
+    let (lb, _ca_file) = lb_trusting(&ca, &["-w", "1", "-b", &be.https()]);
     let burst = || assert!(concurrent_gets(lb.port, BURST).iter().all(|&s| s == 200));
     burst();
     let m = scrape(lb.port);
