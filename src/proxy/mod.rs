@@ -11,6 +11,7 @@
 pub mod backends;
 pub mod balance;
 pub mod body;
+pub mod deadlines;
 pub mod downstream;
 pub mod forward;
 pub mod session;

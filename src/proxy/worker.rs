@@ -1,6 +1,7 @@
-//! The worker: one event loop that accepts sessions and dispatches the
-//! poller's events to sessions (`session`), sweeps deadlines and drains on
-//! shutdown. It does not care whether it runs in a thread or a process.
+//! The worker: one event loop that accepts sessions, dispatches the
+//! poller's events to sessions (`session`), sweeps deadlines (`deadlines`)
+//! and drains on shutdown. It does not care whether it runs in a thread or
+//! a process.
 //!
 //! Readiness is remembered per socket (edge-triggered epoll, see
 //! `net::Stream`): no syscall is spent on a socket known to be empty or
@@ -14,11 +15,11 @@ use super::backends::BackendSet;
 use super::balance::Balancer;
 use super::downstream::DRAIN_IDLE_MS;
 use super::session::{Phase, Req, Resp, Session};
-use super::upstream::{Upstream, UpstreamFailure};
+use super::upstream::Upstream;
 use super::{Listeners, Shared};
 use crate::access_log::AccessLog;
 use crate::buf::BufPool;
-use crate::config::{BODY_RATE_WINDOW_MS, MAX_BACKENDS, MAX_HEADER_LINES};
+use crate::config::{MAX_BACKENDS, MAX_HEADER_LINES};
 use crate::event::{Events, Poller};
 use crate::http::HeaderRef;
 use crate::log;
@@ -38,7 +39,7 @@ const LISTENER: u64 = u64::MAX;
 /// The TLS listener (`--tls-port`).
 const TLS_LISTENER: u64 = u64::MAX - 3;
 /// Spare request-body buffers kept per worker.
-const BODY_POOL_MAX: usize = 64;
+pub(super) const BODY_POOL_MAX: usize = 64;
 /// The signal self-pipe: a signal wakes the loop at once.
 const WAKE: u64 = u64::MAX - 1;
 /// The admin listener.
@@ -56,9 +57,9 @@ const ADMIN_MAX: usize = 64;
 /// reached and a new one waits (nginx reuses connections the same way).
 const RECLAIM_BATCH: usize = 16;
 /// How often spare buffers and pipes beyond recent need are given back.
-const TRIM_MS: u64 = 10_000;
+pub(super) const TRIM_MS: u64 = 10_000;
 /// Spare splice pipes kept (two descriptors each).
-const PIPES_KEEP: usize = 8;
+pub(super) const PIPES_KEEP: usize = 8;
 
 /// `max_connections`, or its default from the descriptor limit.
 fn max_connections(cfg: &crate::config::Config) -> usize {
@@ -346,18 +347,16 @@ impl Worker {
                 self.dispatch(ev.token, ev.readable, ev.writable, ev.hup);
             }
             self.defer_writes = false;
-            self.flush_deferred();
+            // The writes of the batch, then the sessions `drive` left
+            // unfinished (budget spent); what they queue again waits for
+            // the next turn.
+            let deferred = std::mem::take(&mut self.deferred);
+            self.deferred = self.drive_listed(deferred);
             if !self.again.is_empty() {
                 let again = std::mem::take(&mut self.again);
-                for &(ci, gen) in &again {
-                    if self.sessions.get_mut_gen(ci, gen).is_some() {
-                        self.drive(ci);
-                    }
-                }
-                let mut again = again;
-                again.clear();
+                let spare = self.drive_listed(again);
                 if self.again.is_empty() {
-                    self.again = again;
+                    self.again = spare;
                 }
             }
             if self.now >= self.next_sweep {
@@ -368,18 +367,18 @@ impl Worker {
         Ok(())
     }
 
-    /// Drives the sessions whose writes waited for the end of the batch.
-    fn flush_deferred(&mut self) {
-        let deferred = std::mem::take(&mut self.deferred);
-        for &(ci, gen) in &deferred {
+    /// Drives each session of `list` (slot, generation) that is still open,
+    /// and gives the vector back empty with its capacity: no allocation per
+    /// turn.
+    fn drive_listed(&mut self, mut list: Vec<(u32, u32)>) -> Vec<(u32, u32)> {
+        for &(ci, gen) in &list {
             if let Some(c) = self.sessions.get_mut_gen(ci, gen) {
                 c.deferred = false;
                 self.drive(ci);
             }
         }
-        // The vector goes back with its capacity: no allocation per batch.
-        self.deferred = deferred;
-        self.deferred.clear();
+        list.clear();
+        list
     }
 
     /// Graceful shutdown: stop accepting (the listening socket is closed, so
@@ -796,112 +795,11 @@ impl Worker {
         self.bufs.release(&mut u.rbuf);
     }
 
-    pub(super) fn sweep(&mut self) {
-        crate::log::report_suppressed();
-        if let Some(log) = self.access.as_mut() {
-            let gen = sys::reopen_generation();
-            if gen != self.reopen_seen {
-                self.reopen_seen = gen;
-                if let Err(e) = log.reopen() {
-                    crate::log!(Err, "main", "access log: reopening: {e}");
-                }
-            }
-            if let Err(e) = log.flush_if_due(self.now) {
-                crate::log_limited!(crate::log::Kind::AccessLogWrite, Err, "access log: {e}");
-            }
-        }
-        // A worker with no requests still drops connections to removed backends.
-        self.refresh_backends();
-        self.refresh_certificates();
-        if self.now >= self.next_trim {
-            self.next_trim = self.now + TRIM_MS;
-            self.bufs.trim();
-            self.pipes.truncate(PIPES_KEEP);
-            self.body_pool.truncate(BODY_POOL_MAX / 4);
-        }
-        self.resume_accepting();
-        let mut idx = std::mem::take(&mut self.scratch);
-        idx.clear();
-        idx.extend(self.sessions.indices());
-        for &ci in &idx {
-            if self
-                .sessions
-                .get(ci)
-                .is_some_and(|c| c.deadline <= self.now)
-            {
-                self.timeout(ci);
-            } else if self.body_too_slow(ci) {
-                let c = self.sessions.get(ci).expect("checked");
-                crate::log_limited!(
-                    Kind::SlowClient,
-                    Info,
-                    "{}: request body slower than client_body_min_rate (408)",
-                    c.peer()
-                );
-                self.shared.metrics.slow_bodies.fetch_add(1, Relaxed);
-                self.fail_exchange(ci, 408, "request body too slow");
-                self.drive(ci);
-            }
-        }
-        idx.clear();
-        // The pool keeps what recent concurrency needed: a connection idle
-        // longer than `upstream_idle_ms` goes (HAProxy's pool-purge-delay).
-        let idle_ms = self.shared.config.timeouts.upstream_idle.as_millis() as u64;
-        let mut idle = 0;
-        for pool in &self.pools {
-            idle += pool.len();
-            idx.extend(pool.iter().copied().filter(|&ui| {
-                self.ups
-                    .get(ui)
-                    .is_some_and(|u| self.now.saturating_sub(u.idle_since) > idle_ms)
-            }));
-        }
-        self.shared
-            .metrics
-            .upstream_idle
-            .store((idle - idx.len()) as u64, Relaxed);
-        for &ui in &idx {
-            self.close_upstream(ui);
-        }
-        self.scratch = idx;
-    }
-
-    /// `client_body_min_rate`: whether a request body the worker is waiting
-    /// for (buffering it, or streaming it to a connected backend) came
-    /// slower than the rate over the last window; starts a new window when
-    /// one is over and the rate was met.
-    fn body_too_slow(&mut self, ci: u32) -> bool {
-        let rate = self.shared.config.timeouts.client_body_min_rate;
-        let Some(c) = self.sessions.get_mut(ci) else {
-            return false;
-        };
-        let connected =
-            c.up.and_then(|ui| self.ups.get(ui))
-                .is_some_and(|u| u.connected);
-        if rate == 0 || !c.awaits_client_body(connected) {
-            // Time spent waiting on the backend is not the client's: the
-            // window starts again when the worker waits on the client.
-            c.req.rate_since = self.now;
-            c.req.rate_bytes = 0;
-            return false;
-        }
-        let elapsed = self.now.saturating_sub(c.req.rate_since);
-        if elapsed < BODY_RATE_WINDOW_MS {
-            return false;
-        }
-        if c.req.rate_bytes.saturating_mul(1000) < rate.saturating_mul(elapsed) {
-            return true;
-        }
-        c.req.rate_since = self.now;
-        c.req.rate_bytes = 0;
-        false
-    }
-
     /// Loads the TLS listener's certificates anew when the supervisor says
     /// they changed (one atomic load when they did not). New handshakes use
     /// them; connections already made keep theirs. If they no longer load
     /// (changed again since), the ones in use stay.
-    fn refresh_certificates(&mut self) {
+    pub(super) fn refresh_certificates(&mut self) {
         let Some(t) = crate::tls_shared::TlsShared::current() else {
             return;
         };
@@ -936,71 +834,5 @@ impl Worker {
                 self.cert_retry_at = self.now + 5_000;
             }
         }
-    }
-
-    pub(super) fn timeout(&mut self, ci: u32) {
-        let c = self.sessions.get_mut(ci).expect("client");
-        if c.stream.io.listener_handshaking() {
-            if let Some(t) = &self.listener_tls {
-                t.handshake_timed_out();
-            }
-        }
-        match c.phase {
-            Phase::Head if c.rbuf.as_ref().is_some_and(|b| !b.is_empty()) => {
-                crate::log_limited!(
-                    Kind::SlowClient,
-                    Info,
-                    "{}: request head timed out (408)",
-                    c.peer()
-                );
-                self.local_error(ci, 408, "request head not received in time");
-            }
-            Phase::Body => {
-                crate::log_limited!(
-                    Kind::SlowClient,
-                    Info,
-                    "{}: request body not received within client_body_ms (408)",
-                    c.peer()
-                );
-                self.local_error(ci, 408, "request body not received in time");
-            }
-            Phase::Head | Phase::Local | Phase::Drain | Phase::Tunnel => {
-                return self.close_client(ci)
-            }
-            Phase::Proxy => {
-                let connected =
-                    c.up.and_then(|ui| self.ups.get(ui))
-                        .is_some_and(|u| u.connected);
-                let client_owes_body = c.awaits_client_body(connected);
-                if !connected {
-                    self.upstream_failed(ci, UpstreamFailure::ConnectTimeout);
-                } else if !c.resp.head_done && client_owes_body {
-                    // The client stopped sending its body: its fault, not the
-                    // backend's. The half-sent request makes the backend
-                    // connection unusable.
-                    crate::log_limited!(
-                        Kind::SlowClient,
-                        Info,
-                        "{}: request body stalled (408)",
-                        c.peer()
-                    );
-                    self.fail_exchange(ci, 408, "request body not received in time");
-                } else if !c.resp.head_done {
-                    let b = c.backend;
-                    crate::log_limited!(
-                        Kind::UpstreamFailed(b),
-                        Warn,
-                        "backend {}: no response in time (504)",
-                        self.backends.name(b)
-                    );
-                    self.backend_failed(b, crate::metrics::ErrorKind::Timeout);
-                    self.fail_exchange(ci, 504, "the backend did not answer in time");
-                } else {
-                    log!(Warn, "proxy", "{}: body stalled; closing", c.peer());
-                    self.fail_exchange(ci, 504, "response body stalled");
-                }
-            }
-        }
-        self.drive(ci);
     }
 }
