@@ -344,6 +344,63 @@ fn max_connections_pauses_accepting_until_one_closes() {
     assert!(pauses >= 1);
 }
 
+/// With several workers, one at `max_connections` does not strand a new
+/// connection: the kernel wakes a single waiting worker per connection
+/// (`EPOLLEXCLUSIVE`), so a full worker still listening would be woken for
+/// a connection it cannot take while the one with room sleeps. A worker
+/// takes its listener out as it reaches its limit (ARCHITECTURE.md,
+/// invariants); this is what an operator would see if it did not.
+#[test]
+fn a_full_worker_does_not_strand_a_connection_another_worker_has_room_for() {
+    let be = echo_backend();
+    let cfg = temp_file(
+        "lb.json",
+        &format!(
+            r#"{{"backends": [{{"host": "127.0.0.1", "port": {}}}], "timeouts": {{"client_header_ms": 60000}}}}"#,
+            be.port
+        ),
+    );
+    for mode in ["mp", "sp"] {
+        let lb = Lb::start(&[
+            "-m",
+            mode,
+            "-w",
+            "2",
+            "--max-connections",
+            "1",
+            "-c",
+            cfg.to_str().unwrap(),
+        ]);
+        // Both workers settled in their loops first: the worker that heads
+        // the kernel's queue takes `held`, and is the one woken next.
+        for _ in 0..3 {
+            assert_eq!(get(lb.port, "/warm").status(), 200);
+        }
+        thread::sleep(Duration::from_millis(300));
+        // Half a head: accepted, never idle, held for the test.
+        let mut held = lb.conn();
+        held.send(b"GET /held HTTP/1.1\r\n");
+        thread::sleep(Duration::from_millis(300));
+        // The worker that took `held` is the one the kernel wakes first
+        // again (the same idle worker heads the queue).
+        for i in 0..3 {
+            let mut next = lb.conn();
+            next.send(
+                format!("GET /next{i} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+            );
+            let m = next.read_response(false);
+            assert_eq!(
+                (m.status(), m.text()),
+                (200, format!("/next{i}")),
+                "{mode}: served by the worker with room while the other is full"
+            );
+        }
+        held.send(b"Host: t\r\n\r\n");
+        let m = held.read_response(false);
+        assert_eq!((m.status(), m.text().as_str()), (200, "/held"), "{mode}");
+    }
+}
+
 /// Scrapes `/metrics` once a connection slot is free (closing `held`).
 fn scrape_until(port: u16, held: &mut Vec<Client>) -> String {
     held.clear();
