@@ -661,40 +661,47 @@ impl View<'_> {
             "Backends currently unhealthy.",
             (ids.len() - healthy) as u64,
         );
+        // `backend` is the configured `host:port`; a backend given by name
+        // also has its `address`, since one name can stand for several
+        // (a name followed through DNS): each series stays unique.
         let labels: Vec<String> = self
             .backends
             .iter()
-            .map(|b| escape(&format!("{}:{}", b.host(), b.port)))
+            .map(|b| {
+                let l = escape(&format!("{}:{}", b.host(), b.port));
+                if b.is_named() {
+                    format!("backend=\"{l}\",address=\"{}\"", b.addr())
+                } else {
+                    format!("backend=\"{l}\"")
+                }
+            })
             .collect();
         let _ = write!(o, "# HELP lb_backend_up Whether a backend is healthy (1) or not (0).\n# TYPE lb_backend_up gauge\n");
         for (l, &i) in labels.iter().zip(&ids) {
             let up = u8::from(self.health.is_healthy(i));
-            let _ = writeln!(o, "lb_backend_up{{backend=\"{l}\"}} {up}");
+            let _ = writeln!(o, "lb_backend_up{{{l}}} {up}");
         }
         let _ = write!(o, "# HELP lb_backend_requests_total Requests sent to a backend.\n# TYPE lb_backend_requests_total counter\n");
         for (l, &i) in labels.iter().zip(&ids) {
             let v = self.sum(|m| &m.backend_requests[i]);
-            let _ = writeln!(o, "lb_backend_requests_total{{backend=\"{l}\"}} {v}");
+            let _ = writeln!(o, "lb_backend_requests_total{{{l}}} {v}");
         }
         let _ = write!(o, "# HELP lb_backend_inflight Requests in flight to a backend, over all workers.\n# TYPE lb_backend_inflight gauge\n");
         for (l, &i) in labels.iter().zip(&ids) {
             let v = self.sum(|m| &m.inflight[i]);
-            let _ = writeln!(o, "lb_backend_inflight{{backend=\"{l}\"}} {v}");
+            let _ = writeln!(o, "lb_backend_inflight{{{l}}} {v}");
         }
         let _ = write!(o, "# HELP lb_backend_failures_total Failed connects or exchanges with a backend.\n# TYPE lb_backend_failures_total counter\n");
         for (l, &i) in labels.iter().zip(&ids) {
             let v = self.sum(|m| &m.backend_failures[i]);
-            let _ = writeln!(o, "lb_backend_failures_total{{backend=\"{l}\"}} {v}");
+            let _ = writeln!(o, "lb_backend_failures_total{{{l}}} {v}");
         }
         let _ = write!(o, "# HELP lb_backend_errors_total Failed attempts with a backend, by kind.\n# TYPE lb_backend_errors_total counter\n");
         for (l, &i) in labels.iter().zip(&ids) {
             for kind in ErrorKind::ALL {
                 let v = self.backend_errors(i, kind);
                 let k = kind.as_str();
-                let _ = writeln!(
-                    o,
-                    "lb_backend_errors_total{{backend=\"{l}\",kind=\"{k}\"}} {v}"
-                );
+                let _ = writeln!(o, "lb_backend_errors_total{{{l},kind=\"{k}\"}} {v}");
             }
         }
         let name = "lb_request_duration_seconds";
@@ -703,8 +710,7 @@ impl View<'_> {
         let name = "lb_upstream_response_seconds";
         let _ = write!(o, "# HELP {name} Backend response time, from the request sent to the response head received.\n# TYPE {name} histogram\n");
         for (l, &i) in labels.iter().zip(&ids) {
-            let label = format!("backend=\"{l}\"");
-            histogram(&mut o, name, &label, &self.upstream_histogram(i));
+            histogram(&mut o, name, l, &self.upstream_histogram(i));
         }
         crate::net::tls_listener::render_metrics(&mut o);
         crate::dns_shared::render_metrics(&mut o);
@@ -750,6 +756,53 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// Two backends behind one name (a name followed through DNS, two
+    /// addresses) are two series each, told apart by `address`; a backend
+    /// given as an IP literal has no `address` label. No series repeats:
+    /// Prometheus rejects a whole scrape with a duplicate sample.
+    #[test]
+    fn members_of_one_name_are_told_apart_by_address() {
+        let (r, _fd) = crate::shm::Region::create().unwrap();
+        let one = BackendEntry::new("app.test", "127.0.0.2:80".parse().unwrap(), 1, false, 0);
+        let two = BackendEntry::new("app.test", "127.0.0.3:80".parse().unwrap(), 1, false, 1);
+        let ip = BackendEntry::new("10.0.0.9", "10.0.0.9:80".parse().unwrap(), 1, false, 2);
+        let v6 = BackendEntry::new("[::1]", "[::1]:80".parse().unwrap(), 1, false, 3);
+        let st = crate::shm::Settings::new(
+            crate::config::Strategy::RoundRobin,
+            &crate::config::HealthSettings::default(),
+        );
+        let backends = [one, two, ip, v6];
+        let generation = r.publish(&backends, &st).unwrap();
+        r.health.reset(4);
+        r.workers[0].backend_requests[1].fetch_add(3, Relaxed);
+        let text = View {
+            slots: &r.workers,
+            backends: &backends,
+            health: &r.health,
+            process: &r.process,
+            generation,
+        }
+        .render();
+        for want in [
+            "lb_backend_requests_total{backend=\"app.test:80\",address=\"127.0.0.2:80\"} 0\n",
+            "lb_backend_requests_total{backend=\"app.test:80\",address=\"127.0.0.3:80\"} 3\n",
+            "lb_backend_requests_total{backend=\"10.0.0.9:80\"} 0\n",
+            "lb_backend_requests_total{backend=\"[::1]:80\"} 0\n",
+            "lb_upstream_response_seconds_count{backend=\"app.test:80\",address=\"127.0.0.3:80\"} 0\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in\n{text}");
+        }
+        let mut series: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' ').map(|(k, _)| k))
+            .collect();
+        let n = series.len();
+        series.sort_unstable();
+        series.dedup();
+        assert_eq!(series.len(), n, "a series repeats in\n{text}");
+    }
+
     #[test]
     fn renders_the_sum_of_all_worker_slots() {
         let (r, _fd) = crate::shm::Region::create().unwrap();
@@ -785,8 +838,10 @@ mod tests {
         assert!(text.contains("\nlb_backends_healthy 2\n"));
         assert!(text.contains("\nlb_workers 2\n"));
         assert!(text.contains("\nlb_config_generation 1\n"));
-        assert!(text.contains("lb_backend_requests_total{backend=\"b:2\"} 7\n"));
-        assert!(text.contains("lb_backend_up{backend=\"a:1\"} 1\n"));
+        assert!(
+            text.contains("lb_backend_requests_total{backend=\"b:2\",address=\"127.0.0.1:2\"} 7\n")
+        );
+        assert!(text.contains("lb_backend_up{backend=\"a:1\",address=\"127.0.0.1:1\"} 1\n"));
         for line in text.lines() {
             assert!(
                 line.starts_with('#') || line.split(' ').count() == 2,
@@ -931,22 +986,24 @@ mod tests {
             "\nlb_request_duration_seconds_sum 20.002400\n",
             "\nlb_request_duration_seconds_count 3\n",
             "# TYPE lb_upstream_response_seconds histogram\n",
-            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",le=\"0.001\"} 0\n",
-            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",le=\"0.0025\"} 2\n",
-            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",le=\"+Inf\"} 2\n",
-            "\nlb_upstream_response_seconds_sum{backend=\"b:2\"} 0.003000\n",
-            "\nlb_upstream_response_seconds_count{backend=\"b:2\"} 2\n",
-            "\nlb_upstream_response_seconds_count{backend=\"a\\\"x:1\"} 0\n",
-            "\nlb_backend_errors_total{backend=\"b:2\",kind=\"bad_response\"} 1\n",
-            "\nlb_backend_errors_total{backend=\"b:2\",kind=\"connect\"} 0\n",
-            "\nlb_backend_errors_total{backend=\"a\\\"x:1\",kind=\"connect\"} 1\n",
+            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",address=\"127.0.0.1:2\",le=\"0.001\"} 0\n",
+            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",address=\"127.0.0.1:2\",le=\"0.0025\"} 2\n",
+            "\nlb_upstream_response_seconds_bucket{backend=\"b:2\",address=\"127.0.0.1:2\",le=\"+Inf\"} 2\n",
+            "\nlb_upstream_response_seconds_sum{backend=\"b:2\",address=\"127.0.0.1:2\"} 0.003000\n",
+            "\nlb_upstream_response_seconds_count{backend=\"b:2\",address=\"127.0.0.1:2\"} 2\n",
+            "\nlb_upstream_response_seconds_count{backend=\"a\\\"x:1\",address=\"127.0.0.1:1\"} 0\n",
+            "\nlb_backend_errors_total{backend=\"b:2\",address=\"127.0.0.1:2\",kind=\"bad_response\"} 1\n",
+            "\nlb_backend_errors_total{backend=\"b:2\",address=\"127.0.0.1:2\",kind=\"connect\"} 0\n",
+            "\nlb_backend_errors_total{backend=\"a\\\"x:1\",address=\"127.0.0.1:1\",kind=\"connect\"} 1\n",
         ];
         for w in want {
             assert!(text.contains(w), "missing {w:?} in\n{text}");
         }
         assert_eq!(
-            text.matches("lb_upstream_response_seconds_bucket{backend=\"b:2\"")
-                .count(),
+            text.matches(
+                "lb_upstream_response_seconds_bucket{backend=\"b:2\",address=\"127.0.0.1:2\""
+            )
+            .count(),
             BUCKETS
         );
         assert_eq!(percentile(&view, 5, 50.0), Some(0.001_75));

@@ -108,7 +108,7 @@ pub fn run(
             }
             for (e, result) in due.iter().zip(results) {
                 let id = e.id as usize;
-                let name = format!("{}:{}", e.host(), e.port);
+                let name = e.display_name();
                 next_at[id] = now + health.probe_interval_ms;
                 let Some(result) = result else {
                     // Not probed: this process is out of descriptors or

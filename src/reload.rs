@@ -225,7 +225,7 @@ pub fn publish_change(
     let mut old = Vec::new();
     region.read_backends(&mut old);
     let (added, removed) = assign_ids(&mut entries, &old);
-    let name = |e: &BackendEntry| format!("{}:{}", e.host(), e.port);
+    let name = |e: &BackendEntry| e.display_name();
     let removed_names = old
         .iter()
         .filter(|o| removed.contains(&o.id))

@@ -420,6 +420,28 @@ impl BackendEntry {
         };
         SocketAddr::new(ip, self.port)
     }
+
+    /// Whether the backend was given by name (not an IP literal): one name
+    /// can stand for several backends (a name followed through DNS), told
+    /// apart by their addresses.
+    pub fn is_named(&self) -> bool {
+        let h = self.host();
+        let h = h
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(h);
+        h.parse::<IpAddr>().is_err()
+    }
+
+    /// How logs name it: `host:port`, and for a named backend the address
+    /// it stands for, `host:port (ip:port)`.
+    pub fn display_name(&self) -> String {
+        if self.is_named() {
+            format!("{}:{} ({})", self.host(), self.port, self.addr())
+        } else {
+            format!("{}:{}", self.host(), self.port)
+        }
+    }
 }
 
 #[repr(C, align(64))]

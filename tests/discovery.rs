@@ -155,6 +155,17 @@ fn a_name_with_two_addresses_sends_to_both_and_a_moved_record_loses_nothing_unde
     let m = scrape(lb.port);
     let members = format!("lb_dns_members{{name=\"app.test:{port}\"}}");
     assert_eq!(metric(&m, &members), Some(2), "{m}");
+    // One name, two backends: a series each, told apart by `address`.
+    let per_address: u64 = ["127.0.0.2", "127.0.0.3"]
+        .iter()
+        .map(|ip| {
+            let s = format!(
+                "lb_backend_requests_total{{backend=\"app.test:{port}\",address=\"{ip}:{port}\"}}"
+            );
+            metric(&m, &s).unwrap_or_else(|| panic!("no {s} in\n{m}"))
+        })
+        .sum();
+    assert_eq!(per_address, 40, "{m}");
 
     // The record moves to 127.0.0.4 only, under load.
     let four = Backend::named_on("127.0.0.4", port, "four");

@@ -39,8 +39,8 @@ fn run_tool(tool: &str, args: &[&str], input: &[u8], install: &str) -> (bool, St
 
 const PROMTOOL_INSTALL: &str = "apt-get update && apt-get install -y prometheus";
 
-/// A region as a busy load balancer leaves it: three backends (one with a
-/// label that needs escaping, one down), two workers, every histogram and
+/// A region as a busy load balancer leaves it: four backends (two behind
+/// one name, one with a label that needs escaping, one down), two workers, every histogram and
 /// error kind used.
 fn sample_region() -> (&'static Region, Vec<BackendEntry>) {
     let (r, fd) = Region::create().unwrap();
@@ -52,6 +52,14 @@ fn sample_region() -> (&'static Region, Vec<BackendEntry>) {
             3,
             false,
             0,
+        ),
+        // A second member of the same name (followed through DNS).
+        BackendEntry::new(
+            "app1.internal",
+            "10.0.0.3:8080".parse().unwrap(),
+            3,
+            false,
+            2,
         ),
         BackendEntry::new("we\"ird\\host", "10.0.0.2:443".parse().unwrap(), 1, true, 1),
         BackendEntry::new("::1", "[::1]:9000".parse().unwrap(), 2, false, 7),
@@ -102,7 +110,7 @@ fn render(r: &'static Region, backends: &[BackendEntry]) -> String {
 fn promtool_accepts_the_metrics_page() {
     let (r, backends) = sample_region();
     let text = render(r, &backends);
-    assert!(text.contains("lb_upstream_response_seconds_bucket{backend=\"we\\\"ird\\\\host:443\",le=\"+Inf\"} 134\n"), "{text}");
+    assert!(text.contains("lb_upstream_response_seconds_bucket{backend=\"we\\\"ird\\\\host:443\",address=\"10.0.0.2:443\",le=\"+Inf\"} 134\n"), "{text}");
     let (ok, out) = run_tool(
         "promtool",
         &["check", "metrics"],

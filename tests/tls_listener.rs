@@ -154,8 +154,8 @@ fn verified_https_reaches_the_backend_marked_https_and_alpn_offers_only_http11()
         Some(1),
         "{m}"
     );
-    let expiry =
-        metric(&m, "lb_tls_certificate_expiry_seconds{name=\"localhost\"}").expect("expiry gauge");
+    let series = format!("lb_tls_certificate_expiry_seconds{{name=\"localhost\",file=\"{c}\"}}");
+    let expiry = metric(&m, &series).unwrap_or_else(|| panic!("no {series} in\n{m}"));
     assert!(expiry > 86_400 * 365, "{expiry}");
 }
 
@@ -346,6 +346,12 @@ fn certificates_are_renewed_by_rename_in_place_and_through_symlinks_and_a_broken
     );
 }
 
+/// Resumptions a test may see fail although sharing works: the session
+/// cache is direct-mapped (8,192 slots), so a session stored later can
+/// overwrite one still to be used (about one chance in 8,192 per store).
+/// Without a shared cache none of the checked reconnects would resume.
+const LOST_AT_MOST: usize = 1;
+
 /// The workers whose request count rose between two scrapes (`/metrics`
 /// itself is not counted, so the scrapes do not show up here).
 fn served_between(before: &str, after: &str) -> Vec<usize> {
@@ -385,6 +391,7 @@ fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
     let (ca, _dir, c, k) = site("resume");
     let be = Backend::named("resume");
     let versions = [(&[&TLS13][..], "TLS 1.3"), (&[&TLS12][..], "TLS 1.2")];
+    let mut seen = 0;
 
     // mp: which worker accepts is the kernel's choice, and with one shared
     // listener it is the same idle worker every time. So the test chooses:
@@ -415,10 +422,11 @@ fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
         let after = scrape(lb.port);
         pause_worker(pid(0), false);
         let served = served_between(&made, &after);
-        assert_eq!(
-            resumed, 15,
-            "mp {name}: reconnects resumed on workers {served:?}"
+        assert!(
+            resumed >= 15 - LOST_AT_MOST,
+            "mp {name}: {resumed} of 15 reconnects resumed on workers {served:?}"
         );
+        seen += resumed;
         assert!(
             !served.is_empty() && !served.contains(&0),
             "mp {name}: served by {served:?}"
@@ -426,32 +434,32 @@ fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
     }
     let m = scrape(lb.port);
     assert!(
-        metric(&m, "lb_tls_listener_resumed_total").unwrap() >= 30,
+        metric(&m, "lb_tls_listener_resumed_total").unwrap() >= seen as u64,
         "{m}"
     );
     drop(lb);
 
-    // sp: worker threads cannot be stopped one by one, so connections come
-    // in bursts of four at once as well as one by one: a thread busy with
-    // a handshake is not waiting, and the kernel wakes another for the
-    // next connection. Every one of them resumes.
+    // sp: worker threads cannot be stopped one by one, so connections also
+    // come in bursts: a thread busy with a handshake is not waiting, and
+    // the kernel wakes another for the next connection. Each connection of
+    // a burst resumes a session of its own (one session resumed four times
+    // at once would meet its slot's lock busy: a miss, by design).
     let (lb, tls) = start(&[(&c, &k)], &["-m", "sp", "-w", "4", "-b", &be.addr()]);
-    let mut seen = 0;
+    seen = 0;
     for (v, name) in versions {
         let mut spread = Vec::new();
         for _round in 0..20 {
-            let cfg = client_config(Trust::Ca(&ca), v, &["http/1.1"]);
             let before = scrape(lb.port);
-            assert!(
-                !resumed_get(tls, &cfg),
-                "sp {name}: the first is a full handshake"
-            );
-            // One by one first: a TLS 1.3 session gives two single-use
-            // tickets per handshake, and the client keeps eight.
-            let one_by_one = (0..7).filter(|_| resumed_get(tls, &cfg)).count();
-            assert_eq!(one_by_one, 7, "sp {name}");
-            let burst: Vec<_> = (0..4)
-                .map(|_| {
+            let cfgs: Vec<_> = (0..4)
+                .map(|_| client_config(Trust::Ca(&ca), v, &["http/1.1"]))
+                .collect();
+            for cfg in &cfgs {
+                assert!(!resumed_get(tls, cfg), "sp {name}: a full handshake");
+            }
+            let one_by_one = cfgs.iter().filter(|cfg| resumed_get(tls, cfg)).count();
+            let burst: Vec<_> = cfgs
+                .iter()
+                .map(|cfg| {
                     let cfg = cfg.clone();
                     thread::spawn(move || resumed_get(tls, &cfg))
                 })
@@ -461,7 +469,10 @@ fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
                 .map(|t| t.join().unwrap())
                 .filter(|&r| r)
                 .count();
-            assert_eq!(at_once, 4, "sp {name}: a burst of four resumed");
+            assert!(
+                one_by_one + at_once >= 8 - LOST_AT_MOST,
+                "sp {name}: {one_by_one} of 4 one by one and {at_once} of 4 at once resumed"
+            );
             seen += one_by_one + at_once;
             spread = served_between(&before, &scrape(lb.port));
             if spread.len() >= 2 {
@@ -669,9 +680,11 @@ fn bad_certificate_files_are_refused_naming_the_file_and_warnings_given() {
     assert!(!err.contains("PRIVATE KEY"), "{err}");
 }
 
-/// SEC1 (EC) and PKCS#1 (RSA) keys, as `openssl` writes them, load too.
+/// SEC1 (EC) and PKCS#1 (RSA) keys, as `openssl` writes them, load too;
+/// and with an ECDSA and an RSA certificate for one name, each client gets
+/// the one whose signatures it can verify.
 #[test]
-fn sec1_and_pkcs1_keys_load() {
+fn sec1_and_pkcs1_keys_load_and_each_client_gets_a_key_it_can_verify() {
     let dir = Dir::new("formats");
     let run = |args: &[&str]| {
         let out = std::process::Command::new("openssl")
@@ -740,6 +753,29 @@ fn sec1_and_pkcs1_keys_load() {
     // The common name counts as the name when there is no subjectAltName.
     let ec_der = leaf_der(&std::fs::read_to_string(dir.0.join("ec.pem")).unwrap());
     assert!(rec.last() == ec_der);
+    // Both certificates name localhost: a client that verifies only RSA
+    // signatures gets the RSA one (the ECDSA one comes first), one that
+    // verifies only ECDSA the ECDSA one, over TLS 1.3 and 1.2.
+    for (sigalgs, key) in [
+        ("rsa_pss_rsae_sha256:rsa_pkcs1_sha256", "2048 bit"),
+        ("ecdsa_secp256r1_sha256", "256 bit"),
+    ] {
+        for version in ["-tls1_3", "-tls1_2"] {
+            let out = std::process::Command::new("timeout")
+                .args(["20", "openssl", "s_client", "-connect"])
+                .arg(format!("127.0.0.1:{tls}"))
+                .args(["-servername", "localhost", "-sigalgs", sigalgs, version])
+                .stdin(std::process::Stdio::null())
+                .output()
+                .unwrap();
+            let text = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                text.contains(&format!("Server public key is {key}")),
+                "{version} offering {sigalgs}: want the {key} key\n{text}\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
     drop(lb);
 }
 

@@ -18,6 +18,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig, ServerConnection};
 use rustls::sign::CertifiedKey;
+use rustls::SignatureScheme;
 use std::io;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
@@ -168,28 +169,44 @@ impl CertSet {
     }
 
     /// The certificate for an SNI name: one naming it exactly, else one
-    /// whose wildcard covers it, else the first.
-    pub fn pick(&self, sni: Option<&str>) -> &Certificate {
-        let first = &self.certs[0];
-        let Some(name) = sni.map(str::to_ascii_lowercase) else {
-            return first;
-        };
-        let name = name.trim_end_matches('.');
-        self.certs
-            .iter()
-            .find(|c| c.names.iter().any(|n| n == name))
-            .or_else(|| {
-                self.certs
-                    .iter()
-                    .find(|c| c.names.iter().any(|n| x509::matches(n, name)))
-            })
-            .unwrap_or(first)
+    /// whose wildcard covers it, else any. Where several qualify (an RSA
+    /// and an ECDSA certificate for one name, as nginx and HAProxy
+    /// operators give both), the first whose key signs with a scheme the
+    /// client offers; else the first of them.
+    pub fn pick(&self, sni: Option<&str>, offered: &[SignatureScheme]) -> &Certificate {
+        let name = sni.map(|n| n.to_ascii_lowercase());
+        let name = name.as_deref().map(|n| n.trim_end_matches('.'));
+        let exact = |c: &&Certificate| name.is_some_and(|s| c.names.iter().any(|n| n == s));
+        let wildcard =
+            |c: &&Certificate| name.is_some_and(|s| c.names.iter().any(|n| x509::matches(n, s)));
+        self.first_fit(exact, offered)
+            .or_else(|| self.first_fit(wildcard, offered))
+            .or_else(|| self.first_fit(|_| true, offered))
+            .expect("a CertSet holds at least one certificate")
+    }
+
+    /// Of the certificates `qualifies` keeps, the first the client can
+    /// verify a signature of, else the first (the handshake then fails
+    /// with the client's own complaint, as it would with one certificate).
+    fn first_fit(
+        &self,
+        qualifies: impl Fn(&&Certificate) -> bool,
+        offered: &[SignatureScheme],
+    ) -> Option<&Certificate> {
+        let mut tier = self.certs.iter().filter(qualifies);
+        let first = tier.next()?;
+        let signs = |c: &Certificate| c.key.key.choose_scheme(offered).is_some();
+        if signs(first) {
+            return Some(first);
+        }
+        Some(tier.find(|c| signs(c)).unwrap_or(first))
     }
 }
 
 impl ResolvesServerCert for CertSet {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(Arc::clone(&self.pick(hello.server_name()).key))
+        let cert = self.pick(hello.server_name(), hello.signature_schemes());
+        Some(Arc::clone(&cert.key))
     }
 }
 
@@ -395,13 +412,17 @@ pub fn render_metrics(o: &mut String) {
             .first()
             .cloned()
             .unwrap_or_else(|| c.cert_path.display().to_string());
-        let name: String = name
-            .chars()
-            .filter(|ch| !matches!(ch, '"' | '\\' | '\n'))
-            .collect();
+        // `file` as well: one name can have two certificates (RSA and
+        // ECDSA), and a series must not repeat.
+        let clean = |s: &str| -> String {
+            s.chars()
+                .filter(|ch| !matches!(ch, '"' | '\\' | '\n'))
+                .collect()
+        };
+        let (name, file) = (clean(&name), clean(&c.cert_path.display().to_string()));
         let _ = writeln!(
             o,
-            "lb_tls_certificate_expiry_seconds{{name=\"{name}\"}} {}",
+            "lb_tls_certificate_expiry_seconds{{name=\"{name}\",file=\"{file}\"}} {}",
             t - now
         );
     }

@@ -156,7 +156,7 @@ impl BackendSet {
             self.by_id[id] = Some(i as u8);
             self.list.push(Backend {
                 id,
-                name: format!("{}:{}", e.host(), e.port),
+                name: e.display_name(),
                 host: e.host().to_string(),
                 addr: RawAddr::new(e.addr()),
                 sock: e.addr(),
@@ -259,7 +259,8 @@ mod tests {
         let mut set = BackendSet::load(r);
         assert_eq!(set.len(), 2);
         assert_eq!(set.weights(), &[3, 1]);
-        assert_eq!(set.get(1).unwrap().name, "localhost:2");
+        // A backend given by name is logged with the address it stands for.
+        assert_eq!(set.get(1).unwrap().name, "localhost:2 (127.0.0.1:2)");
         assert_eq!(set.strategy(), Strategy::Random);
         assert!(!set.refresh(r), "same generation: nothing to copy");
         r.publish(&resolve_all(&specs[1..]).unwrap(), &st).unwrap();

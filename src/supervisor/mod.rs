@@ -21,7 +21,7 @@ use crate::notify;
 use crate::proxy::worker::Worker;
 use crate::proxy::{Listeners, Shared};
 use crate::reload::{Desired, Reloader, Watch};
-use crate::shm::{Region, Runtime, Settings, MAX_WORKERS};
+use crate::shm::{BackendEntry, Region, Runtime, Settings, MAX_WORKERS};
 use crate::sys::{self, Signal};
 use crate::upgrade::{self, Inherited, Outcome, Pending, SelfExe};
 use std::io;
@@ -372,10 +372,7 @@ pub fn run(cfg: Config) -> i32 {
             .workers_configured
             .store(workers as u32, Relaxed);
     }
-    let names: Vec<String> = entries
-        .iter()
-        .map(|e| format!("{}:{}", e.host(), e.port))
-        .collect();
+    let names: Vec<String> = entries.iter().map(BackendEntry::display_name).collect();
     let mode = match cfg.mode {
         Mode::Mp => "mp",
         Mode::Sp => "sp",
