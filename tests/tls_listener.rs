@@ -370,20 +370,38 @@ fn resumed_get(tls: u16, cfg: &Arc<rustls::ClientConfig>) -> bool {
     r.resumed
 }
 
-/// SIGSTOP (`stop`) or SIGCONT a worker, and wait until it is stopped or
-/// running again: a stopped worker is not waiting on the shared listener,
-/// so the kernel hands new connections to the others.
-fn pause_worker(pid: u32, stop: bool) {
-    signal(pid, if stop { 19 } else { 18 });
-    let state = || {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
-        rest.split_whitespace().next() == Some("T")
-    };
-    assert!(
-        eventually(Duration::from_secs(5), || state() == stop),
-        "worker {pid} stopped={stop}"
-    );
+/// Workers stopped with SIGSTOP (and seen stopped): a stopped worker is not
+/// waiting on the shared listener, so the kernel hands new connections to
+/// the others. They run again (SIGCONT) when this is dropped, a failed
+/// assertion included: a stopped worker would not act on the SIGTERM its
+/// master's death sends it.
+struct Stopped(Vec<u32>);
+
+impl Stopped {
+    fn new(pids: &[u32]) -> Stopped {
+        let stopped = Stopped(pids.to_vec());
+        for &pid in pids {
+            signal(pid, 19);
+            assert!(
+                eventually(Duration::from_secs(5), || {
+                    let stat =
+                        std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+                    rest.split_whitespace().next() == Some("T")
+                }),
+                "worker {pid} did not stop"
+            );
+        }
+        stopped
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            signal(pid, 18);
+        }
+    }
 }
 
 #[test]
@@ -408,7 +426,7 @@ fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
     };
     for (v, name) in versions {
         let cfg = client_config(Trust::Ca(&ca), v, &["http/1.1"]);
-        (1..4).for_each(|w| pause_worker(pid(w), true));
+        let others = Stopped::new(&[pid(1), pid(2), pid(3)]);
         let before = scrape(lb.port);
         assert!(
             !resumed_get(tls, &cfg),
@@ -416,11 +434,11 @@ fn a_session_resumes_on_another_worker_in_both_modes_and_versions() {
         );
         let made = scrape(lb.port);
         assert_eq!(served_between(&before, &made), [0], "mp {name}");
-        (1..4).for_each(|w| pause_worker(pid(w), false));
-        pause_worker(pid(0), true);
+        drop(others);
+        let first = Stopped::new(&[pid(0)]);
         let resumed = (0..15).filter(|_| resumed_get(tls, &cfg)).count();
         let after = scrape(lb.port);
-        pause_worker(pid(0), false);
+        drop(first);
         let served = served_between(&made, &after);
         assert!(
             resumed >= 15 - LOST_AT_MOST,
