@@ -503,6 +503,42 @@ fn a_truncated_response_body_closes_the_client_connection() {
     );
 }
 
+/// A body delimited by the backend's close, cut by the backend's reset: a
+/// client reading until close (HTTP/1.0, `Connection: close`) gets a reset
+/// too, never a clean end it would take for the whole body.
+#[test]
+fn a_close_delimited_body_cut_by_a_reset_ends_in_a_reset() {
+    // The request is only peeked at, never read: closing a socket with
+    // unread bytes sends a reset (RFC 2525 2.17), not a FIN.
+    let be = Backend::raw(|mut s| {
+        let mut first = [0u8; 1];
+        if s.peek(&mut first).is_ok_and(|n| n == 1) {
+            let _ = s.write_all(b"HTTP/1.0 200 OK\r\n\r\nonly-part");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let lb = Lb::start(&["-b", &be.addr()]);
+    for req in [
+        &b"GET / HTTP/1.0\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    ] {
+        let mut c = lb.conn();
+        c.send(req);
+        let (got, end) = c.read_until_end(IO_TIMEOUT);
+        assert!(
+            String::from_utf8_lossy(&got).ends_with("only-part"),
+            "{}",
+            show(&got)
+        );
+        assert!(
+            matches!(end, End::Reset(_)),
+            "{}: a cut body ended {end}",
+            String::from_utf8_lossy(req)
+        );
+    }
+    assert!(lb.log_has("response body truncated"), "{}", lb.log_text());
+}
+
 #[test]
 fn malformed_requests_get_a_status_and_never_reach_a_backend() {
     let be = Backend::named("a");

@@ -359,6 +359,15 @@ impl Worker {
         let c = self.sessions.get_mut(ci).expect("client");
         c.keep_alive = false;
         if c.resp.sent > 0 {
+            // A cut: part of the response went out and the rest never will.
+            // A body with a length or chunks shows the client it is short,
+            // and it gets every byte that came (a FIN after them). A body
+            // the client reads until close (HTTP/1.0, `Connection: close`)
+            // would look whole: a reset instead, though it drops what the
+            // socket had not sent yet.
+            if c.resp.body.mode == BodyMode::UntilClose && !c.resp.rechunk {
+                let _ = sys::reset_on_close(c.stream.io.fd());
+            }
             self.close_client(ci);
         } else {
             if c.resp.head_done {

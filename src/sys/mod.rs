@@ -254,6 +254,24 @@ pub fn local_addr(fd: BorrowedFd<'_>) -> io::Result<SocketAddr> {
         .ok_or_else(|| io::Error::other("unknown address family"))
 }
 
+/// SO_LINGER with a zero timeout: closing the socket then sends a reset,
+/// not a FIN.
+pub fn reset_on_close(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: the option value is a live `linger` of the size passed.
+    syscall!(setsockopt(
+        fd.as_raw_fd(),
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        (&l as *const libc::linger).cast(),
+        std::mem::size_of::<libc::linger>() as libc::socklen_t
+    ))?;
+    Ok(())
+}
+
 /// Accepts one connection, non-blocking and close-on-exec, with its peer's IP.
 pub fn accept(listener: BorrowedFd<'_>) -> io::Result<(OwnedFd, Option<IpAddr>)> {
     let mut raw = RawAddr::empty();
