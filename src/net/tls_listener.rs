@@ -193,10 +193,11 @@ impl CertSet {
         qualifies: impl Fn(&&Certificate) -> bool,
         offered: &[SignatureScheme],
     ) -> Option<&Certificate> {
-        let mut tier = self.certs.iter().filter(qualifies);
+        let mut tier = self.certs.iter().filter(qualifies).peekable();
         let first = tier.next()?;
         let signs = |c: &Certificate| c.key.key.choose_scheme(offered).is_some();
-        if signs(first) {
+        // The check makes a signer: only where there is a choice.
+        if tier.peek().is_none() || signs(first) {
             return Some(first);
         }
         Some(tier.find(|c| signs(c)).unwrap_or(first))
