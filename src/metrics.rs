@@ -766,14 +766,16 @@ mod tests {
         let one = BackendEntry::new("app.test", "127.0.0.2:80".parse().unwrap(), 1, false, 0);
         let two = BackendEntry::new("app.test", "127.0.0.3:80".parse().unwrap(), 1, false, 1);
         let ip = BackendEntry::new("10.0.0.9", "10.0.0.9:80".parse().unwrap(), 1, false, 2);
-        let v6 = BackendEntry::new("[::1]", "[::1]:80".parse().unwrap(), 1, false, 3);
+        let v6 = BackendEntry::new("::1", "[::1]:80".parse().unwrap(), 1, false, 3);
+        // An SRV target whose name reads like another IP.
+        let odd = BackendEntry::new("1.2.3.4", "127.0.0.5:80".parse().unwrap(), 1, false, 4);
         let st = crate::shm::Settings::new(
             crate::config::Strategy::RoundRobin,
             &crate::config::HealthSettings::default(),
         );
-        let backends = [one, two, ip, v6];
+        let backends = [one, two, ip, v6, odd];
         let generation = r.publish(&backends, &st).unwrap();
-        r.health.reset(4);
+        r.health.reset(5);
         r.workers[0].backend_requests[1].fetch_add(3, Relaxed);
         let text = View {
             slots: &r.workers,
@@ -787,7 +789,8 @@ mod tests {
             "lb_backend_requests_total{backend=\"app.test:80\",address=\"127.0.0.2:80\"} 0\n",
             "lb_backend_requests_total{backend=\"app.test:80\",address=\"127.0.0.3:80\"} 3\n",
             "lb_backend_requests_total{backend=\"10.0.0.9:80\"} 0\n",
-            "lb_backend_requests_total{backend=\"[::1]:80\"} 0\n",
+            "lb_backend_requests_total{backend=\"::1:80\"} 0\n",
+            "lb_backend_requests_total{backend=\"1.2.3.4:80\",address=\"127.0.0.5:80\"} 0\n",
             "lb_upstream_response_seconds_count{backend=\"app.test:80\",address=\"127.0.0.3:80\"} 0\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in\n{text}");

@@ -190,7 +190,7 @@ fn probe_all(
                 host_header(e)
             )
             .into_bytes();
-            let name = format!("{}:{}", e.host(), e.port);
+            let name = e.display_name();
             let conn = sys::connect(&RawAddr::new(e.addr())).and_then(|(fd, done)| {
                 let tcp = Tcp::new(fd);
                 let conn = match (e.tls != 0, tls) {

@@ -421,16 +421,18 @@ impl BackendEntry {
         SocketAddr::new(ip, self.port)
     }
 
-    /// Whether the backend was given by name (not an IP literal): one name
-    /// can stand for several backends (a name followed through DNS), told
-    /// apart by their addresses.
+    /// Whether the backend was given by name, not as the IP literal of its
+    /// own address: one name can stand for several backends (a name
+    /// followed through DNS), told apart by their addresses. A DNS name
+    /// that reads like an IP (an SRV target `1.2.3.4` with A records of
+    /// its own) is a name too.
     pub fn is_named(&self) -> bool {
         let h = self.host();
         let h = h
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
             .unwrap_or(h);
-        h.parse::<IpAddr>().is_err()
+        h.parse::<IpAddr>().ok() != Some(self.addr().ip())
     }
 
     /// How logs name it: `host:port`, and for a named backend the address

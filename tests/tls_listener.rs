@@ -791,26 +791,47 @@ fn sec1_and_pkcs1_keys_load_and_each_client_gets_a_key_it_can_verify() {
     // Both certificates name localhost: a client that verifies only RSA
     // signatures gets the RSA one (the ECDSA one comes first), one that
     // verifies only ECDSA the ECDSA one, over TLS 1.3 and 1.2.
+    let key_shown = |tls: u16, version: &str, sigalgs: &str, key: &str| {
+        let out = std::process::Command::new("timeout")
+            .args(["20", "openssl", "s_client", "-connect"])
+            .arg(format!("127.0.0.1:{tls}"))
+            .args(["-servername", "localhost", "-sigalgs", sigalgs, version])
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("Server public key is {key}")),
+            "{version} offering {sigalgs}: want the {key} key\n{text}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
     for (sigalgs, key) in [
         ("rsa_pss_rsae_sha256:rsa_pkcs1_sha256", "2048 bit"),
         ("ecdsa_secp256r1_sha256", "256 bit"),
     ] {
         for version in ["-tls1_3", "-tls1_2"] {
-            let out = std::process::Command::new("timeout")
-                .args(["20", "openssl", "s_client", "-connect"])
-                .arg(format!("127.0.0.1:{tls}"))
-                .args(["-servername", "localhost", "-sigalgs", sigalgs, version])
-                .stdin(std::process::Stdio::null())
-                .output()
-                .unwrap();
-            let text = String::from_utf8_lossy(&out.stdout);
-            assert!(
-                text.contains(&format!("Server public key is {key}")),
-                "{version} offering {sigalgs}: want the {key} key\n{text}\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            key_shown(tls, version, sigalgs, key);
         }
     }
+    drop(lb);
+    // RSA first: a TLS 1.3 client offering PKCS#1 RSA (TLS 1.2 only) and
+    // ECDSA gets the ECDSA key; a TLS 1.2 client offering only PKCS#1 RSA
+    // gets the RSA one.
+    let (lb, tls) = start(
+        &[
+            (&dir.path("rsa.pem"), &dir.path("rsa.key")),
+            (&dir.path("ec.pem"), &dir.path("ec.key")),
+        ],
+        &["-b", &be.addr()],
+    );
+    key_shown(
+        tls,
+        "-tls1_3",
+        "rsa_pkcs1_sha256:ecdsa_secp256r1_sha256",
+        "256 bit",
+    );
+    key_shown(tls, "-tls1_2", "rsa_pkcs1_sha256", "2048 bit");
     drop(lb);
 }
 

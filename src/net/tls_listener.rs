@@ -188,20 +188,48 @@ impl CertSet {
     /// Of the certificates `qualifies` keeps, the first the client can
     /// verify a signature of, else the first (the handshake then fails
     /// with the client's own complaint, as it would with one certificate).
+    /// Schemes TLS 1.3 allows are tried first: a client offers PKCS#1 RSA
+    /// for TLS 1.2, and an RSA key chosen for it would have nothing to sign
+    /// with if the handshake turns out TLS 1.3 (a key that signs in TLS 1.3
+    /// signs in TLS 1.2 as well).
     fn first_fit(
         &self,
         qualifies: impl Fn(&&Certificate) -> bool,
         offered: &[SignatureScheme],
     ) -> Option<&Certificate> {
-        let mut tier = self.certs.iter().filter(qualifies).peekable();
-        let first = tier.next()?;
-        let signs = |c: &Certificate| c.key.key.choose_scheme(offered).is_some();
-        // The check makes a signer: only where there is a choice.
-        if tier.peek().is_none() || signs(first) {
-            return Some(first);
+        let tier: Vec<&Certificate> = self.certs.iter().filter(qualifies).collect();
+        let first = *tier.first()?;
+        if tier.len() == 1 {
+            return Some(first); // no choice: no signer made to check
         }
-        Some(tier.find(|c| signs(c)).unwrap_or(first))
+        let tls13: Vec<SignatureScheme> = offered
+            .iter()
+            .copied()
+            .filter(|s| allowed_in_tls13(*s))
+            .collect();
+        [&tls13[..], offered]
+            .iter()
+            .find_map(|schemes| {
+                tier.iter()
+                    .find(|c| c.key.key.choose_scheme(schemes).is_some())
+            })
+            .copied()
+            .or(Some(first))
     }
+}
+
+/// Whether TLS 1.3 allows `s` (RFC 8446 4.2.3: no PKCS#1 RSA, no SHA-1):
+/// of the schemes rustls's keys sign with, those are the ones it refuses.
+fn allowed_in_tls13(s: SignatureScheme) -> bool {
+    use SignatureScheme as S;
+    !matches!(
+        s,
+        S::RSA_PKCS1_SHA1
+            | S::RSA_PKCS1_SHA256
+            | S::RSA_PKCS1_SHA384
+            | S::RSA_PKCS1_SHA512
+            | S::ECDSA_SHA1_Legacy
+    )
 }
 
 impl ResolvesServerCert for CertSet {
