@@ -645,6 +645,24 @@ fn bad_certificate_files_are_refused_naming_the_file_and_warnings_given() {
         ],
         "empty.key: no private key in it",
     );
+    refused(
+        &[
+            "--tls-port",
+            "1",
+            "--tls-cert",
+            &c,
+            "--tls-key",
+            &k,
+            "--tls-cert",
+            &c,
+            "--tls-key",
+            &k,
+            "-b",
+            &b,
+            "--check",
+        ],
+        "site.pem: given twice as a certificate",
+    );
     let missing = dir.path("missing.pem");
     refused(
         &[

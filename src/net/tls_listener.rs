@@ -111,8 +111,16 @@ impl CertSet {
         }
         let provider = rustls::crypto::ring::default_provider();
         let mut certs = Vec::with_capacity(pems.len());
-        for pem in pems {
+        for (i, pem) in pems.iter().enumerate() {
             let p = &pem.paths;
+            if pems[..i].iter().any(|o| o.paths.cert == p.cert) {
+                // It would be served as the first one only, and repeat its
+                // expiry series.
+                return Err(format!(
+                    "{}: given twice as a certificate",
+                    p.cert.display()
+                ));
+            }
             let cert_name = p.cert.display();
             let chain: Result<Vec<CertificateDer<'static>>, _> =
                 CertificateDer::pem_slice_iter(&pem.cert).collect();
