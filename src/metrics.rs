@@ -756,6 +756,21 @@ fn escape(s: &str) -> String {
 mod tests {
     use super::*;
 
+    /// What a scrape of `r` shows, with `backends` live at `generation`.
+    fn view<'a>(
+        r: &'a crate::shm::Region,
+        backends: &'a [BackendEntry],
+        generation: u64,
+    ) -> View<'a> {
+        View {
+            slots: &r.workers,
+            backends,
+            health: &r.health,
+            process: &r.process,
+            generation,
+        }
+    }
+
     /// Two backends behind one name (a name followed through DNS, two
     /// addresses) are two series each, told apart by `address`; a backend
     /// given as an IP literal has no `address` label. No series repeats:
@@ -777,14 +792,7 @@ mod tests {
         let generation = r.publish(&backends, &st).unwrap();
         r.health.reset(5);
         r.workers[0].backend_requests[1].fetch_add(3, Relaxed);
-        let text = View {
-            slots: &r.workers,
-            backends: &backends,
-            health: &r.health,
-            process: &r.process,
-            generation,
-        }
-        .render();
+        let text = view(r, &backends, generation).render();
         for want in [
             "lb_backend_requests_total{backend=\"app.test:80\",address=\"127.0.0.2:80\"} 0\n",
             "lb_backend_requests_total{backend=\"app.test:80\",address=\"127.0.0.3:80\"} 3\n",
@@ -825,14 +833,7 @@ mod tests {
         r.workers[0].backend_requests[1].fetch_add(2, Relaxed);
         r.workers[1].backend_requests[1].fetch_add(5, Relaxed);
         let backends = [a, b];
-        let text = View {
-            slots: &r.workers,
-            backends: &backends,
-            health: &r.health,
-            process: &r.process,
-            generation,
-        }
-        .render();
+        let text = view(r, &backends, generation).render();
         assert!(text.contains("\nlb_requests_total 7\n"), "{text}");
         assert!(text.contains("lb_worker_requests_total{worker=\"0\"} 3\n"));
         assert!(text.contains("lb_worker_requests_total{worker=\"1\"} 4\n"));
@@ -971,13 +972,7 @@ mod tests {
         r.workers[1].backend_error(5, ErrorKind::BadResponse);
         r.workers[0].backend_error(0, ErrorKind::Connect);
         let backends = [a, b];
-        let view = View {
-            slots: &r.workers,
-            backends: &backends,
-            health: &r.health,
-            process: &r.process,
-            generation,
-        };
+        let view = view(r, &backends, generation);
         let text = view.render();
         let want = [
             "# TYPE lb_request_duration_seconds histogram\n",

@@ -617,50 +617,22 @@ fn bad_certificate_files_are_refused_naming_the_file_and_warnings_given() {
         assert_eq!(code, 2, "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
     };
-    refused(
-        &[
-            "--tls-port",
-            "1",
-            "--tls-cert",
-            &c,
-            "--tls-key",
-            &wrong,
-            "-b",
-            &b,
-            "--check",
-        ],
+    // `--check` with these certificate and key pairs.
+    let refused_pairs = |pairs: &[(&str, &str)], needle: &str| {
+        let mut args = vec!["--tls-port", "1"];
+        for (cert, key) in pairs {
+            args.extend(["--tls-cert", cert, "--tls-key", key]);
+        }
+        args.extend(["-b", &b, "--check"]);
+        refused(&args, needle);
+    };
+    refused_pairs(
+        &[(&c, &wrong)],
         "wrong.key: this key does not match the certificate in",
     );
-    refused(
-        &[
-            "--tls-port",
-            "1",
-            "--tls-cert",
-            &c,
-            "--tls-key",
-            &empty,
-            "-b",
-            &b,
-            "--check",
-        ],
-        "empty.key: no private key in it",
-    );
-    refused(
-        &[
-            "--tls-port",
-            "1",
-            "--tls-cert",
-            &c,
-            "--tls-key",
-            &k,
-            "--tls-cert",
-            &c,
-            "--tls-key",
-            &k,
-            "-b",
-            &b,
-            "--check",
-        ],
+    refused_pairs(&[(&c, &empty)], "empty.key: no private key in it");
+    refused_pairs(
+        &[(&c, &k), (&c, &k)],
         "site.pem: given twice as a certificate",
     );
     let missing = dir.path("missing.pem");
