@@ -48,7 +48,7 @@ struct Member {
 }
 
 /// A followed name.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Follow {
     /// Index of its entry in `specs`.
     spec: usize,
@@ -79,6 +79,9 @@ pub struct Discovery {
     /// Members left out at the last `entries` (over [`MAX_BACKENDS`]): the
     /// warning is given when this changes, not on every tick.
     dropped: std::cell::Cell<usize>,
+    /// What was followed before a reload's change, until it is kept or
+    /// given up (`begin_change`).
+    before_change: Option<(Vec<BackendSpec>, Vec<Follow>)>,
 }
 
 /// What the status page and `/metrics` show of one followed name.
@@ -114,6 +117,7 @@ impl Discovery {
             max_ttl_ms: cfg.dns_max_ttl_ms.max(cfg.dns_min_ttl_ms).max(100),
             counts: [0; RESULTS.len()],
             dropped: std::cell::Cell::new(0),
+            before_change: None,
         };
         d.set_specs(&cfg.backends, &cfg.resolvers);
         d
@@ -174,6 +178,34 @@ impl Discovery {
         self.follows = follows;
         if !self.follows.is_empty() {
             self.resolver(servers);
+        }
+    }
+
+    /// Keeps what is followed now, names and answers, so that a reload's
+    /// new names can be given up (`give_up_change`) and these followed on
+    /// as they were. Kept once until `keep_change`: reloads that follow one
+    /// another before a publish go back to what was last published.
+    pub fn begin_change(&mut self) {
+        if self.before_change.is_none() {
+            self.before_change = Some((self.specs.clone(), self.follows.clone()));
+        }
+    }
+
+    /// The change is published: what came before it is dropped.
+    pub fn keep_change(&mut self) {
+        self.before_change = None;
+    }
+
+    /// Follows again what `begin_change` kept, with its members; each name
+    /// is asked again now (a lookup it had out was the change's).
+    pub fn give_up_change(&mut self, now_ms: u64) {
+        if let Some((specs, mut follows)) = self.before_change.take() {
+            for f in &mut follows {
+                f.token = None;
+                f.due_ms = now_ms;
+            }
+            self.specs = specs;
+            self.follows = follows;
         }
     }
 

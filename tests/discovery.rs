@@ -268,6 +268,78 @@ fn a_name_that_appears_after_start_then_the_dns_server_dies_then_the_name_goes()
     assert!(failed >= 1, "{m}");
 }
 
+/// A reload to names that do not resolve (a typo) keeps the backends that
+/// serve, as nginx keeps its old configuration when an upstream's host is
+/// not found: under `wrk` no request fails, the reload counts as failed
+/// and says why, and the names followed before are still followed.
+#[test]
+fn a_reload_whose_names_do_not_resolve_keeps_the_backends_serving() {
+    let kept = Backend::named_on("127.0.0.2", 0, "kept");
+    let port = kept.port;
+    let moved = Backend::named_on("127.0.0.3", port, "moved");
+    let dns = Dns::start("127.0.0.2 app.test\n", &[]);
+    let backend = |host: &str| format!(r#"{{"host": "{host}", "port": {port}}}"#);
+    let conf = config(&dns, &backend("app.test"), "");
+    let rewrite = |host: &str| {
+        let text = std::fs::read_to_string(&*conf)
+            .unwrap()
+            .replace("app.test", host)
+            .replace("typo.test", host);
+        let tmp = conf.with_extension("tmp");
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, &*conf).unwrap();
+    };
+    let lb = Lb::start(&["-w", "2", "-c", conf.to_str().unwrap()]);
+    assert_eq!(count(&bodies(lb.port, 4), "kept"), 4);
+    let load = wrk(lb.port, 4);
+    std::thread::sleep(Duration::from_millis(1000));
+    rewrite("typo.test");
+    let refused = eventually(Duration::from_secs(10), || {
+        lb.log_has("no backend of the new configuration resolved")
+    });
+    let (done, failed, text) = wrk_result(load);
+    assert!(refused, "{}", lb.log_text());
+    assert!(done > 200, "{text}");
+    assert_eq!(
+        failed,
+        0,
+        "requests lost to the reload:\n{text}\n{}",
+        lb.log_text()
+    );
+    assert_eq!(count(&bodies(lb.port, 4), "kept"), 4);
+    let m = scrape(lb.port);
+    assert_eq!(
+        metric(&m, "lb_config_reloads_total{result=\"failure\"}"),
+        Some(1),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "lb_config_reloads_total{result=\"success\"}"),
+        Some(0),
+        "{m}"
+    );
+    // app.test is still followed: its record moves, traffic follows.
+    dns.set_hosts("127.0.0.3 app.test\n");
+    assert!(
+        eventually(Duration::from_secs(10), || bodies(lb.port, 4)
+            .iter()
+            .all(|b| b.contains("moved"))),
+        "{}",
+        lb.log_text()
+    );
+    // And a reload that resolves applies.
+    dns.set_hosts("127.0.0.3 app.test\n127.0.0.2 good.test\n");
+    rewrite("good.test");
+    assert!(
+        eventually(Duration::from_secs(10), || bodies(lb.port, 4)
+            .iter()
+            .all(|b| b.contains("kept"))),
+        "{}",
+        lb.log_text()
+    );
+    drop((kept, moved));
+}
+
 #[test]
 fn a_name_that_is_gone_loses_its_members_after_the_ttl() {
     let be = Backend::named_on("127.0.0.2", 0, "gone");

@@ -480,6 +480,9 @@ struct Control {
     /// most [`PUBLISH_WAIT_MS`].
     publish_due: Option<String>,
     publish_due_since: u64,
+    /// What a reload waiting to publish replaced: taken back if none of
+    /// the new configuration's backends resolved.
+    reload_before: Option<Desired>,
     /// The backend set last published (host, address, weight): DNS answers
     /// and SRV fallbacks are published when what they make differs.
     published: Vec<(String, std::net::SocketAddr, u16)>,
@@ -533,6 +536,7 @@ impl Control {
             desired: Desired::of(cfg),
             publish_due: None,
             publish_due_since: 0,
+            reload_before: None,
             published,
             dns_status_at: 0,
             pending: None,

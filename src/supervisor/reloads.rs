@@ -99,9 +99,11 @@ impl Supervisor {
         let result = r.load();
         match result {
             Ok(d) => {
-                p.reloads_ok.fetch_add(1, Relaxed);
+                // Counted as a success once published (`follow_dns`).
+                ctl.discovery.begin_change();
                 ctl.discovery.set_specs(&d.specs, &self.cfg.resolvers);
-                ctl.desired = d;
+                let before = std::mem::replace(&mut ctl.desired, d);
+                ctl.reload_before.get_or_insert(before);
                 // Published at once when every backend name is known, else
                 // as soon as the new names have answered (or failed).
                 ctl.publish_due = Some(path);
@@ -167,11 +169,35 @@ impl Supervisor {
             .iter()
             .map(|e| (e.host().to_string(), e.addr(), e.weight))
             .collect();
+        let reload_due = ctl.publish_due.is_some() && ctl.reload_before.is_some();
+        if reload_due && entries.is_empty() && !live.is_empty() {
+            // A reload whose backends all failed to resolve (a typo, a
+            // name not yet in DNS) would leave nothing to serve: it is
+            // refused whole, as nginx refuses an upstream whose host
+            // is not found, and the names followed before are
+            // followed on.
+            let why = ctl.publish_due.take().unwrap_or_default();
+            let names: Vec<String> = ctl.desired.specs.iter().map(|s| s.to_string()).collect();
+            ctl.discovery.give_up_change(now);
+            if let Some(before) = ctl.reload_before.take() {
+                ctl.desired = before;
+            }
+            self.region.process.reloads_failed.fetch_add(1, Relaxed);
+            log!(
+                Err,
+                "reload",
+                "{why}: no backend of the new configuration resolved ({}); keeping generation {} and its backends",
+                names.join(", "),
+                self.region.generation()
+            );
+            return;
+        }
         if ctl.publish_due.is_none() && ids == ctl.published {
             return;
         }
         let d = &ctl.desired;
         let why = ctl.publish_due.take().unwrap_or_else(|| "dns".into());
+        let reload = ctl.reload_before.take().is_some();
         match publish_change(
             self.region,
             entries,
@@ -181,6 +207,10 @@ impl Supervisor {
         ) {
             Ok(a) => {
                 ctl.published = ids;
+                ctl.discovery.keep_change();
+                if reload {
+                    self.region.process.reloads_ok.fetch_add(1, Relaxed);
+                }
                 log!(
                     Info,
                     "reload",
@@ -196,7 +226,13 @@ impl Supervisor {
                     a.strategy
                 );
             }
-            Err(e) => log!(Err, "reload", "{why}: {e}"),
+            Err(e) => {
+                ctl.discovery.keep_change();
+                if reload {
+                    self.region.process.reloads_failed.fetch_add(1, Relaxed);
+                }
+                log!(Err, "reload", "{why}: {e}");
+            }
         }
     }
 }
