@@ -145,13 +145,25 @@ impl Discovery {
             if is_literal(s).is_some() {
                 continue;
             }
-            let same = |f: &Follow| {
-                let o = &self.specs[f.spec];
+            let same = |specs: &[BackendSpec], f: &Follow| {
+                let o = &specs[f.spec];
                 o.host.eq_ignore_ascii_case(&s.host) && o.srv == s.srv && o.port == s.port
             };
-            let f = match old.iter().position(same) {
-                Some(k) => {
-                    let mut f = old.swap_remove(k);
+            // A name followed before a reload still waiting to publish (a
+            // typo then its revert) keeps its answers too.
+            let kept = || {
+                let (specs, follows) = self.before_change.as_ref()?;
+                let mut f = follows.iter().find(|f| same(specs, f))?.clone();
+                f.token = None; // that lookup was answered, or is the current set's
+                f.due_ms = 0;
+                Some(f)
+            };
+            let found = match old.iter().position(|f| same(&self.specs, f)) {
+                Some(k) => Some(old.swap_remove(k)),
+                None => kept(),
+            };
+            let f = match found {
+                Some(mut f) => {
                     f.spec = i;
                     // Weight and TLS may have changed: members follow.
                     for m in &mut f.members {

@@ -139,20 +139,13 @@ impl Supervisor {
         if !self.owns() || ctl.draining {
             return;
         }
-        if !ctl.discovery.settled() {
-            // A name's first lookup is still out: a reload waits for it a
-            // moment (so a name replacing another never publishes an empty
-            // set), then publishes without it.
-            let waited = now.saturating_sub(ctl.publish_due_since);
-            if ctl.publish_due.is_none() || waited < PUBLISH_WAIT_MS {
-                return;
-            }
-            log!(
-                Warn,
-                "dns",
-                "publishing without the names that have not answered in {PUBLISH_WAIT_MS} ms: {}",
-                ctl.discovery.unresolved().join("; ")
-            );
+        let settled = ctl.discovery.settled();
+        let waited = now.saturating_sub(ctl.publish_due_since);
+        if !settled && (ctl.publish_due.is_none() || waited < PUBLISH_WAIT_MS) {
+            // A name's first lookup is still out: a reload (or a hand-over)
+            // waits for it a moment, so that a name replacing another
+            // never publishes an empty set.
+            return;
         }
         let mut live = Vec::new();
         self.region.read_backends(&mut live);
@@ -169,28 +162,47 @@ impl Supervisor {
             .iter()
             .map(|e| (e.host().to_string(), e.addr(), e.weight))
             .collect();
-        let reload_due = ctl.publish_due.is_some() && ctl.reload_before.is_some();
-        if reload_due && entries.is_empty() && !live.is_empty() {
-            // A reload whose backends all failed to resolve (a typo, a
-            // name not yet in DNS) would leave nothing to serve: it is
-            // refused whole, as nginx refuses an upstream whose host
-            // is not found, and the names followed before are
-            // followed on.
-            let why = ctl.publish_due.take().unwrap_or_default();
-            let names: Vec<String> = ctl.desired.specs.iter().map(|s| s.to_string()).collect();
-            ctl.discovery.give_up_change(now);
-            if let Some(before) = ctl.reload_before.take() {
-                ctl.desired = before;
-            }
-            self.region.process.reloads_failed.fetch_add(1, Relaxed);
-            log!(
-                Err,
-                "reload",
-                "{why}: no backend of the new configuration resolved ({}); keeping generation {} and its backends",
-                names.join(", "),
-                self.region.generation()
-            );
+        // A reload or hand-over that would publish no backend while some
+        // serve: never. Names still out (a slow or lost answer) are waited
+        // for until they answer or fail, however long the resolver takes;
+        // then, if none resolved, a reload is refused whole (as nginx
+        // refuses an upstream whose host is not found) and what it
+        // replaced is restored, and a hand-over keeps the set it was
+        // handed until its names resolve.
+        let starving = ctl.publish_due.is_some() && entries.is_empty() && !live.is_empty();
+        if starving && !settled {
             return;
+        }
+        if starving {
+            let why = ctl.publish_due.take().unwrap_or_default();
+            let unresolved = ctl.discovery.unresolved().join("; ");
+            let generation = self.region.generation();
+            match ctl.reload_before.take() {
+                Some(before) => {
+                    ctl.desired = before;
+                    ctl.discovery.give_up_change(now);
+                    self.region.process.reloads_failed.fetch_add(1, Relaxed);
+                    log!(
+                        Err,
+                        "reload",
+                        "{why}: no backend of the new configuration resolved ({unresolved}); keeping generation {generation} and its backends"
+                    );
+                }
+                None => log!(
+                    Err,
+                    "reload",
+                    "{why}: no backend resolved yet ({unresolved}); keeping generation {generation} and its backends until one does"
+                ),
+            }
+            return;
+        }
+        if !settled {
+            log!(
+                Warn,
+                "dns",
+                "publishing without the names that have not answered in {PUBLISH_WAIT_MS} ms: {}",
+                ctl.discovery.unresolved().join("; ")
+            );
         }
         if ctl.publish_due.is_none() && ids == ctl.published {
             return;
