@@ -352,6 +352,66 @@ fn a_reload_whose_names_do_not_resolve_keeps_the_backends_serving() {
     drop((kept, moved));
 }
 
+/// A SIGUSR2 upgrade after a refused reload: the new process reads the
+/// file as it is now (the typo), resolves nothing, and keeps serving the
+/// backends it was handed (a hand-over never publishes an empty set while
+/// some serve) until its names resolve. Under `wrk`, no request fails.
+#[test]
+fn an_upgrade_after_a_refused_reload_keeps_the_backends_it_was_handed() {
+    let kept = Backend::named_on("127.0.0.2", 0, "kept");
+    let port = kept.port;
+    let dns = Dns::start("127.0.0.2 app.test\n", &[]);
+    let conf = config(
+        &dns,
+        &format!(r#"{{"host": "app.test", "port": {port}}}"#),
+        "",
+    );
+    let dir = std::env::temp_dir().join(format!("lb-dns-up-{}-{port}", std::process::id()));
+    let bin = binary_copy(&dir);
+    let mut lb = Lb::start_bin(&bin, &["-w", "2", "-c", conf.to_str().unwrap()]);
+    assert_eq!(count(&bodies(lb.port, 4), "kept"), 4);
+    let typo = std::fs::read_to_string(&*conf)
+        .unwrap()
+        .replace("app.test", "typo.test");
+    let tmp = conf.with_extension("tmp");
+    std::fs::write(&tmp, typo).unwrap();
+    std::fs::rename(&tmp, &*conf).unwrap();
+    assert!(
+        eventually(Duration::from_secs(10), || lb
+            .log_has("no backend of the new configuration resolved")),
+        "{}",
+        lb.log_text()
+    );
+    let load = wrk(lb.port, 6);
+    std::thread::sleep(Duration::from_millis(500));
+    signal(lb.pid(), 12); // SIGUSR2
+    assert!(
+        eventually(Duration::from_secs(10), || lb.log_has("is serving")),
+        "{}",
+        lb.log_text()
+    );
+    let successor = Successor(successor_pid(&lb.log_text()));
+    assert!(eventually(Duration::from_secs(15), || lb
+        .try_wait()
+        .is_some()));
+    // Past the 2 s a hand-over waits for its names' first answers: the
+    // set it was handed kept (or, as before, none published).
+    assert!(
+        eventually(Duration::from_secs(10), || lb
+            .log_has("no backend resolved yet")
+            || lb.log_has("backends none")),
+        "{}",
+        lb.log_text()
+    );
+    let (done, failed, text) = wrk_result(load);
+    assert!(done > 200, "{text}");
+    assert_eq!(failed, 0, "requests lost:\n{text}\n{}", lb.log_text());
+    assert!(lb.log_has("no backend resolved yet"), "{}", lb.log_text());
+    assert_eq!(count(&bodies(lb.port, 4), "kept"), 4, "{}", lb.log_text());
+    drop(successor);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_name_that_is_gone_loses_its_members_after_the_ttl() {
     let be = Backend::named_on("127.0.0.2", 0, "gone");
