@@ -108,6 +108,8 @@ impl Supervisor {
                 // as soon as the new names have answered (or failed).
                 ctl.publish_due = Some(path);
                 ctl.publish_due_since = sys::now_ms();
+                // READY=1 once published or refused (`follow_dns`), so that
+                // `systemctl reload` returns when the reload is in force.
                 self.follow_dns(ctl);
             }
             Err(e) => {
@@ -118,9 +120,9 @@ impl Supervisor {
                     "{e}; keeping generation {}",
                     self.region.generation()
                 );
+                notify::sd_notify("READY=1");
             }
         }
-        notify::sd_notify("READY=1");
     }
 
     /// Backend names followed through DNS: answers taken in (never
@@ -182,6 +184,7 @@ impl Supervisor {
                     ctl.desired = before;
                     ctl.discovery.give_up_change(now);
                     self.region.process.reloads_failed.fetch_add(1, Relaxed);
+                    notify::sd_notify("READY=1");
                     log!(
                         Err,
                         "reload",
@@ -222,6 +225,7 @@ impl Supervisor {
                 ctl.discovery.keep_change();
                 if reload {
                     self.region.process.reloads_ok.fetch_add(1, Relaxed);
+                    notify::sd_notify("READY=1");
                 }
                 log!(
                     Info,
@@ -242,6 +246,7 @@ impl Supervisor {
                 ctl.discovery.keep_change();
                 if reload {
                     self.region.process.reloads_failed.fetch_add(1, Relaxed);
+                    notify::sd_notify("READY=1");
                 }
                 log!(Err, "reload", "{why}: {e}");
             }
