@@ -477,7 +477,8 @@ struct Control {
     desired: Desired,
     /// A reload or a hand-over waits to publish `desired`; why, for the
     /// log, and since when (ms): it waits for new names' first answers at
-    /// most [`PUBLISH_WAIT_MS`].
+    /// most [`PUBLISH_WAIT_MS`], unless it would publish no backend: then
+    /// until they answer or fail (`follow_dns`).
     publish_due: Option<String>,
     publish_due_since: u64,
     /// What a reload waiting to publish replaced: taken back if none of

@@ -120,7 +120,11 @@ impl Supervisor {
                     "{e}; keeping generation {}",
                     self.region.generation()
                 );
-                notify::sd_notify("READY=1");
+                if ctl.reload_before.is_none() {
+                    // Else an earlier reload is still waiting to publish:
+                    // READY=1 comes when it is in force (or refused).
+                    notify::sd_notify("READY=1");
+                }
             }
         }
     }
