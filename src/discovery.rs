@@ -221,6 +221,39 @@ impl Discovery {
         }
     }
 
+    /// A successor's names that have not answered yet start from what its
+    /// predecessor published for them (`live`, their last good answers): a
+    /// name that times out then keeps them, as a running process keeps its
+    /// last good answer, and one that is gone loses them after their TTL.
+    /// SRV names are not seeded (their members carry their targets' names).
+    pub fn seed(&mut self, live: &[BackendEntry], now_ms: u64) {
+        let ttl = self.min_ttl_ms;
+        for f in &mut self.follows {
+            let s = &self.specs[f.spec];
+            if s.srv || !f.members.is_empty() {
+                continue;
+            }
+            let mut members: Vec<Member> = live
+                .iter()
+                .filter(|e| e.port == s.port && e.host().eq_ignore_ascii_case(&s.host))
+                .map(|e| Member {
+                    addr: e.addr(),
+                    weight: s.weight.max(1),
+                    priority: 0,
+                    target: None,
+                })
+                .collect();
+            if members.is_empty() {
+                continue;
+            }
+            members.sort_by_key(|m| m.addr);
+            members.dedup_by_key(|m| m.addr);
+            f.members = members;
+            f.settled = true;
+            f.expires_ms = now_ms + ttl;
+        }
+    }
+
     /// Every name answered or failed at least once.
     pub fn settled(&self) -> bool {
         self.follows.iter().all(|f| f.settled)

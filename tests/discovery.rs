@@ -412,6 +412,52 @@ fn an_upgrade_after_a_refused_reload_keeps_the_backends_it_was_handed() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A SIGUSR2 upgrade while the DNS server does not answer: the new
+/// process starts its names from the members its predecessor published
+/// (their last good answers), so a name beside a literal backend keeps its
+/// share, as it would in a running process, instead of being published
+/// without (all traffic to the literal backend until DNS came back).
+#[test]
+fn an_upgrade_while_dns_is_silent_keeps_the_names_last_answers() {
+    let named = Backend::named_on("127.0.0.2", 0, "named");
+    let literal = Backend::named("literal");
+    let dns = Dns::start("127.0.0.2 app.test\n", &[]);
+    let conf = config(
+        &dns,
+        &format!(
+            r#"{{"host": "app.test", "port": {}}}, {{"host": "127.0.0.1", "port": {}}}"#,
+            named.port, literal.port
+        ),
+        "",
+    );
+    let dir = std::env::temp_dir().join(format!(
+        "lb-dns-quiet-{}-{}",
+        std::process::id(),
+        named.port
+    ));
+    let bin = binary_copy(&dir);
+    let mut lb = Lb::start_bin(&bin, &["-w", "1", "-c", conf.to_str().unwrap()]);
+    assert_eq!(count(&bodies(lb.port, 4), "named"), 2);
+    signal(dns.child.id(), 19); // SIGSTOP: queries go unanswered
+    signal(lb.pid(), 12); // SIGUSR2
+    assert!(
+        eventually(Duration::from_secs(20), || lb.log_has("is serving")),
+        "{}",
+        lb.log_text()
+    );
+    let successor = Successor(successor_pid(&lb.log_text()));
+    assert!(eventually(Duration::from_secs(15), || lb
+        .try_wait()
+        .is_some()));
+    // Past the 2 s a hand-over waits for names it has no answer for.
+    std::thread::sleep(Duration::from_millis(3000));
+    let got = bodies(lb.port, 8);
+    signal(dns.child.id(), 18); // SIGCONT
+    assert_eq!(count(&got, "named"), 4, "{got:?}\n{}", lb.log_text());
+    drop(successor);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_name_that_is_gone_loses_its_members_after_the_ttl() {
     let be = Backend::named_on("127.0.0.2", 0, "gone");

@@ -655,6 +655,10 @@ impl Supervisor {
         };
         let published = desired.map(|d| {
             ctl.discovery.set_specs(&d.specs, &self.cfg.resolvers);
+            // Names not answered yet keep what the predecessor published.
+            let mut handed = Vec::new();
+            self.region.read_backends(&mut handed);
+            ctl.discovery.seed(&handed, sys::now_ms());
             ctl.desired = d;
             ctl.publish_due = Some("upgrade".into());
             ctl.publish_due_since = sys::now_ms();
