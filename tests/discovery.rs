@@ -384,16 +384,7 @@ fn an_upgrade_after_a_refused_reload_keeps_the_backends_it_was_handed() {
     );
     let load = wrk(lb.port, 6);
     std::thread::sleep(Duration::from_millis(500));
-    signal(lb.pid(), 12); // SIGUSR2
-    assert!(
-        eventually(Duration::from_secs(10), || lb.log_has("is serving")),
-        "{}",
-        lb.log_text()
-    );
-    let successor = Successor(successor_pid(&lb.log_text()));
-    assert!(eventually(Duration::from_secs(15), || lb
-        .try_wait()
-        .is_some()));
+    let successor = upgrade_and_wait(&mut lb, Duration::from_secs(10));
     // Past the 2 s a hand-over waits for its names' first answers: the
     // set it was handed kept (or, as before, none published).
     assert!(
@@ -439,16 +430,7 @@ fn an_upgrade_while_dns_is_silent_keeps_the_names_last_answers() {
     let mut lb = Lb::start_bin(&bin, &["-w", "1", "-c", conf.to_str().unwrap()]);
     assert_eq!(count(&bodies(lb.port, 4), "named"), 2);
     signal(dns.child.id(), 19); // SIGSTOP: queries go unanswered
-    signal(lb.pid(), 12); // SIGUSR2
-    assert!(
-        eventually(Duration::from_secs(20), || lb.log_has("is serving")),
-        "{}",
-        lb.log_text()
-    );
-    let successor = Successor(successor_pid(&lb.log_text()));
-    assert!(eventually(Duration::from_secs(15), || lb
-        .try_wait()
-        .is_some()));
+    let successor = upgrade_and_wait(&mut lb, Duration::from_secs(20));
     // Past the 2 s a hand-over waits for names it has no answer for.
     std::thread::sleep(Duration::from_millis(3000));
     let got = bodies(lb.port, 8);

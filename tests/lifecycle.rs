@@ -113,16 +113,7 @@ fn an_sp_upgrade_keeps_the_gauges_true() {
     for c in &mut held {
         assert_eq!(c.get("/").status(), 200);
     }
-    signal(lb.pid(), 12);
-    assert!(
-        eventually(Duration::from_secs(10), || lb.log_has("is serving")),
-        "{}",
-        lb.log_text()
-    );
-    let successor = Successor(successor_pid(&lb.log_text()));
-    assert!(eventually(Duration::from_secs(15), || lb
-        .try_wait()
-        .is_some()));
+    let successor = upgrade_and_wait(&mut lb, Duration::from_secs(10));
     drop(held);
     for _ in 0..20 {
         assert_eq!(get(lb.port, "/").status(), 200);

@@ -954,6 +954,25 @@ pub fn successor_pid(log: &str) -> Option<u32> {
     log[i..].split_whitespace().next()?.parse().ok()
 }
 
+/// `kill -USR2` to `lb`, then waits until its successor serves (within
+/// `serving_within`) and `lb` has exited: the successor, stopped when it
+/// is dropped.
+pub fn upgrade_and_wait(lb: &mut Lb, serving_within: Duration) -> Successor {
+    signal(lb.pid(), 12); // SIGUSR2
+    assert!(
+        eventually(serving_within, || lb.log_has("is serving")),
+        "{}",
+        lb.log_text()
+    );
+    let successor = Successor(successor_pid(&lb.log_text()));
+    assert!(
+        eventually(Duration::from_secs(15), || lb.try_wait().is_some()),
+        "the old process did not exit:\n{}",
+        lb.log_text()
+    );
+    successor
+}
+
 /// A private copy of the binary, so a test can move a new build over it.
 pub fn binary_copy(dir: &std::path::Path) -> String {
     std::fs::create_dir_all(dir).unwrap();
