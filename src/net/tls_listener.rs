@@ -205,24 +205,23 @@ impl CertSet {
         qualifies: impl Fn(&&Certificate) -> bool,
         offered: &[SignatureScheme],
     ) -> Option<&Certificate> {
-        let tier: Vec<&Certificate> = self.certs.iter().filter(qualifies).collect();
-        let first = *tier.first()?;
-        if tier.len() == 1 {
-            return Some(first); // no choice: no signer made to check
+        let mut tier = self.certs.iter().filter(&qualifies);
+        let first = tier.next()?;
+        if tier.next().is_none() {
+            return Some(first); // no choice: nothing allocated, no signer made
         }
         let tls13: Vec<SignatureScheme> = offered
             .iter()
             .copied()
             .filter(|s| allowed_in_tls13(*s))
             .collect();
-        [&tls13[..], offered]
-            .iter()
-            .find_map(|schemes| {
-                tier.iter()
-                    .find(|c| c.key.key.choose_scheme(schemes).is_some())
-            })
-            .copied()
-            .or(Some(first))
+        let fit = [&tls13[..], offered].into_iter().find_map(|schemes| {
+            self.certs
+                .iter()
+                .filter(&qualifies)
+                .find(|c| c.key.key.choose_scheme(schemes).is_some())
+        });
+        fit.or(Some(first))
     }
 }
 
